@@ -1,0 +1,46 @@
+//! Finding the PostgreSQL server binaries: on `PATH`, else the newest
+//! `/usr/lib/postgresql/<version>/bin` (Debian and Ubuntu keep them off `PATH`).
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+pub(crate) struct Binaries {
+    pub(crate) initdb: PathBuf,
+    pub(crate) postgres: PathBuf,
+}
+
+impl Binaries {
+    pub(crate) fn find() -> Result<Binaries, Error> {
+        let on_path = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .unwrap_or_default();
+        on_path
+            .into_iter()
+            .chain(debian_dirs())
+            .find_map(|dir| Binaries::in_dir(&dir))
+            .ok_or(Error::NoServerBinaries)
+    }
+
+    fn in_dir(dir: &Path) -> Option<Binaries> {
+        let initdb = dir.join("initdb");
+        let postgres = dir.join("postgres");
+        (initdb.is_file() && postgres.is_file()).then_some(Binaries { initdb, postgres })
+    }
+}
+
+/// `/usr/lib/postgresql/*/bin`, newest major version first.
+fn debian_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.into_iter().map(|(_, dir)| dir).collect()
+}

@@ -1,0 +1,188 @@
+//! A real PostgreSQL for pebble's tests and examples, with no set-up.
+//!
+//! - With `DATABASE_URL` set, that server is used.
+//! - Otherwise a throwaway cluster is started from the machine's PostgreSQL
+//!   binaries (on `PATH` or in `/usr/lib/postgresql/*/bin`), once per
+//!   process, on a free loopback port, as the `postgres` OS user when run as
+//!   root. It is shut down and deleted when the process exits, and killed by
+//!   the kernel if the process dies.
+//!
+//! Each test takes a fresh database:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let test_db = pebble_testkit::database().await?;
+//! let db = pebble::Db::connect(test_db.config()).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod binaries;
+mod cluster;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use tokio_postgres::NoTls;
+
+/// Why no database could be provided.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Neither `DATABASE_URL` nor server binaries.
+    #[error(
+        "no PostgreSQL to test against: the server binaries (initdb, postgres) are not on PATH \
+         nor in /usr/lib/postgresql/*/bin. Install PostgreSQL (Debian/Ubuntu: \
+         `apt-get install postgresql`) or set DATABASE_URL to a server you can create databases on"
+    )]
+    NoServerBinaries,
+    /// `DATABASE_URL` is not a connection string.
+    #[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
+    BadDatabaseUrl(String),
+    /// The throwaway server could not be started (this process's first attempt).
+    #[error("could not start a throwaway PostgreSQL server: {0}")]
+    Start(String),
+    /// A file or process operation failed while starting the server.
+    #[error("could not start a throwaway PostgreSQL server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server refused a statement (e.g. `CREATE DATABASE`).
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// The PostgreSQL server of this process.
+#[derive(Debug)]
+pub struct Server {
+    admin: tokio_postgres::Config,
+    external: bool,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
+
+/// The server to test against: `DATABASE_URL` when set, otherwise a
+/// throwaway cluster, started on first call and shared by the process.
+///
+/// Blocks for about a second on the first call, while the cluster starts.
+pub fn server() -> Result<&'static Server, Error> {
+    SERVER
+        .get_or_init(|| Server::from_env_or_start().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|message| Error::Start(message.clone()))
+}
+
+/// A fresh, empty database on [`server()`] for one test.
+pub async fn database() -> Result<TestDatabase, Error> {
+    server()?.create_database("pebble_test").await
+}
+
+impl Server {
+    fn from_env_or_start() -> Result<Server, Error> {
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            let admin = url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| Error::BadDatabaseUrl(e.to_string()))?;
+            return Ok(Server {
+                admin,
+                external: true,
+            });
+        }
+        let port = cluster::start()?;
+        let mut admin = tokio_postgres::Config::new();
+        admin
+            .host("127.0.0.1")
+            .port(port)
+            .user("postgres")
+            .dbname("postgres");
+        Ok(Server {
+            admin,
+            external: false,
+        })
+    }
+
+    /// A configuration for the server's maintenance database (`postgres`,
+    /// or the database named in `DATABASE_URL`), where `CREATE DATABASE` can run.
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.admin.clone()
+    }
+
+    /// A configuration for `database` on this server.
+    pub fn config_for(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = self.admin.clone();
+        config.dbname(database);
+        config
+    }
+
+    /// Whether the server came from `DATABASE_URL` (and so outlives the process).
+    pub fn is_external(&self) -> bool {
+        self.external
+    }
+
+    /// Creates a database named `<prefix>_<pid>_<n>` and returns it. On a
+    /// `DATABASE_URL` server it is dropped again when the returned value is.
+    pub async fn create_database(&'static self, prefix: &str) -> Result<TestDatabase, Error> {
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+        );
+        self.execute(&format!("CREATE DATABASE \"{name}\"")).await?;
+        Ok(TestDatabase { server: self, name })
+    }
+
+    /// Runs SQL on the maintenance database.
+    pub async fn execute(&self, sql: &str) -> Result<(), Error> {
+        let (client, connection) = self.admin.connect(NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let result = client.batch_execute(sql).await;
+        drop(client);
+        let _ = connection.await;
+        Ok(result?)
+    }
+}
+
+/// A database created for one test (see [`database`]).
+#[derive(Debug)]
+pub struct TestDatabase {
+    server: &'static Server,
+    name: String,
+}
+
+impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A configuration that connects to this database.
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.server.config_for(&self.name)
+    }
+
+    /// The server the database lives on.
+    pub fn server(&self) -> &'static Server {
+        self.server
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // The throwaway cluster is deleted whole at exit; only a server that
+        // outlives us needs its test databases removed.
+        if !self.server.external {
+            return;
+        }
+        let server = self.server;
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop cannot await; a short-lived thread with its own runtime can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(server.execute(&sql))
+                .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
