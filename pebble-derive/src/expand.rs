@@ -1,0 +1,203 @@
+//! The code `#[derive(Model)]` generates from a checked [`Model`].
+
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::attrs::{Default, Field, Model};
+use crate::ident::constant_name;
+
+pub fn expand(model: &Model) -> TokenStream {
+    let model_impl = model_impl(model);
+    let scope_impl = scope_impl(model);
+    let key_impl = primary_key_impl(model);
+    let columns = column_constants(model);
+    quote! {
+        const _: () = {
+            #model_impl
+            #scope_impl
+            #key_impl
+            #columns
+        };
+    }
+}
+
+fn model_impl(model: &Model) -> TokenStream {
+    let Model {
+        ident,
+        table,
+        krate,
+        fields,
+    } = model;
+    let private = quote!(#krate::__private);
+
+    let column_defs = fields.iter().map(|f| column_def(model, f));
+    let decoded = fields.iter().enumerate().map(|(index, f)| {
+        let (name, ty, column) = (&f.ident, &f.ty, &f.column);
+        quote_spanned! {ty.span()=>
+            #name: #private::decode::<#ty>(row, #index, #table, #column)?
+        }
+    });
+    let moved = fields.iter().map(|f| {
+        let (name, ty) = (&f.ident, &f.ty);
+        quote!(<#ty as #krate::SqlType>::into_sql(self.#name))
+    });
+    let cloned = fields.iter().map(|f| {
+        let (name, ty) = (&f.ident, &f.ty);
+        quote!(<#ty as #krate::SqlType>::into_sql(::core::clone::Clone::clone(&self.#name)))
+    });
+
+    quote! {
+        impl #krate::Model for #ident {
+            const TABLE: &'static str = #table;
+            const COLUMNS: &'static [#krate::ColumnDef] = &[#(#column_defs),*];
+
+            fn from_row(row: &#private::Row) -> #krate::Result<Self> {
+                #private::Result::Ok(Self { #(#decoded),* })
+            }
+
+            fn into_values(self) -> #private::Vec<#private::Value> {
+                ::std::vec![#(#moved),*]
+            }
+
+            fn to_values(&self) -> #private::Vec<#private::Value> {
+                ::std::vec![#(#cloned),*]
+            }
+        }
+    }
+}
+
+fn column_def(model: &Model, field: &Field) -> TokenStream {
+    let krate = &model.krate;
+    let (ty, column) = (&field.ty, &field.column);
+    let mut def = quote_spanned!(ty.span()=> #krate::ColumnDef::of::<#ty>(#column));
+    if field.primary_key {
+        def = quote!(#def.primary_key());
+    }
+    if field.tenant {
+        def = quote!(#def.tenant());
+    }
+    if field.unique {
+        def = quote!(#def.unique());
+    }
+    match &field.default {
+        None => {}
+        Some(Default::Sql(sql)) => {
+            let clause = format!("DEFAULT {sql}");
+            def = quote!(#def.default(#clause));
+        }
+        Some(Default::OfType(span)) => {
+            let message = format!(
+                "#[pebble(default)] on `{}`: this column type has no database default; \
+                 write #[pebble(default = \"<sql expression>\")]",
+                field.ident
+            );
+            // A const block: the missing default is a compile error, not a runtime surprise.
+            def = quote_spanned! {*span=>
+                #def.default(match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
+                    ::core::option::Option::Some(clause) => clause,
+                    ::core::option::Option::None => ::core::panic!(#message),
+                })
+            };
+        }
+    }
+    def
+}
+
+fn scope_impl(model: &Model) -> TokenStream {
+    let Model { ident, krate, .. } = model;
+    match model.tenant() {
+        Some(tenant) => {
+            let (name, ty, column) = (&tenant.ident, &tenant.ty, &tenant.column);
+            let key_type = quote_spanned!(ty.span()=> type TenantKey = #ty;);
+            quote! {
+                impl #krate::TenantScoped for #ident {
+                    #key_type
+                    const TENANT_COLUMN: &'static str = #column;
+
+                    fn tenant_key(&self) -> &#ty {
+                        &self.#name
+                    }
+
+                    fn set_tenant_key(&mut self, key: #ty) {
+                        self.#name = key;
+                    }
+                }
+            }
+        }
+        None => quote! {
+            impl #krate::GlobalModel for #ident {}
+        },
+    }
+}
+
+fn primary_key_impl(model: &Model) -> TokenStream {
+    let Model { ident, krate, .. } = model;
+    let private = quote!(#krate::__private);
+    let key = model.primary_key();
+    if key.is_empty() {
+        return TokenStream::new();
+    }
+    let columns = key.iter().map(|f| &f.column);
+    let types: Vec<_> = key.iter().map(|f| &f.ty).collect();
+    let names: Vec<_> = key.iter().map(|f| &f.ident).collect();
+    let bindings: Vec<Ident> = (0..key.len()).map(|i| format_ident!("key{i}")).collect();
+
+    let (key_type, key_value, destructure) = if key.len() == 1 {
+        let (ty, name, binding) = (types[0], names[0], &bindings[0]);
+        (
+            quote!(#ty),
+            quote!(::core::clone::Clone::clone(&self.#name)),
+            quote!(let #binding = key;),
+        )
+    } else {
+        (
+            quote!((#(#types),*)),
+            quote!((#(::core::clone::Clone::clone(&self.#names)),*)),
+            quote!(let (#(#bindings),*) = key;),
+        )
+    };
+
+    quote! {
+        impl #krate::HasPrimaryKey for #ident {
+            type Key = #key_type;
+            const PRIMARY_KEY: &'static [&'static str] = &[#(#columns),*];
+
+            fn primary_key(&self) -> Self::Key {
+                #key_value
+            }
+
+            fn key_values(key: Self::Key) -> #private::Vec<#private::Value> {
+                #destructure
+                ::std::vec![#(<#types as #krate::SqlType>::into_sql(#bindings)),*]
+            }
+        }
+    }
+}
+
+fn column_constants(model: &Model) -> TokenStream {
+    let Model { ident, krate, .. } = model;
+    let constants = model.fields.iter().map(|f| {
+        let (vis, ty, column) = (&f.vis, &f.ty, &f.column);
+        let name = format_ident!("{}", constant_name(&f.ident.to_string()), span = f.ident.span());
+        if f.tenant {
+            let doc = format!("The tenant column `{column}`: filterable, never assignable.");
+            quote! {
+                #[doc = #doc]
+                #vis const #name: #krate::TenantColumn<#ident, #ty> = #krate::TenantColumn::new(#column);
+            }
+        } else {
+            let doc = format!("The column `{column}`.");
+            quote! {
+                #[doc = #doc]
+                #vis const #name: #krate::Column<#ident, #ty> = #krate::Column::new(#column);
+            }
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #(#constants)*
+        }
+    }
+}
