@@ -1,0 +1,42 @@
+//! [`CrossTenant`]: the explicit, traced way to query across tenants.
+
+use std::fmt;
+
+use crate::db::Db;
+use crate::handle::{unscoped_queries, Executor};
+use crate::model::Model;
+use crate::scope::Scope;
+
+/// Statements on any model with no tenant confinement, for admin tools and
+/// analytics. Made by `db.cross_tenant()` so that every use is greppable,
+/// and every statement is logged through `tracing` at INFO level with
+/// target `pebble::cross_tenant`.
+///
+/// ```no_run
+/// # use pebble::{Db, Model};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] tenant_id: i64 }
+/// # async fn demo(db: Db) -> pebble::Result<()> {
+/// let users_in_all_tenants = db.cross_tenant().select::<User>().count().await?;
+/// # Ok(()) }
+/// ```
+pub struct CrossTenant<E = Db> {
+    exec: E,
+}
+
+impl<E: Executor> CrossTenant<E> {
+    pub(crate) fn new(exec: E) -> Self {
+        CrossTenant { exec }
+    }
+
+    fn conn(&self) -> crate::exec::Conn {
+        self.exec.conn()
+    }
+
+    unscoped_queries!(Model, Scope::CrossTenant);
+}
+
+impl<E> fmt::Debug for CrossTenant<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CrossTenant")
+    }
+}

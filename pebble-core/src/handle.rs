@@ -1,0 +1,82 @@
+//! What the handles share: the sealed [`Executor`] trait (a pool or a
+//! transaction) and the query methods of unscoped handles.
+
+/// Something statements run on: a [`Db`](crate::Db) (a pooled connection per
+/// statement) or a [`Transaction`](crate::Transaction) (its one connection),
+/// or a reference to either. Sealed.
+pub trait Executor: private::Sealed {}
+
+pub(crate) mod private {
+    use crate::exec::Conn;
+
+    pub trait Sealed {
+        fn conn(&self) -> Conn;
+    }
+}
+
+impl<E: Executor> Executor for &E {}
+
+impl<E: Executor> private::Sealed for &E {
+    fn conn(&self) -> crate::exec::Conn {
+        (**self).conn()
+    }
+}
+
+/// The query methods of a handle without a tenant: `$bound` is the model
+/// bound (`GlobalModel` for `Db` and `Transaction`, `Model` for
+/// `CrossTenant`) and `$scope` the confinement of its statements.
+macro_rules! unscoped_queries {
+    ($bound:path, $scope:expr) => {
+        /// A `SELECT` on `M`.
+        pub fn select<M: $bound>(&self) -> $crate::query::Select<M> {
+            $crate::query::Select::new(self.conn(), $scope)
+        }
+
+        /// A `SELECT` of the row of `M` whose primary key is `key`:
+        /// finish with `.one()` or `.optional()`.
+        pub fn find<M: $bound + $crate::HasPrimaryKey>(
+            &self,
+            key: M::Key,
+        ) -> $crate::query::Select<M> {
+            $crate::query::Select::new(self.conn(), $scope).by_key(key)
+        }
+
+        /// An `INSERT` of one row.
+        pub fn insert<M: $bound>(&self, row: M) -> $crate::query::Insert<M, $crate::query::One> {
+            $crate::query::Insert::new(self.conn(), $scope, Ok(vec![row]))
+        }
+
+        /// An `INSERT` of many rows in one statement.
+        pub fn insert_many<M: $bound>(
+            &self,
+            rows: impl IntoIterator<Item = M>,
+        ) -> $crate::query::Insert<M, $crate::query::Many> {
+            $crate::query::Insert::new(self.conn(), $scope, Ok(rows.into_iter().collect()))
+        }
+
+        /// An `UPDATE` on `M`: add `.set(column, value)` and filters.
+        pub fn update<M: $bound>(&self) -> $crate::query::Update<M> {
+            $crate::query::Update::new(self.conn(), $scope)
+        }
+
+        /// Writes every column of `row` to the stored row with the same
+        /// primary key; returns the stored row, or [`Error::NotFound`]($crate::Error::NotFound).
+        pub async fn update_model<M: $bound + $crate::HasPrimaryKey>(
+            &self,
+            row: &M,
+        ) -> $crate::Result<M> {
+            $crate::query::Update::of_row(self.conn(), $scope, row)
+                .returning()
+                .await?
+                .pop()
+                .ok_or($crate::Error::NotFound { table: M::TABLE })
+        }
+
+        /// A `DELETE` on `M`.
+        pub fn delete<M: $bound>(&self) -> $crate::query::Delete<M> {
+            $crate::query::Delete::new(self.conn(), $scope)
+        }
+    };
+}
+
+pub(crate) use unscoped_queries;

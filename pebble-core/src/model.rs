@@ -1,0 +1,184 @@
+//! What `#[derive(Model)]` implements: table metadata, row decoding, values
+//! for writes, and whether (and by what) a model is tenant-scoped.
+
+use sea_query::Value;
+use tokio_postgres::Row;
+
+use crate::error::{Error, Result};
+use crate::sql_type::{SqlType, TenantKey};
+
+/// Metadata of one column, as declared on the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ColumnDef {
+    /// The column's name in SQL.
+    pub name: &'static str,
+    /// The PostgreSQL type `create_table` declares.
+    pub sql_type: &'static str,
+    /// Whether NULL is allowed (the field is an `Option`).
+    pub nullable: bool,
+    /// Part of the primary key.
+    pub primary_key: bool,
+    /// The `#[tenant_id]` column.
+    pub tenant: bool,
+    /// `#[pebble(unique)]`: unique per tenant on a tenant model, globally otherwise.
+    pub unique: bool,
+    /// `#[pebble(default)]`: the clause with which the database fills the
+    /// column (`DEFAULT now()`); such columns are left out of inserts.
+    pub default: Option<&'static str>,
+}
+
+impl ColumnDef {
+    /// Metadata for a column named `name` of Rust type `T`. Used by the derive.
+    #[doc(hidden)]
+    pub const fn of<T: SqlType>(name: &'static str) -> Self {
+        ColumnDef {
+            name,
+            sql_type: T::SQL_TYPE,
+            nullable: T::NULLABLE,
+            primary_key: false,
+            tenant: false,
+            unique: false,
+            default: None,
+        }
+    }
+
+    #[doc(hidden)]
+    pub const fn primary_key(mut self) -> Self {
+        self.primary_key = true;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn tenant(mut self) -> Self {
+        self.tenant = true;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn default(mut self, clause: &'static str) -> Self {
+        self.default = Some(clause);
+        self
+    }
+
+    /// Whether inserts write this column (the database fills `default` ones).
+    pub const fn is_inserted(&self) -> bool {
+        self.default.is_none()
+    }
+}
+
+/// A struct mapped to a table. Implement it with `#[derive(Model)]`.
+///
+/// ```
+/// use pebble::Model;
+/// use uuid::Uuid;
+///
+/// #[derive(Model, Debug, Clone)]
+/// #[pebble(table = "users")]
+/// pub struct User {
+///     #[pebble(primary_key, default)]
+///     pub id: Uuid,
+///     #[tenant_id]
+///     pub tenant_id: Uuid,
+///     pub name: String,
+///     pub age: i32,
+///     pub nickname: Option<String>,
+/// }
+///
+/// assert_eq!(<User as pebble::Model>::TABLE, "users");
+/// let _older = User::AGE.gt(30);
+/// ```
+pub trait Model: Sized + Send + Sync + 'static {
+    /// The table name.
+    const TABLE: &'static str;
+    /// Every column, in field order. Selects and `RETURNING` list them in
+    /// this order, and [`Model::from_row`] decodes by that position.
+    const COLUMNS: &'static [ColumnDef];
+
+    /// Decodes a row whose columns are [`Model::COLUMNS`], in order.
+    fn from_row(row: &Row) -> Result<Self>;
+
+    /// The value of every column, in [`Model::COLUMNS`] order.
+    fn into_values(self) -> Vec<Value>;
+
+    /// The value of every column, in [`Model::COLUMNS`] order, without consuming the row.
+    fn to_values(&self) -> Vec<Value>;
+}
+
+/// A model without a `#[tenant_id]` field: shared by every tenant, queried through [`Db`](crate::Db).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is tenant-scoped: query it through `db.tenant(id)`, not a plain `Db`",
+    label = "`{Self}` has a #[tenant_id] field",
+    note = "`db.tenant(id)` confines every statement to one tenant; \
+            `db.cross_tenant()` is the explicit, logged way to reach all tenants"
+)]
+pub trait GlobalModel: Model {}
+
+/// A model with a `#[tenant_id]` field: every statement on it through a
+/// [`TenantDb`](crate::TenantDb) is confined to one tenant.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no #[tenant_id] field, so a tenant handle cannot scope it",
+    note = "query models without a tenant column through `Db`"
+)]
+pub trait TenantScoped: Model {
+    /// The type of the tenant column.
+    type TenantKey: TenantKey;
+    /// The tenant column's name.
+    const TENANT_COLUMN: &'static str;
+
+    /// The tenant this row belongs to.
+    fn tenant_key(&self) -> &Self::TenantKey;
+
+    /// Writes the tenant of this row.
+    fn set_tenant_key(&mut self, key: Self::TenantKey);
+}
+
+/// `M` is tenant-scoped by a key of type `K`. Holds exactly when
+/// `M::TenantKey == K`; it exists to give the mismatch a readable error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not scoped by a `{K}` tenant key",
+    label = "this handle's tenant key is a `{K}`",
+    note = "a tenant handle only queries models whose #[tenant_id] field has the handle's key type"
+)]
+pub trait ScopedBy<K>: TenantScoped<TenantKey = K> {}
+
+impl<M: TenantScoped> ScopedBy<M::TenantKey> for M {}
+
+/// A model with a `#[pebble(primary_key)]` (one field, or several for a composite key).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no primary key",
+    note = "mark the key field(s) with #[pebble(primary_key)]"
+)]
+pub trait HasPrimaryKey: Model {
+    /// The key: the field's type, or a tuple for a composite key.
+    type Key: Send;
+    /// The key columns, in order.
+    const PRIMARY_KEY: &'static [&'static str];
+
+    /// This row's key.
+    fn primary_key(&self) -> Self::Key;
+
+    /// The key as bind values, in [`HasPrimaryKey::PRIMARY_KEY`] order.
+    fn key_values(key: Self::Key) -> Vec<Value>;
+}
+
+/// Decodes column `index` of `row`; the derive's `from_row` calls it per field.
+#[doc(hidden)]
+pub fn decode<T: SqlType>(
+    row: &Row,
+    index: usize,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T> {
+    row.try_get(index).map_err(|source| Error::Decode {
+        table,
+        column,
+        source,
+    })
+}

@@ -1,0 +1,110 @@
+//! Connection settings and pool construction, shared by [`Db`](crate::Db)
+//! and the [`TenantManager`](crate::TenantManager).
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+/// Where to connect: a URL (`postgres://user@host:5432/db`), a key-value
+/// string (`host=... dbname=...`) or a ready [`tokio_postgres::Config`].
+pub trait IntoConfig {
+    /// The parsed configuration, or [`Error::Config`].
+    fn into_config(self) -> Result<tokio_postgres::Config>;
+}
+
+impl IntoConfig for tokio_postgres::Config {
+    fn into_config(self) -> Result<tokio_postgres::Config> {
+        Ok(self)
+    }
+}
+
+impl IntoConfig for &str {
+    fn into_config(self) -> Result<tokio_postgres::Config> {
+        self.parse()
+            .map_err(|e| Error::Config(format!("cannot parse connection string: {e}")))
+    }
+}
+
+impl IntoConfig for &String {
+    fn into_config(self) -> Result<tokio_postgres::Config> {
+        self.as_str().into_config()
+    }
+}
+
+impl IntoConfig for String {
+    fn into_config(self) -> Result<tokio_postgres::Config> {
+        self.as_str().into_config()
+    }
+}
+
+/// Size and timeouts of a connection pool.
+///
+/// The defaults: 10 connections, wait up to 30 s for a free one, 10 s to
+/// open one. With no wait timeout an exhausted pool would make callers wait
+/// forever; with one they get [`Error::Pool`] and can shed load.
+///
+/// ```
+/// # use std::time::Duration;
+/// let options = pebble_core::PoolOptions::default()
+///     .max_size(32)
+///     .wait_timeout(Some(Duration::from_secs(2)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub(crate) max_size: usize,
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) create_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 10,
+            wait_timeout: Some(Duration::from_secs(30)),
+            create_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The most connections the pool opens (at least 1).
+    pub fn max_size(mut self, connections: usize) -> Self {
+        self.max_size = connections.max(1);
+        self
+    }
+
+    /// How long to wait for a free connection; `None` waits forever.
+    pub fn wait_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take; `None` waits forever.
+    pub fn create_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.create_timeout = timeout;
+        self
+    }
+
+    /// A pool on `config`. Opens no connection until one is needed.
+    pub(crate) fn build(&self, config: tokio_postgres::Config) -> Result<Pool> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // Statements stay prepared across checkouts; a closed
+                // connection is still detected and replaced.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(self.max_size)
+            .wait_timeout(self.wait_timeout)
+            .create_timeout(self.create_timeout)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the connection pool: {e}")))
+    }
+}

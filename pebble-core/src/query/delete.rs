@@ -1,0 +1,76 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use sea_query::{DeleteStatement, Query};
+
+use crate::error::Result;
+use crate::exec::{Built, Conn};
+use crate::filter::Filter;
+use crate::model::Model;
+use crate::scope::Scope;
+
+use super::{decode_all, returning};
+
+/// A `DELETE` on model `M`, from `delete::<M>()`.
+///
+/// ```no_run
+/// # use pebble::{Model, Db};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] tenant_id: i64, age: i32 }
+/// # async fn demo(db: Db) -> pebble::Result<()> {
+/// let removed = db.tenant(7_i64).delete::<User>().filter(User::AGE.lt(13)).exec().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a delete does nothing until it is run with `.exec()` or `.returning()`"]
+pub struct Delete<M> {
+    exec: Conn,
+    scope: Scope,
+    stmt: DeleteStatement,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Delete<M> {
+    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+        let mut stmt = Query::delete();
+        stmt.from_table(M::TABLE);
+        if let Some(tenant) = scope.condition() {
+            stmt.and_where(tenant);
+        }
+        Delete {
+            exec,
+            scope,
+            stmt,
+            _model: PhantomData,
+        }
+    }
+
+    /// Only deletes rows matching `filter`. Several calls are AND-ed.
+    pub fn filter(mut self, filter: Filter<M>) -> Self {
+        self.stmt.and_where(filter.into_expr());
+        self
+    }
+
+    /// The SQL text this delete sends, with `$n` placeholders.
+    pub fn to_sql(&self) -> String {
+        Built::new(&self.stmt).sql
+    }
+
+    /// Runs the delete; returns the number of rows removed.
+    pub async fn exec(self) -> Result<u64> {
+        self.exec.execute(&Built::new(&self.stmt), &self.scope).await
+    }
+
+    /// Runs the delete; returns the removed rows.
+    pub async fn returning(mut self) -> Result<Vec<M>> {
+        self.stmt.returning(returning::<M>());
+        decode_all(self.exec.rows(&Built::new(&self.stmt), &self.scope).await?)
+    }
+}
+
+impl<M> fmt::Debug for Delete<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delete")
+            .field("scope", &self.scope)
+            .field("statement", &self.stmt)
+            .finish()
+    }
+}

@@ -1,0 +1,145 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement};
+
+use crate::column::Order;
+use crate::error::{Error, Result};
+use crate::exec::{Built, Conn};
+use crate::filter::Filter;
+use crate::model::{HasPrimaryKey, Model};
+use crate::scope::Scope;
+
+use super::{column_names, decode_all};
+
+/// A `SELECT` on model `M`, from `select::<M>()` or `find::<M>(key)`.
+///
+/// ```no_run
+/// # use pebble::{Model, Db};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] tenant_id: i64, age: i32, name: String }
+/// # async fn demo(db: Db) -> pebble::Result<()> {
+/// let adults = db.tenant(7_i64)
+///     .select::<User>()
+///     .filter(User::AGE.gte(18))
+///     .order_by(User::NAME.asc())
+///     .limit(50)
+///     .all()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a query does nothing until it is run with `.all()`, `.one()`, `.count()`..."]
+pub struct Select<M> {
+    exec: Conn,
+    scope: Scope,
+    stmt: SelectStatement,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Select<M> {
+    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+        let mut stmt = Query::select();
+        stmt.from(M::TABLE);
+        if let Some(tenant) = scope.condition() {
+            stmt.and_where(tenant);
+        }
+        Select {
+            exec,
+            scope,
+            stmt,
+            _model: PhantomData,
+        }
+    }
+
+    pub(crate) fn by_key(mut self, key: M::Key) -> Self
+    where
+        M: HasPrimaryKey,
+    {
+        for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(key)) {
+            self.stmt.and_where(Expr::col(*column).eq(value));
+        }
+        self
+    }
+
+    /// Keeps rows matching `filter`. Several calls are AND-ed.
+    pub fn filter(mut self, filter: Filter<M>) -> Self {
+        self.stmt.and_where(filter.into_expr());
+        self
+    }
+
+    /// Sorts by a column; call again for further sort keys.
+    pub fn order_by(mut self, order: Order<M>) -> Self {
+        self.stmt.order_by(order.column, order.order);
+        self
+    }
+
+    /// Returns at most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.stmt.limit(n);
+        self
+    }
+
+    /// Skips the first `n` rows.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.stmt.offset(n);
+        self
+    }
+
+    /// The SQL text `all()` sends, with `$n` placeholders.
+    pub fn to_sql(&self) -> String {
+        let mut stmt = self.stmt.clone();
+        stmt.columns(column_names::<M>());
+        Built::new(&stmt).sql
+    }
+
+    /// All matching rows.
+    pub async fn all(mut self) -> Result<Vec<M>> {
+        self.stmt.columns(column_names::<M>());
+        let stmt = Built::new(&self.stmt);
+        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+    }
+
+    /// The first matching row, or [`Error::NotFound`].
+    pub async fn one(self) -> Result<M> {
+        self.optional().await?.ok_or(Error::NotFound { table: M::TABLE })
+    }
+
+    /// The first matching row, if any.
+    pub async fn optional(mut self) -> Result<Option<M>> {
+        self.stmt.limit(1).columns(column_names::<M>());
+        let stmt = Built::new(&self.stmt);
+        let rows = self.exec.rows(&stmt, &self.scope).await?;
+        rows.first().map(M::from_row).transpose()
+    }
+
+    /// How many rows match (ignores order, limit and offset).
+    pub async fn count(mut self) -> Result<i64> {
+        self.stmt.clear_order_by().reset_limit().reset_offset();
+        self.stmt.expr(Expr::col(Asterisk).count());
+        let stmt = Built::new(&self.stmt);
+        self.scalar(&stmt).await
+    }
+
+    /// Whether any row matches.
+    pub async fn exists(mut self) -> Result<bool> {
+        self.stmt.clear_order_by().reset_limit().reset_offset();
+        self.stmt.expr(Expr::cust("1"));
+        let outer = Query::select().expr(Expr::exists(self.stmt.take())).take();
+        let stmt = Built::new(&outer);
+        self.scalar(&stmt).await
+    }
+
+    async fn scalar<T: for<'r> tokio_postgres::types::FromSql<'r>>(&self, stmt: &Built) -> Result<T> {
+        let rows = self.exec.rows(stmt, &self.scope).await?;
+        let row = rows.first().ok_or(Error::NotFound { table: M::TABLE })?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+impl<M> fmt::Debug for Select<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Select")
+            .field("scope", &self.scope)
+            .field("statement", &self.stmt)
+            .finish()
+    }
+}

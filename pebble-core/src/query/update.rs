@@ -1,0 +1,137 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
+
+use crate::column::Column;
+use crate::error::{Error, Result};
+use crate::exec::{Built, Conn};
+use crate::filter::Filter;
+use crate::model::{HasPrimaryKey, Model};
+use crate::scope::Scope;
+use crate::sql_type::{IntoValue, SqlType};
+
+use super::{decode_all, returning};
+
+/// An `UPDATE` on model `M`, from `update::<M>()`.
+///
+/// `set` takes a [`Column`], never the tenant column (a different type), so
+/// an update cannot move a row to another tenant.
+///
+/// ```no_run
+/// # use pebble::{Model, Db};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] tenant_id: i64, age: i32, name: String }
+/// # async fn demo(db: Db) -> pebble::Result<()> {
+/// let changed = db.tenant(7_i64)
+///     .update::<User>()
+///     .set(User::NAME, "Alice")
+///     .filter(User::ID.eq(1))
+///     .exec()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "an update does nothing until it is run with `.exec()` or `.returning()`"]
+pub struct Update<M> {
+    exec: Conn,
+    scope: Scope,
+    stmt: UpdateStatement,
+    assigned: bool,
+    refused: Option<&'static str>,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Update<M> {
+    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+        let mut stmt = Query::update();
+        stmt.table(M::TABLE);
+        if let Some(tenant) = scope.condition() {
+            stmt.and_where(tenant);
+        }
+        Update {
+            exec,
+            scope,
+            stmt,
+            assigned: false,
+            refused: None,
+            _model: PhantomData,
+        }
+    }
+
+    /// An update of every column but the key and tenant columns of `row`,
+    /// matched by its primary key.
+    pub(crate) fn of_row(exec: Conn, scope: Scope, row: &M) -> Self
+    where
+        M: HasPrimaryKey,
+    {
+        let mut update = Update::new(exec, scope);
+        for (value, column) in row.to_values().into_iter().zip(M::COLUMNS) {
+            if !column.primary_key && !column.tenant {
+                update = update.assign(column.name, value);
+            }
+        }
+        for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
+            update.stmt.and_where(Expr::col(*column).eq(value));
+        }
+        update
+    }
+
+    /// Sets `column` to `value` in every matching row.
+    pub fn set<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
+        self.assign(column.name(), value.into_value())
+    }
+
+    fn assign(mut self, column: &'static str, value: Value) -> Self {
+        // The type system already keeps the tenant column out of `set`; this
+        // also stops a hand-made `Column` naming it.
+        if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
+            self.refused = Some("the tenant column cannot be updated");
+        } else {
+            self.stmt.value(column, value);
+            self.assigned = true;
+        }
+        self
+    }
+
+    /// Only updates rows matching `filter`. Several calls are AND-ed.
+    pub fn filter(mut self, filter: Filter<M>) -> Self {
+        self.stmt.and_where(filter.into_expr());
+        self
+    }
+
+    /// The SQL text this update sends, with `$n` placeholders.
+    pub fn to_sql(&self) -> String {
+        Built::new(&self.stmt).sql
+    }
+
+    /// Runs the update; returns the number of rows changed.
+    pub async fn exec(self) -> Result<u64> {
+        self.check()?;
+        self.exec.execute(&Built::new(&self.stmt), &self.scope).await
+    }
+
+    /// Runs the update; returns the changed rows as stored.
+    pub async fn returning(mut self) -> Result<Vec<M>> {
+        self.check()?;
+        self.stmt.returning(returning::<M>());
+        decode_all(self.exec.rows(&Built::new(&self.stmt), &self.scope).await?)
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(why) = self.refused {
+            return Err(Error::InvalidQuery(why));
+        }
+        if !self.assigned {
+            return Err(Error::InvalidQuery("an update needs at least one `set`"));
+        }
+        Ok(())
+    }
+}
+
+impl<M> fmt::Debug for Update<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Update")
+            .field("scope", &self.scope)
+            .field("statement", &self.stmt)
+            .finish()
+    }
+}
