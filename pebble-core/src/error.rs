@@ -87,6 +87,11 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// `commit()` on a transaction in which a statement had failed: the
+    /// server had already aborted it, so it was rolled back, not committed.
+    #[error("the transaction was aborted by an earlier error and has been rolled back")]
+    TransactionAborted,
+
     /// A statement pebble refuses to build, such as an update with nothing to set.
     #[error("invalid query: {0}")]
     InvalidQuery(&'static str),

@@ -41,7 +41,7 @@ impl Conn {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => query(&*pool.get().await?, stmt).await,
-            Conn::Transaction(tx) => query(tx.client()?, stmt).await,
+            Conn::Transaction(tx) => tx.observe(query(tx.client()?, stmt).await),
         }
     }
 
@@ -49,7 +49,7 @@ impl Conn {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => execute(&*pool.get().await?, stmt).await,
-            Conn::Transaction(tx) => execute(tx.client()?, stmt).await,
+            Conn::Transaction(tx) => tx.observe(execute(tx.client()?, stmt).await),
         }
     }
 
@@ -58,7 +58,7 @@ impl Conn {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
             Conn::Pool(pool) => Ok(pool.get().await?.batch_execute(sql).await?),
-            Conn::Transaction(tx) => Ok(tx.client()?.batch_execute(sql).await?),
+            Conn::Transaction(tx) => tx.observe(Ok(tx.client()?.batch_execute(sql).await?)),
         }
     }
 }

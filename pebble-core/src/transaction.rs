@@ -1,7 +1,7 @@
 //! [`Transaction`]: one pooled connection inside `BEGIN` ... `COMMIT`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
@@ -32,6 +32,8 @@ pub struct TxConn {
     // `None` only while being handed to the background rollback in `drop`.
     client: Option<Object>,
     state: AtomicU8,
+    /// A statement failed on the server, which aborts the whole transaction.
+    aborted: AtomicBool,
 }
 
 const OPEN: u8 = 0;
@@ -48,6 +50,14 @@ impl TxConn {
             _ => Err(Error::InvalidQuery("the transaction has already ended")),
         }
     }
+
+    /// Notes a statement's outcome: a server-side error aborts the transaction.
+    pub(crate) fn observe<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(Error::Database { .. } | Error::Connection(_)) = &result {
+            self.aborted.store(true, Ordering::Release);
+        }
+        result
+    }
 }
 
 impl Transaction {
@@ -58,12 +68,21 @@ impl Transaction {
             conn: Arc::new(TxConn {
                 client: Some(client),
                 state: AtomicU8::new(OPEN),
+                aborted: AtomicBool::new(false),
             }),
         })
     }
 
     /// Commits. If the commit fails the server has rolled back.
+    ///
+    /// If a statement of this transaction failed on the server, PostgreSQL
+    /// has aborted it and would turn `COMMIT` into a silent rollback; pebble
+    /// rolls back and returns [`Error::TransactionAborted`] instead.
     pub async fn commit(self) -> Result<()> {
+        if self.conn.aborted.load(Ordering::Acquire) {
+            self.finish("ROLLBACK").await?;
+            return Err(Error::TransactionAborted);
+        }
         self.finish("COMMIT").await
     }
 
