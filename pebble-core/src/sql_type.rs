@@ -110,7 +110,7 @@ impl<T: SqlType<Base = T>> SqlType for Option<T> {
 /// A value that can be compared with, or stored in, a column of type `T`.
 ///
 /// `T` itself and `&T` always qualify; `&str` also qualifies for `String`
-/// columns. Nothing else does: an `i32` is not accepted for an `i64` column,
+/// columns, and a plain `T` for an `Option<T>` column. Nothing else does: an `i32` is not accepted for an `i64` column,
 /// so a mistyped value is a compile error instead of a server error.
 #[diagnostic::on_unimplemented(
     message = "a `{Self}` cannot be compared with or stored in a `{T}` column",
@@ -134,6 +134,19 @@ impl<T: SqlType> IntoValue<T> for &T {
 }
 
 impl IntoValue<String> for &str {
+    fn into_value(self) -> Value {
+        Value::String(Some(self.to_owned()))
+    }
+}
+
+/// A plain value for a nullable column: `set(User::NICKNAME, "bob")`.
+impl<T: SqlType<Base = T>> IntoValue<Option<T>> for T {
+    fn into_value(self) -> Value {
+        self.into_sql()
+    }
+}
+
+impl IntoValue<Option<String>> for &str {
     fn into_value(self) -> Value {
         Value::String(Some(self.to_owned()))
     }
