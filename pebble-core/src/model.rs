@@ -142,9 +142,10 @@ pub trait TenantScoped: Model {
 /// `M` is tenant-scoped by a key of type `K`. Holds exactly when
 /// `M::TenantKey == K`; it exists to give the mismatch a readable error.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not scoped by a `{K}` tenant key",
+    message = "`{Self}` cannot be queried through a tenant handle keyed by `{K}`",
     label = "this handle's tenant key is a `{K}`",
-    note = "a tenant handle only queries models whose #[tenant_id] field has the handle's key type"
+    note = "a tenant handle only queries models whose #[tenant_id] field has the handle's key type; \
+            models without a #[tenant_id] field are queried through `Db`"
 )]
 pub trait ScopedBy<K>: TenantScoped<TenantKey = K> {}
 

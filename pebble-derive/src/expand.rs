@@ -8,12 +8,14 @@ use crate::attrs::{Default, Field, Model};
 use crate::ident::constant_name;
 
 pub fn expand(model: &Model) -> TokenStream {
+    let defaults = type_defaults(model);
     let model_impl = model_impl(model);
     let scope_impl = scope_impl(model);
     let key_impl = primary_key_impl(model);
     let columns = column_constants(model);
     quote! {
         const _: () = {
+            #defaults
             #model_impl
             #scope_impl
             #key_impl
@@ -86,22 +88,45 @@ fn column_def(model: &Model, field: &Field) -> TokenStream {
             let clause = format!("DEFAULT {sql}");
             def = quote!(#def.default(#clause));
         }
-        Some(Default::OfType(span)) => {
+        Some(Default::OfType(_)) => {
+            let name = default_const(field);
+            def = quote!(#def.default(#name));
+        }
+    }
+    def
+}
+
+/// One free constant per `#[pebble(default)]` field holding its type's
+/// default clause. Free constants are always evaluated, so a type without a
+/// default is a compile error even if the model's metadata is never used.
+fn type_defaults(model: &Model) -> TokenStream {
+    let krate = &model.krate;
+    model
+        .fields
+        .iter()
+        .filter_map(|field| match field.default {
+            Some(Default::OfType(span)) => Some((field, span)),
+            _ => None,
+        })
+        .map(|(field, span)| {
+            let (ty, name) = (&field.ty, default_const(field));
             let message = format!(
                 "#[pebble(default)] on `{}`: this column type has no database default; \
                  write #[pebble(default = \"<sql expression>\")]",
                 field.ident
             );
-            // A const block: the missing default is a compile error, not a runtime surprise.
-            def = quote_spanned! {*span=>
-                #def.default(match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
+            quote_spanned! {span=>
+                const #name: &str = match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
                     ::core::option::Option::Some(clause) => clause,
                     ::core::option::Option::None => ::core::panic!(#message),
-                })
-            };
-        }
-    }
-    def
+                };
+            }
+        })
+        .collect()
+}
+
+fn default_const(field: &Field) -> Ident {
+    format_ident!("__PEBBLE_DEFAULT_{}", constant_name(&field.ident.to_string()))
 }
 
 fn scope_impl(model: &Model) -> TokenStream {

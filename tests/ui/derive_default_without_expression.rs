@@ -1,0 +1,12 @@
+// `#[pebble(default)]` on a type the database has no natural default for.
+use pebble::Model;
+
+#[derive(Model)]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+    #[pebble(default)]
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use pebble::Model;
+
+#[derive(Model)]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+    #[pebble(column = "Title")]
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use pebble::Model;
+
+#[derive(Model)]
+#[pebble(table = "docs; DROP TABLE users")]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+}
+
+fn main() {}

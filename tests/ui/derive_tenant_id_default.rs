@@ -1,0 +1,12 @@
+use pebble::Model;
+
+#[derive(Model)]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+    #[tenant_id]
+    #[pebble(default)]
+    org: i64,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use pebble::Model;
+
+#[derive(Model)]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+    pages: u32,
+}
+
+fn main() {}
