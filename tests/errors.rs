@@ -24,21 +24,30 @@ async fn server_down_is_a_connection_error() {
 
     // A lazy handle fails per statement, with the same error, and keeps working after.
     let db = Db::connect_lazy(url.as_str(), PoolOptions::default()).unwrap();
-    let err = db.tenant(Uuid::new_v4()).select::<User>().count().await.unwrap_err();
+    let err = db
+        .tenant(Uuid::new_v4())
+        .select::<User>()
+        .count()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Connection(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn missing_database_has_its_sqlstate() {
     let server = pebble_testkit::server().unwrap();
-    let err = Db::connect(server.config_for("no_such_database")).await.unwrap_err();
+    let err = Db::connect(server.config_for("no_such_database"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err:?}");
     assert!(err.to_string().contains("no_such_database"), "{err}");
 }
 
 #[tokio::test]
 async fn invalid_connection_string() {
-    let err = Db::connect("postgres://host:not-a-port/db").await.unwrap_err();
+    let err = Db::connect("postgres://host:not-a-port/db")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
 
@@ -94,7 +103,14 @@ async fn schema_and_model_disagreeing_is_a_decode_error() {
     .unwrap();
     let err = tenant.select::<User>().all().await.unwrap_err();
     assert!(
-        matches!(err, Error::Decode { table: "users", column: "age", .. }),
+        matches!(
+            err,
+            Error::Decode {
+                table: "users",
+                column: "age",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("users.age"), "{err}");
@@ -105,14 +121,28 @@ async fn text_that_looks_like_sql_is_only_ever_a_value() {
     let (_test_db, db) = setup().await;
     let tenant = db.tenant(Uuid::new_v4());
     let nasty = "x'); DROP TABLE users; --";
-    let stored = tenant.insert(User::new(nasty, 1)).returning().await.unwrap();
+    let stored = tenant
+        .insert(User::new(nasty, 1))
+        .returning()
+        .await
+        .unwrap();
     assert_eq!(stored.name, nasty);
     assert_eq!(
-        tenant.select::<User>().filter(User::NAME.eq(nasty)).count().await.unwrap(),
+        tenant
+            .select::<User>()
+            .filter(User::NAME.eq(nasty))
+            .count()
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        tenant.select::<User>().filter(User::NAME.like("%' OR '1'='1")).count().await.unwrap(),
+        tenant
+            .select::<User>()
+            .filter(User::NAME.like("%' OR '1'='1"))
+            .count()
+            .await
+            .unwrap(),
         0
     );
 }

@@ -18,7 +18,10 @@ async fn comparison_filters() {
     let tenant = t.db.tenant(t.a);
     // Builders own their connection source, so the future outlives the closure.
     let query = |filter| {
-        let select = tenant.select::<User>().filter(filter).order_by(User::NAME.asc());
+        let select = tenant
+            .select::<User>()
+            .filter(filter)
+            .order_by(User::NAME.asc());
         async move {
             let users = select.all().await.unwrap();
             users.into_iter().map(|u| u.name).collect::<Vec<_>>()
@@ -31,18 +34,39 @@ async fn comparison_filters() {
     assert_eq!(query(User::AGE.lt(31)).await, ["cy"]);
     assert_eq!(query(User::AGE.lte(31)).await, ["ann", "cy"]);
     assert_eq!(query(User::AGE.between(17, 31)).await, ["ann", "cy"]);
-    assert_eq!(query(User::NAME.is_in(["bob", "cy", "zed"])).await, ["bob", "cy"]);
-    assert_eq!(query(User::NAME.is_in(Vec::<String>::new())).await, Vec::<String>::new());
+    assert_eq!(
+        query(User::NAME.is_in(["bob", "cy", "zed"])).await,
+        ["bob", "cy"]
+    );
+    assert_eq!(
+        query(User::NAME.is_in(Vec::<String>::new())).await,
+        Vec::<String>::new()
+    );
     assert_eq!(query(User::NAME.not_in(["bob"])).await, ["ann", "cy"]);
-    assert_eq!(query(User::NAME.not_in(Vec::<&str>::new())).await, ["ann", "bob", "cy"]);
+    assert_eq!(
+        query(User::NAME.not_in(Vec::<&str>::new())).await,
+        ["ann", "bob", "cy"]
+    );
     assert_eq!(query(User::NAME.like("a%")).await, ["ann"]);
     assert_eq!(query(User::NAME.like("A%")).await, Vec::<String>::new());
     assert_eq!(query(User::NAME.ilike("A%")).await, ["ann"]);
     assert_eq!(query(User::NICKNAME.is_null()).await, ["ann", "bob", "cy"]);
-    assert_eq!(query(User::NICKNAME.is_not_null()).await, Vec::<String>::new());
-    assert_eq!(query(!User::AGE.gt(20) & User::NAME.ne("zed")).await, ["cy"]);
-    assert_eq!(query(User::AGE.lt(18).or(User::AGE.gt(40))).await, ["bob", "cy"]);
-    assert_eq!(query(User::AGE.lt(18).and(User::AGE.gt(40))).await, Vec::<String>::new());
+    assert_eq!(
+        query(User::NICKNAME.is_not_null()).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        query(!User::AGE.gt(20) & User::NAME.ne("zed")).await,
+        ["cy"]
+    );
+    assert_eq!(
+        query(User::AGE.lt(18).or(User::AGE.gt(40))).await,
+        ["bob", "cy"]
+    );
+    assert_eq!(
+        query(User::AGE.lt(18).and(User::AGE.gt(40))).await,
+        Vec::<String>::new()
+    );
 
     // A nullable column compared with a plain value.
     tenant
@@ -78,7 +102,12 @@ async fn order_limit_offset_one_optional() {
         .unwrap();
     assert_eq!(names(&page), ["ann", "bob"]);
 
-    let oldest = tenant.select::<User>().order_by(User::AGE.desc()).one().await.unwrap();
+    let oldest = tenant
+        .select::<User>()
+        .order_by(User::AGE.desc())
+        .one()
+        .await
+        .unwrap();
     assert_eq!(oldest.name, "bob");
     let none = tenant
         .select::<User>()
@@ -88,7 +117,11 @@ async fn order_limit_offset_one_optional() {
         .unwrap();
     assert_eq!(none, None);
     assert!(matches!(
-        tenant.select::<User>().filter(User::AGE.gt(100)).one().await,
+        tenant
+            .select::<User>()
+            .filter(User::AGE.gt(100))
+            .one()
+            .await,
         Err(Error::NotFound { table: "users" })
     ));
 
@@ -102,7 +135,13 @@ async fn order_limit_offset_one_optional() {
         .await
         .unwrap();
     assert_eq!(counted, 3);
-    assert!(tenant.select::<User>().limit(1).offset(5).exists().await.unwrap());
+    assert!(tenant
+        .select::<User>()
+        .limit(1)
+        .offset(5)
+        .exists()
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -118,7 +157,10 @@ async fn update_set_returning_and_update_model() {
         .await
         .unwrap();
     assert_eq!(changed.len(), 1);
-    assert_eq!((changed[0].age, changed[0].nickname.as_deref()), (18, Some("kid")));
+    assert_eq!(
+        (changed[0].age, changed[0].nickname.as_deref()),
+        (18, Some("kid"))
+    );
 
     let cleared = tenant
         .update::<User>()
@@ -147,7 +189,12 @@ async fn update_set_returning_and_update_model() {
         Err(Error::NotFound { .. })
     ));
 
-    let err = tenant.update::<User>().filter(User::AGE.gt(1)).exec().await.unwrap_err();
+    let err = tenant
+        .update::<User>()
+        .filter(User::AGE.gt(1))
+        .exec()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
 }
 
@@ -157,14 +204,13 @@ async fn update_refuses_a_hand_made_tenant_column() {
     // The derive's constant for the tenant column is a `TenantColumn`, which
     // `set` does not take; a `Column` forged by hand is refused at run time.
     let forged: pebble::Column<User, Uuid> = pebble::Column::new("tenant_id");
-    let err = t
-        .db
-        .tenant(t.a)
-        .update::<User>()
-        .set(forged, t.b)
-        .exec()
-        .await
-        .unwrap_err();
+    let err =
+        t.db.tenant(t.a)
+            .update::<User>()
+            .set(forged, t.b)
+            .exec()
+            .await
+            .unwrap_err();
     assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
     assert_eq!(t.users_of(t.a).await.len(), 3);
     assert_eq!(t.users_of(t.b).await.len(), 3);
@@ -173,14 +219,13 @@ async fn update_refuses_a_hand_made_tenant_column() {
 #[tokio::test]
 async fn delete_returning() {
     let t = two_tenants().await;
-    let gone = t
-        .db
-        .tenant(ORG_A)
-        .delete::<Document>()
-        .filter(Document::PAGES.gt(5))
-        .returning()
-        .await
-        .unwrap();
+    let gone =
+        t.db.tenant(ORG_A)
+            .delete::<Document>()
+            .filter(Document::PAGES.gt(5))
+            .returning()
+            .await
+            .unwrap();
     let mut titles: Vec<_> = gone.iter().map(|d| d.title.as_str()).collect();
     titles.sort();
     assert_eq!(titles, ["plan", "report"]);
@@ -235,31 +280,64 @@ async fn upserts_within_a_tenant() {
 async fn empty_insert_many_is_a_no_op() {
     let t = two_tenants().await;
     let tenant = t.db.tenant(t.a);
-    assert_eq!(tenant.insert_many(Vec::<User>::new()).exec().await.unwrap(), 0);
-    assert!(tenant.insert_many(Vec::<User>::new()).returning().await.unwrap().is_empty());
+    assert_eq!(
+        tenant.insert_many(Vec::<User>::new()).exec().await.unwrap(),
+        0
+    );
+    assert!(tenant
+        .insert_many(Vec::<User>::new())
+        .returning()
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn global_models_through_db() {
     let (_test_db, db) = setup().await;
     let plans = [
-        Plan { code: "free".into(), price_cents: 0, seats: 1 },
-        Plan { code: "team".into(), price_cents: 4900, seats: 10 },
+        Plan {
+            code: "free".into(),
+            price_cents: 0,
+            seats: 1,
+        },
+        Plan {
+            code: "team".into(),
+            price_cents: 4900,
+            seats: 10,
+        },
     ];
     assert_eq!(db.insert_many(plans.clone()).exec().await.unwrap(), 2);
-    let stored = db.select::<Plan>().order_by(Plan::PRICE_CENTS.asc()).all().await.unwrap();
+    let stored = db
+        .select::<Plan>()
+        .order_by(Plan::PRICE_CENTS.asc())
+        .all()
+        .await
+        .unwrap();
     assert_eq!(stored, plans);
-    assert_eq!(db.find::<Plan>("team".to_owned()).one().await.unwrap(), plans[1]);
+    assert_eq!(
+        db.find::<Plan>("team".to_owned()).one().await.unwrap(),
+        plans[1]
+    );
 
     let mut team = plans[1].clone();
     team.seats = 25;
     assert_eq!(db.update_model(&team).await.unwrap(), team);
     assert_eq!(
-        db.update::<Plan>().set(Plan::PRICE_CENTS, 100).filter(Plan::CODE.eq("free")).exec().await.unwrap(),
+        db.update::<Plan>()
+            .set(Plan::PRICE_CENTS, 100)
+            .filter(Plan::CODE.eq("free"))
+            .exec()
+            .await
+            .unwrap(),
         1
     );
     let upserted = db
-        .insert(Plan { code: "free".into(), price_cents: 1, seats: 2 })
+        .insert(Plan {
+            code: "free".into(),
+            price_cents: 1,
+            seats: 2,
+        })
         .on_conflict(Plan::CODE)
         .do_update(Plan::SEATS)
         .returning()
@@ -267,7 +345,14 @@ async fn global_models_through_db() {
         .unwrap()
         .expect("updated");
     assert_eq!((upserted.price_cents, upserted.seats), (100, 2));
-    assert_eq!(db.delete::<Plan>().filter(Plan::SEATS.lt(5)).exec().await.unwrap(), 1);
+    assert_eq!(
+        db.delete::<Plan>()
+            .filter(Plan::SEATS.lt(5))
+            .exec()
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(db.select::<Plan>().count().await.unwrap(), 1);
 }
 
@@ -276,29 +361,62 @@ async fn composite_primary_key_with_the_tenant_in_it() {
     let (_test_db, db) = setup().await;
     let org = db.tenant(7_i32);
     org.insert_many([
-        Membership { org: 0, user_name: "ann".into(), role: "admin".into() },
-        Membership { org: 0, user_name: "bob".into(), role: "member".into() },
+        Membership {
+            org: 0,
+            user_name: "ann".into(),
+            role: "admin".into(),
+        },
+        Membership {
+            org: 0,
+            user_name: "bob".into(),
+            role: "member".into(),
+        },
     ])
     .exec()
     .await
     .unwrap();
     db.tenant(8_i32)
-        .insert(Membership { org: 0, user_name: "ann".into(), role: "owner".into() })
+        .insert(Membership {
+            org: 0,
+            user_name: "ann".into(),
+            role: "owner".into(),
+        })
         .exec()
         .await
         .unwrap();
 
-    let ann = org.find::<Membership>((7, "ann".to_owned())).one().await.unwrap();
+    let ann = org
+        .find::<Membership>((7, "ann".to_owned()))
+        .one()
+        .await
+        .unwrap();
     assert_eq!(ann.role, "admin");
     // The key names tenant 8, but the handle is tenant 7: not found.
-    assert!(org.find::<Membership>((8, "ann".to_owned())).optional().await.unwrap().is_none());
+    assert!(org
+        .find::<Membership>((8, "ann".to_owned()))
+        .optional()
+        .await
+        .unwrap()
+        .is_none());
 
     let mut promoted = ann.clone();
     promoted.role = "owner".into();
     assert_eq!(org.update_model(&promoted).await.unwrap(), promoted);
-    let other = db.tenant(8_i32).find::<Membership>((8, "ann".to_owned())).one().await.unwrap();
+    let other = db
+        .tenant(8_i32)
+        .find::<Membership>((8, "ann".to_owned()))
+        .one()
+        .await
+        .unwrap();
     assert_eq!(other.role, "owner");
-    assert_eq!(db.tenant(8_i32).select::<Membership>().count().await.unwrap(), 1);
+    assert_eq!(
+        db.tenant(8_i32)
+            .select::<Membership>()
+            .count()
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 fn sample(tenant: &str, seed: i32) -> Sample {
@@ -354,12 +472,23 @@ async fn every_column_type_round_trips() {
     let tenant = db.tenant("acme".to_owned());
     let full = sample("", 1);
     let empty = nulls(sample("acme", 2));
-    let stored = tenant.insert_many([full.clone(), empty.clone()]).returning().await.unwrap();
+    let stored = tenant
+        .insert_many([full.clone(), empty.clone()])
+        .returning()
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 2);
     for (original, stored) in [full, empty].into_iter().zip(&stored) {
-        let expected = Sample { id: stored.id, tenant: "acme".into(), ..original };
+        let expected = Sample {
+            id: stored.id,
+            tenant: "acme".into(),
+            ..original
+        };
         assert_eq!(stored, &expected);
-        assert_eq!(tenant.find::<Sample>(stored.id).one().await.unwrap(), expected);
+        assert_eq!(
+            tenant.find::<Sample>(stored.id).one().await.unwrap(),
+            expected
+        );
     }
 
     // Filters on each kind of column.
@@ -371,7 +500,14 @@ async fn every_column_type_round_trips() {
     assert_eq!(hits(Sample::UUID.eq(s.uuid)).await, 1);
     assert_eq!(hits(Sample::BYTES.eq(vec![0u8, 1, 2, 255])).await, 2);
     assert_eq!(hits(Sample::AT.lt(Utc::now())).await, 2);
-    assert_eq!(hits(Sample::DAY.between(NaiveDate::from_ymd_opt(1900, 1, 1).unwrap(), NaiveDate::from_ymd_opt(2100, 1, 1).unwrap())).await, 2);
+    assert_eq!(
+        hits(Sample::DAY.between(
+            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2100, 1, 1).unwrap()
+        ))
+        .await,
+        2
+    );
     assert_eq!(hits(Sample::DOC.eq(s.doc.clone())).await, 1);
     assert_eq!(hits(Sample::DOUBLE.lt(0.0)).await, 2);
     assert_eq!(hits(Sample::FLAG.eq(true)).await, 2);
@@ -379,11 +515,18 @@ async fn every_column_type_round_trips() {
     assert_eq!(hits(Sample::MAYBE_BIG.is_in([i64::MAX])).await, 1);
     assert_eq!(hits(Sample::MAYBE_UUID.is_null()).await, 1);
     assert_eq!(hits(Sample::MAYBE_TEXT.like("%")).await, 1);
-    assert_eq!(hits(Sample::MAYBE_AT.eq(DateTime::<Utc>::UNIX_EPOCH)).await, 1);
+    assert_eq!(
+        hits(Sample::MAYBE_AT.eq(DateTime::<Utc>::UNIX_EPOCH)).await,
+        1
+    );
 
     // Another String tenant sees none of it.
     assert_eq!(
-        db.tenant("globex".to_owned()).select::<Sample>().count().await.unwrap(),
+        db.tenant("globex".to_owned())
+            .select::<Sample>()
+            .count()
+            .await
+            .unwrap(),
         0
     );
 }
@@ -412,7 +555,11 @@ async fn scoped_sql_text() {
         r#"SELECT "id", "tenant_id", "email", "name", "age", "nickname" FROM "users" WHERE "tenant_id" = $1 AND ("age" > $2 OR "name" = $3) ORDER BY "name" ASC LIMIT $4"#
     );
     assert_eq!(
-        tenant.update::<User>().set(User::AGE, 1).filter(User::NAME.eq("ann")).to_sql(),
+        tenant
+            .update::<User>()
+            .set(User::AGE, 1)
+            .filter(User::NAME.eq("ann"))
+            .to_sql(),
         r#"UPDATE "users" SET "age" = $1 WHERE "tenant_id" = $2 AND "name" = $3"#
     );
     assert_eq!(

@@ -32,8 +32,16 @@ async fn commit_persists_and_rollback_leaves_nothing() {
     let tx = tenant.begin().await.unwrap();
     tx.insert(User::new("undone", 2)).exec().await.unwrap();
     tx.update::<User>().set(User::AGE, 99).exec().await.unwrap();
-    tx.delete::<User>().filter(User::NAME.eq("kept")).exec().await.unwrap();
-    assert_eq!(tx.select::<User>().count().await.unwrap(), 1, "visible inside");
+    tx.delete::<User>()
+        .filter(User::NAME.eq("kept"))
+        .exec()
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.select::<User>().count().await.unwrap(),
+        1,
+        "visible inside"
+    );
     tx.rollback().await.unwrap();
 
     let users = tenant.select::<User>().all().await.unwrap();
@@ -67,7 +75,12 @@ async fn dropping_a_transaction_rolls_it_back_before_reuse() {
     tenant.insert(User::new("after", 2)).exec().await.unwrap();
     let other = Db::connect(_test_db.config()).await.unwrap();
     assert_eq!(
-        other.tenant(*tenant.key()).select::<User>().count().await.unwrap(),
+        other
+            .tenant(*tenant.key())
+            .select::<User>()
+            .count()
+            .await
+            .unwrap(),
         1,
         "the later insert was autocommitted"
     );
@@ -95,7 +108,10 @@ async fn a_refused_row_does_not_abort_the_transaction() {
     tx.insert(User::new("ok", 1)).exec().await.unwrap();
     let mut forged = User::new("forged", 1);
     forged.tenant_id = b;
-    assert!(matches!(tx.insert(forged).exec().await, Err(Error::TenantMismatch { .. })));
+    assert!(matches!(
+        tx.insert(forged).exec().await,
+        Err(Error::TenantMismatch { .. })
+    ));
     tx.commit().await.unwrap();
     assert_eq!(db.tenant(a).select::<User>().count().await.unwrap(), 1);
     assert_eq!(db.tenant(b).select::<User>().count().await.unwrap(), 0);
@@ -117,11 +133,17 @@ async fn a_builder_outliving_its_transaction_is_refused() {
 async fn global_transactions() {
     let (_test_db, db) = setup().await;
     let tx = db.begin().await.unwrap();
-    tx.insert(common::Plan { code: "x".into(), price_cents: 1, seats: 1 })
-        .exec()
+    tx.insert(common::Plan {
+        code: "x".into(),
+        price_cents: 1,
+        seats: 1,
+    })
+    .exec()
+    .await
+    .unwrap();
+    tx.batch_execute("CREATE TABLE scratch (n int)")
         .await
         .unwrap();
-    tx.batch_execute("CREATE TABLE scratch (n int)").await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(db.select::<common::Plan>().count().await.unwrap(), 0);
     let err = db.batch_execute("SELECT * FROM scratch").await.unwrap_err();

@@ -111,11 +111,7 @@ impl<M, T: SqlType> Column<M, T> {
     }
 
     /// `column BETWEEN low AND high` (inclusive).
-    pub fn between(
-        self,
-        low: impl IntoValue<T::Base>,
-        high: impl IntoValue<T::Base>,
-    ) -> Filter<M> {
+    pub fn between(self, low: impl IntoValue<T::Base>, high: impl IntoValue<T::Base>) -> Filter<M> {
         Filter::new(self.expr().between(low.into_value(), high.into_value()))
     }
 
@@ -127,10 +123,7 @@ impl<M, T: SqlType> Column<M, T> {
     }
 
     /// `column <> ALL($n)`; an empty list matches every non-NULL value.
-    pub fn not_in<V: IntoValue<T::Base>>(
-        self,
-        values: impl IntoIterator<Item = V>,
-    ) -> Filter<M> {
+    pub fn not_in<V: IntoValue<T::Base>>(self, values: impl IntoIterator<Item = V>) -> Filter<M> {
         Filter::new(self.expr().ne(PgFunc::all(array::<T, V>(values))))
     }
 

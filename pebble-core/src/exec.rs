@@ -23,21 +23,42 @@ pub enum Conn {
     Transaction(Arc<TxConn>),
 }
 
-/// A statement rendered to SQL text with its bind values.
-pub(crate) struct Built {
-    pub(crate) sql: String,
-    pub(crate) values: PostgresValues,
+/// A statement rendered to SQL text (with `$n` placeholders) and its bind
+/// values: exactly what a builder sends. From a builder's `build()`.
+///
+/// ```
+/// # use pebble::{Db, Model, PoolOptions};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, age: i32 }
+/// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
+/// let stmt = db.tenant(7_i64).select::<User>().filter(User::AGE.gt(30)).build();
+/// assert_eq!(stmt.sql(), r#"SELECT "id", "org", "age" FROM "user" WHERE "org" = $1 AND "age" > $2"#);
+/// assert_eq!(stmt.params().len(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Statement {
+    sql: String,
+    values: PostgresValues,
 }
 
-impl Built {
+impl Statement {
     pub(crate) fn new(stmt: &impl PostgresBinder) -> Self {
         let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
-        Built { sql, values }
+        Statement { sql, values }
+    }
+
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The bind values, in placeholder order, ready for `tokio_postgres`.
+    pub fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.values.as_params()
     }
 }
 
 impl Conn {
-    pub(crate) async fn rows(&self, stmt: &Built, scope: &Scope) -> Result<Vec<Row>> {
+    pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => query(&*pool.get().await?, stmt).await,
@@ -45,7 +66,7 @@ impl Conn {
         }
     }
 
-    pub(crate) async fn execute(&self, stmt: &Built, scope: &Scope) -> Result<u64> {
+    pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => execute(&*pool.get().await?, stmt).await,
@@ -63,13 +84,13 @@ impl Conn {
     }
 }
 
-async fn query(client: &ClientWrapper, stmt: &Built) -> Result<Vec<Row>> {
+async fn query(client: &ClientWrapper, stmt: &Statement) -> Result<Vec<Row>> {
     tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
     let prepared = client.prepare_cached(&stmt.sql).await?;
     Ok(client.query(&prepared, &stmt.values.as_params()).await?)
 }
 
-async fn execute(client: &ClientWrapper, stmt: &Built) -> Result<u64> {
+async fn execute(client: &ClientWrapper, stmt: &Statement) -> Result<u64> {
     tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
     let prepared = client.prepare_cached(&stmt.sql).await?;
     Ok(client.execute(&prepared, &stmt.values.as_params()).await?)

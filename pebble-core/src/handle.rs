@@ -43,7 +43,7 @@ macro_rules! unscoped_queries {
 
         /// An `INSERT` of one row.
         pub fn insert<M: $bound>(&self, row: M) -> $crate::query::Insert<M, $crate::query::One> {
-            $crate::query::Insert::new(self.conn(), $scope, Ok(vec![row]))
+            $crate::query::Insert::new(self.conn(), $scope, [Ok(row)])
         }
 
         /// An `INSERT` of many rows in one statement.
@@ -51,7 +51,7 @@ macro_rules! unscoped_queries {
             &self,
             rows: impl IntoIterator<Item = M>,
         ) -> $crate::query::Insert<M, $crate::query::Many> {
-            $crate::query::Insert::new(self.conn(), $scope, Ok(rows.into_iter().collect()))
+            $crate::query::Insert::new(self.conn(), $scope, rows.into_iter().map(Ok))
         }
 
         /// An `UPDATE` on `M`: add `.set(column, value)` and filters.

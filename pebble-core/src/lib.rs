@@ -25,6 +25,7 @@ pub use cross::CrossTenant;
 pub use db::Db;
 pub use ddl::create_table_sql;
 pub use error::{Error, Result, SqlState};
+pub use exec::Statement;
 pub use filter::Filter;
 pub use handle::Executor;
 pub use model::{ColumnDef, GlobalModel, HasPrimaryKey, Model, ScopedBy, TenantScoped};
@@ -33,10 +34,10 @@ pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};
 pub use tenant::{TenantDb, TenantTransaction};
 pub use transaction::Transaction;
 
-/// Re-exported so custom [`SqlType`] impls can name the value type.
-pub use sea_query;
 /// Re-exported so pools and configs can be built without a separate dependency.
 pub use deadpool_postgres;
+/// Re-exported so custom [`SqlType`] impls can name the value type.
+pub use sea_query;
 /// Re-exported for [`Model::from_row`] and driver-level access.
 pub use tokio_postgres;
 

@@ -104,11 +104,15 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Decodes a row whose columns are [`Model::COLUMNS`], in order.
     fn from_row(row: &Row) -> Result<Self>;
 
-    /// The value of every column, in [`Model::COLUMNS`] order.
-    fn into_values(self) -> Vec<Value>;
+    /// Passes the value of every column to `sink`, in [`Model::COLUMNS`] order.
+    ///
+    /// A visitor rather than a returned collection: each value goes straight
+    /// into the statement being built, which measured faster than building
+    /// the same insert by hand from an array of values.
+    fn into_values(self, sink: impl FnMut(Value));
 
-    /// The value of every column, in [`Model::COLUMNS`] order, without consuming the row.
-    fn to_values(&self) -> Vec<Value>;
+    /// Like [`Model::into_values`], cloning instead of consuming the row.
+    fn to_values(&self, sink: impl FnMut(Value));
 }
 
 /// A model without a `#[tenant_id]` field: shared by every tenant, queried through [`Db`](crate::Db).

@@ -81,7 +81,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
 
     /// An `INSERT` of one row, stamped with this tenant.
     pub fn insert<M: ScopedBy<K>>(&self, row: M) -> Insert<M, One> {
-        Insert::new(self.exec.conn(), self.scope::<M>(), self.stamp(row).map(|r| vec![r]))
+        Insert::new(self.exec.conn(), self.scope::<M>(), [self.stamp(row)])
     }
 
     /// An `INSERT` of many rows in one statement, each stamped with this
@@ -90,7 +90,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         &self,
         rows: impl IntoIterator<Item = M>,
     ) -> Insert<M, Many> {
-        let rows = rows.into_iter().map(|row| self.stamp(row)).collect();
+        let rows = rows.into_iter().map(|row| self.stamp(row));
         Insert::new(self.exec.conn(), self.scope::<M>(), rows)
     }
 
@@ -179,6 +179,8 @@ impl<K: Clone, E: Clone> Clone for TenantDb<K, E> {
 
 impl<K: fmt::Debug, E> fmt::Debug for TenantDb<K, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantDb").field("tenant", &self.key).finish()
+        f.debug_struct("TenantDb")
+            .field("tenant", &self.key)
+            .finish()
     }
 }

@@ -94,7 +94,9 @@ impl Model {
                 if let Some(reason) = invalid_reason(&name) {
                     return Err(syn::Error::new(
                         input.ident.span(),
-                        format!("cannot derive a table name: {reason}; set #[pebble(table = \"...\")]"),
+                        format!(
+                            "cannot derive a table name: {reason}; set #[pebble(table = \"...\")]"
+                        ),
                     ));
                 }
                 name
@@ -168,9 +170,9 @@ impl Field {
 
         for attr in &field.attrs {
             if attr.path().is_ident("tenant_id") {
-                attr.meta.require_path_only().map_err(|_| {
-                    syn::Error::new(attr.span(), "#[tenant_id] takes no arguments")
-                })?;
+                attr.meta
+                    .require_path_only()
+                    .map_err(|_| syn::Error::new(attr.span(), "#[tenant_id] takes no arguments"))?;
                 parsed.tenant = true;
             }
         }
@@ -184,7 +186,10 @@ impl Field {
                     parsed.default = Some(if meta.input.peek(syn::Token![=]) {
                         let lit: LitStr = meta.value()?.parse()?;
                         if lit.value().trim().is_empty() {
-                            return Err(syn::Error::new(lit.span(), "the default expression is empty"));
+                            return Err(syn::Error::new(
+                                lit.span(),
+                                "the default expression is empty",
+                            ));
                         }
                         Default::Sql(lit.value())
                     } else {
@@ -254,7 +259,10 @@ fn tenant_attr_span(field: &syn::Field) -> Span {
 
 fn check_identifier(lit: &LitStr) -> syn::Result<()> {
     match invalid_reason(&lit.value()) {
-        Some(reason) => Err(syn::Error::new(lit.span(), format!("invalid identifier: {reason}"))),
+        Some(reason) => Err(syn::Error::new(
+            lit.span(),
+            format!("invalid identifier: {reason}"),
+        )),
         None => Ok(()),
     }
 }

@@ -42,11 +42,11 @@ fn model_impl(model: &Model) -> TokenStream {
     });
     let moved = fields.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
-        quote!(<#ty as #krate::SqlType>::into_sql(self.#name))
+        quote!(sink(<#ty as #krate::SqlType>::into_sql(self.#name));)
     });
     let cloned = fields.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
-        quote!(<#ty as #krate::SqlType>::into_sql(::core::clone::Clone::clone(&self.#name)))
+        quote!(sink(<#ty as #krate::SqlType>::into_sql(::core::clone::Clone::clone(&self.#name)));)
     });
 
     quote! {
@@ -58,12 +58,14 @@ fn model_impl(model: &Model) -> TokenStream {
                 #private::Result::Ok(Self { #(#decoded),* })
             }
 
-            fn into_values(self) -> #private::Vec<#private::Value> {
-                ::std::vec![#(#moved),*]
+            #[inline]
+            fn into_values(self, mut sink: impl ::core::ops::FnMut(#private::Value)) {
+                #(#moved)*
             }
 
-            fn to_values(&self) -> #private::Vec<#private::Value> {
-                ::std::vec![#(#cloned),*]
+            #[inline]
+            fn to_values(&self, mut sink: impl ::core::ops::FnMut(#private::Value)) {
+                #(#cloned)*
             }
         }
     }
@@ -126,7 +128,10 @@ fn type_defaults(model: &Model) -> TokenStream {
 }
 
 fn default_const(field: &Field) -> Ident {
-    format_ident!("__PEBBLE_DEFAULT_{}", constant_name(&field.ident.to_string()))
+    format_ident!(
+        "__PEBBLE_DEFAULT_{}",
+        constant_name(&field.ident.to_string())
+    )
 }
 
 fn scope_impl(model: &Model) -> TokenStream {

@@ -149,7 +149,11 @@ pub async fn two_tenants() -> TwoTenants {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     for (tenant, org, base) in [(a, ORG_A, 0), (b, ORG_B, 10)] {
         db.tenant(tenant)
-            .insert_many([User::new("ann", 31), User::new("bob", 42), User::new("cy", 17)])
+            .insert_many([
+                User::new("ann", 31),
+                User::new("bob", 42),
+                User::new("cy", 17),
+            ])
             .exec()
             .await
             .expect("users");
@@ -174,7 +178,13 @@ pub async fn two_tenants() -> TwoTenants {
 impl TwoTenants {
     /// Every user of every tenant, sorted, seen through the explicit cross-tenant door.
     pub async fn all_users(&self) -> Vec<User> {
-        let mut users = self.db.cross_tenant().select::<User>().all().await.expect("all users");
+        let mut users = self
+            .db
+            .cross_tenant()
+            .select::<User>()
+            .all()
+            .await
+            .expect("all users");
         users.sort_by_key(|u| (u.tenant_id, u.name.clone()));
         users
     }

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use sea_query::{DeleteStatement, Query};
 
 use crate::error::Result;
-use crate::exec::{Built, Conn};
+use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::Model;
 use crate::scope::Scope;
@@ -49,20 +49,29 @@ impl<M: Model> Delete<M> {
         self
     }
 
-    /// The SQL text this delete sends, with `$n` placeholders.
+    /// The statement `exec()` sends: SQL text and bind values.
+    pub fn build(&self) -> Statement {
+        Statement::new(&self.stmt)
+    }
+
+    /// The SQL text `exec()` sends, with `$n` placeholders.
     pub fn to_sql(&self) -> String {
-        Built::new(&self.stmt).sql
+        self.build().sql().to_owned()
     }
 
     /// Runs the delete; returns the number of rows removed.
     pub async fn exec(self) -> Result<u64> {
-        self.exec.execute(&Built::new(&self.stmt), &self.scope).await
+        self.exec.execute(&self.build(), &self.scope).await
     }
 
     /// Runs the delete; returns the removed rows.
     pub async fn returning(mut self) -> Result<Vec<M>> {
         self.stmt.returning(returning::<M>());
-        decode_all(self.exec.rows(&Built::new(&self.stmt), &self.scope).await?)
+        decode_all(
+            self.exec
+                .rows(&Statement::new(&self.stmt), &self.scope)
+                .await?,
+        )
     }
 }
 

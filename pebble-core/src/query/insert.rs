@@ -1,11 +1,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{InsertStatement, OnConflict as SeaOnConflict, Query};
+use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query};
 
 use crate::column::{names, Columns, SetColumns};
 use crate::error::{Error, Result};
-use crate::exec::{Built, Conn};
+use crate::exec::{Conn, Statement};
 use crate::model::Model;
 use crate::scope::Scope;
 
@@ -39,28 +39,57 @@ pub enum Many {}
 pub struct Insert<M, R = One> {
     exec: Conn,
     scope: Scope,
-    /// `Err` when a row was refused while the builder was made; reported on run.
-    stmt: Result<InsertStatement>,
+    stmt: InsertStatement,
+    /// Set when a row was refused while the builder was made; reported on run.
+    refused: Option<Error>,
     rows: usize,
     _marker: PhantomData<fn() -> (M, R)>,
 }
 
 impl<M: Model, R> Insert<M, R> {
-    pub(crate) fn new(exec: Conn, scope: Scope, rows: Result<Vec<M>>) -> Self {
-        let (stmt, count) = match rows {
-            Ok(rows) => {
-                let count = rows.len();
-                (statement(rows), count)
-            }
-            Err(e) => (Err(e), 0),
-        };
-        Insert {
+    /// An insert of `rows`; the first refused row (`Err`) refuses them all.
+    pub(crate) fn new(exec: Conn, scope: Scope, rows: impl IntoIterator<Item = Result<M>>) -> Self {
+        // Built in place: the statement is large, and moving it through
+        // intermediate results costs more than filling it here.
+        let mut insert = Insert {
             exec,
             scope,
-            stmt,
-            rows: count,
+            stmt: Query::insert(),
+            refused: None,
+            rows: 0,
             _marker: PhantomData,
+        };
+        let inserted = M::COLUMNS.iter().filter(|c| c.is_inserted());
+        let width = inserted.clone().count();
+        // Exactly sized: sea-query then allocates its column list once.
+        let mut columns = Vec::with_capacity(width);
+        columns.extend(inserted.map(|c| c.name));
+        insert.stmt.into_table(M::TABLE).columns(columns);
+        for row in rows {
+            let row = match row {
+                Ok(row) => row,
+                Err(refusal) => {
+                    insert.refused = Some(refusal);
+                    break;
+                }
+            };
+            let mut values = Vec::with_capacity(width);
+            let mut columns = M::COLUMNS.iter();
+            row.into_values(|value| {
+                if columns.next().is_some_and(|c| c.is_inserted()) {
+                    values.push(Expr::from(value));
+                }
+            });
+            // An exactly sized `Vec`: sea-query collects it in place.
+            if insert.stmt.values(values).is_err() {
+                insert.refused = Some(Error::InvalidQuery(
+                    "a row's values do not match its columns",
+                ));
+                break;
+            }
+            insert.rows += 1;
         }
+        insert
     }
 
     /// Starts an upsert: what to do when a row conflicts on `target` (a
@@ -73,28 +102,43 @@ impl<M: Model, R> Insert<M, R> {
         }
     }
 
-    /// The SQL text this insert sends, with `$n` placeholders; `None` when
+    /// The statement `exec()` sends: SQL text and bind values; `None` when
     /// a row was refused (running the insert reports why).
+    pub fn build(&self) -> Option<Statement> {
+        self.refused.is_none().then(|| Statement::new(&self.stmt))
+    }
+
+    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
     pub fn to_sql(&self) -> Option<String> {
-        self.stmt.as_ref().ok().map(|stmt| Built::new(stmt).sql)
+        self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// Runs the insert; returns the number of rows written.
     pub async fn exec(self) -> Result<u64> {
-        let stmt = self.stmt?;
+        if let Some(refusal) = self.refused {
+            return Err(refusal);
+        }
         if self.rows == 0 {
             return Ok(0);
         }
-        self.exec.execute(&Built::new(&stmt), &self.scope).await
+        self.exec
+            .execute(&Statement::new(&self.stmt), &self.scope)
+            .await
     }
 
-    async fn returning_rows(self) -> Result<Vec<M>> {
-        let mut stmt = self.stmt?;
+    async fn returning_rows(mut self) -> Result<Vec<M>> {
+        if let Some(refusal) = self.refused {
+            return Err(refusal);
+        }
         if self.rows == 0 {
             return Ok(Vec::new());
         }
-        stmt.returning(returning::<M>());
-        decode_all(self.exec.rows(&Built::new(&stmt), &self.scope).await?)
+        self.stmt.returning(returning::<M>());
+        decode_all(
+            self.exec
+                .rows(&Statement::new(&self.stmt), &self.scope)
+                .await?,
+        )
     }
 }
 
@@ -151,9 +195,7 @@ pub struct Upsert<M, R> {
 
 impl<M: Model, R> Upsert<M, R> {
     fn new(mut insert: Insert<M, R>, action: SeaOnConflict) -> Self {
-        if let Ok(stmt) = &mut insert.stmt {
-            stmt.on_conflict(action);
-        }
+        insert.stmt.on_conflict(action);
         Upsert { insert }
     }
 
@@ -162,8 +204,13 @@ impl<M: Model, R> Upsert<M, R> {
         self.insert.exec().await
     }
 
-    /// The SQL text this upsert sends, with `$n` placeholders; `None` when
-    /// a row was refused (running the upsert reports why).
+    /// The statement `exec()` sends; `None` when a row was refused
+    /// (running the upsert reports why).
+    pub fn build(&self) -> Option<Statement> {
+        self.insert.build()
+    }
+
+    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
     pub fn to_sql(&self) -> Option<String> {
         self.insert.to_sql()
     }
@@ -184,32 +231,12 @@ impl<M: Model> Upsert<M, Many> {
     }
 }
 
-fn statement<M: Model>(rows: Vec<M>) -> Result<InsertStatement> {
-    let mut stmt = Query::insert();
-    stmt.into_table(M::TABLE).columns(
-        M::COLUMNS
-            .iter()
-            .filter(|c| c.is_inserted())
-            .map(|c| c.name),
-    );
-    for row in rows {
-        let values = row
-            .into_values()
-            .into_iter()
-            .zip(M::COLUMNS)
-            .filter(|(_, c)| c.is_inserted())
-            .map(|(v, _)| v.into());
-        stmt.values(values)
-            .map_err(|_| Error::InvalidQuery("a row's values do not match its columns"))?;
-    }
-    Ok(stmt)
-}
-
 impl<M, R> fmt::Debug for Insert<M, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Insert")
             .field("scope", &self.scope)
             .field("statement", &self.stmt)
+            .field("refused", &self.refused)
             .finish()
     }
 }

@@ -8,7 +8,7 @@ mod select;
 mod update;
 
 pub use delete::Delete;
-pub use insert::{Insert, Many, One, OnConflict, Upsert};
+pub use insert::{Insert, Many, OnConflict, One, Upsert};
 pub use select::Select;
 pub use update::Update;
 

@@ -5,7 +5,7 @@ use sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement};
 
 use crate::column::Order;
 use crate::error::{Error, Result};
-use crate::exec::{Built, Conn};
+use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
@@ -38,7 +38,7 @@ pub struct Select<M> {
 impl<M: Model> Select<M> {
     pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
         let mut stmt = Query::select();
-        stmt.from(M::TABLE);
+        stmt.columns(column_names::<M>()).from(M::TABLE);
         if let Some(tenant) = scope.condition() {
             stmt.and_where(tenant);
         }
@@ -84,51 +84,66 @@ impl<M: Model> Select<M> {
         self
     }
 
+    /// The statement `all()` sends: SQL text and bind values.
+    pub fn build(&self) -> Statement {
+        Statement::new(&self.stmt)
+    }
+
     /// The SQL text `all()` sends, with `$n` placeholders.
     pub fn to_sql(&self) -> String {
-        let mut stmt = self.stmt.clone();
-        stmt.columns(column_names::<M>());
-        Built::new(&stmt).sql
+        self.build().sql().to_owned()
     }
 
     /// All matching rows.
-    pub async fn all(mut self) -> Result<Vec<M>> {
-        self.stmt.columns(column_names::<M>());
-        let stmt = Built::new(&self.stmt);
+    pub async fn all(self) -> Result<Vec<M>> {
+        let stmt = self.build();
         decode_all(self.exec.rows(&stmt, &self.scope).await?)
     }
 
     /// The first matching row, or [`Error::NotFound`].
     pub async fn one(self) -> Result<M> {
-        self.optional().await?.ok_or(Error::NotFound { table: M::TABLE })
+        self.optional()
+            .await?
+            .ok_or(Error::NotFound { table: M::TABLE })
     }
 
     /// The first matching row, if any.
     pub async fn optional(mut self) -> Result<Option<M>> {
-        self.stmt.limit(1).columns(column_names::<M>());
-        let stmt = Built::new(&self.stmt);
+        self.stmt.limit(1);
+        let stmt = self.build();
         let rows = self.exec.rows(&stmt, &self.scope).await?;
         rows.first().map(M::from_row).transpose()
     }
 
     /// How many rows match (ignores order, limit and offset).
     pub async fn count(mut self) -> Result<i64> {
-        self.stmt.clear_order_by().reset_limit().reset_offset();
+        self.stmt
+            .clear_selects()
+            .clear_order_by()
+            .reset_limit()
+            .reset_offset();
         self.stmt.expr(Expr::col(Asterisk).count());
-        let stmt = Built::new(&self.stmt);
+        let stmt = Statement::new(&self.stmt);
         self.scalar(&stmt).await
     }
 
     /// Whether any row matches.
     pub async fn exists(mut self) -> Result<bool> {
-        self.stmt.clear_order_by().reset_limit().reset_offset();
+        self.stmt
+            .clear_selects()
+            .clear_order_by()
+            .reset_limit()
+            .reset_offset();
         self.stmt.expr(Expr::cust("1"));
         let outer = Query::select().expr(Expr::exists(self.stmt.take())).take();
-        let stmt = Built::new(&outer);
+        let stmt = Statement::new(&outer);
         self.scalar(&stmt).await
     }
 
-    async fn scalar<T: for<'r> tokio_postgres::types::FromSql<'r>>(&self, stmt: &Built) -> Result<T> {
+    async fn scalar<T: for<'r> tokio_postgres::types::FromSql<'r>>(
+        &self,
+        stmt: &Statement,
+    ) -> Result<T> {
         let rows = self.exec.rows(stmt, &self.scope).await?;
         let row = rows.first().ok_or(Error::NotFound { table: M::TABLE })?;
         Ok(row.try_get(0)?)

@@ -5,7 +5,7 @@ use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
 
 use crate::column::Column;
 use crate::error::{Error, Result};
-use crate::exec::{Built, Conn};
+use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
@@ -64,11 +64,14 @@ impl<M: Model> Update<M> {
         M: HasPrimaryKey,
     {
         let mut update = Update::new(exec, scope);
-        for (value, column) in row.to_values().into_iter().zip(M::COLUMNS) {
-            if !column.primary_key && !column.tenant {
-                update = update.assign(column.name, value);
+        let mut columns = M::COLUMNS.iter();
+        row.to_values(|value| {
+            if let Some(column) = columns.next() {
+                if !column.primary_key && !column.tenant {
+                    update.assign(column.name, value);
+                }
             }
-        }
+        });
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
             update.stmt.and_where(Expr::col(*column).eq(value));
         }
@@ -76,11 +79,12 @@ impl<M: Model> Update<M> {
     }
 
     /// Sets `column` to `value` in every matching row.
-    pub fn set<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
-        self.assign(column.name(), value.into_value())
+    pub fn set<T: SqlType>(mut self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
+        self.assign(column.name(), value.into_value());
+        self
     }
 
-    fn assign(mut self, column: &'static str, value: Value) -> Self {
+    fn assign(&mut self, column: &'static str, value: Value) {
         // The type system already keeps the tenant column out of `set`; this
         // also stops a hand-made `Column` naming it.
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
@@ -89,7 +93,6 @@ impl<M: Model> Update<M> {
             self.stmt.value(column, value);
             self.assigned = true;
         }
-        self
     }
 
     /// Only updates rows matching `filter`. Several calls are AND-ed.
@@ -98,22 +101,32 @@ impl<M: Model> Update<M> {
         self
     }
 
-    /// The SQL text this update sends, with `$n` placeholders.
+    /// The statement `exec()` sends: SQL text and bind values; an error
+    /// if the update is refused (nothing to set, the tenant column set).
+    pub fn build(&self) -> Result<Statement> {
+        self.check()?;
+        Ok(Statement::new(&self.stmt))
+    }
+
+    /// The SQL text `exec()` sends, with `$n` placeholders.
     pub fn to_sql(&self) -> String {
-        Built::new(&self.stmt).sql
+        Statement::new(&self.stmt).sql().to_owned()
     }
 
     /// Runs the update; returns the number of rows changed.
     pub async fn exec(self) -> Result<u64> {
-        self.check()?;
-        self.exec.execute(&Built::new(&self.stmt), &self.scope).await
+        self.exec.execute(&self.build()?, &self.scope).await
     }
 
     /// Runs the update; returns the changed rows as stored.
     pub async fn returning(mut self) -> Result<Vec<M>> {
         self.check()?;
         self.stmt.returning(returning::<M>());
-        decode_all(self.exec.rows(&Built::new(&self.stmt), &self.scope).await?)
+        decode_all(
+            self.exec
+                .rows(&Statement::new(&self.stmt), &self.scope)
+                .await?,
+        )
     }
 
     fn check(&self) -> Result<()> {
