@@ -1,15 +1,16 @@
-//! A throwaway PostgreSQL cluster: `initdb` into a temp dir, `postgres` on a
+//! Throwaway PostgreSQL clusters: `initdb` into a temp dir, `postgres` on a
 //! free loopback port, stopped and deleted when the process exits.
 //!
-//! The server must not outlive the process, however it ends:
+//! A server must not outlive the process, however it ends:
 //! - on a normal exit (tests finished, example returned) an `atexit` hook
-//!   shuts it down, waits for it, and removes the directory;
-//! - if the process is killed, the kernel sends the server SIGKILL
+//!   shuts every running server down, waits for it, and removes its directory;
+//! - if the process is killed, the kernel sends each server SIGKILL
 //!   (`PR_SET_PDEATHSIG`). That signal fires when the *thread* that spawned
-//!   the server ends, so it is spawned from a keeper thread that never does;
+//!   the server ends, so all servers are spawned by one thread that never does;
 //! - directories of earlier processes that were killed are removed on the
 //!   next start.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
@@ -17,7 +18,8 @@ use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,12 +30,19 @@ const DIR_PREFIX: &str = "pebble-testkit-";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The running server of this process, for the exit hook.
-static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+/// Servers running now, by cluster id, for the exit hook.
+static RUNNING: Mutex<Option<HashMap<u64, Child>>> = Mutex::new(None);
+/// Cluster directories to delete at exit.
+static DIRECTORIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-struct Running {
-    child: Child,
+/// A cluster on disk, and its server when started.
+pub(crate) struct Cluster {
+    id: u64,
+    binaries: Binaries,
+    run_as: Option<RunAs>,
     dir: PathBuf,
+    port: u16,
 }
 
 /// The OS user the server runs as: PostgreSQL refuses to run as root.
@@ -43,40 +52,215 @@ struct RunAs {
     gid: u32,
 }
 
-/// Starts the cluster; returns the loopback port it listens on.
-pub(crate) fn start() -> Result<u16, Error> {
-    let binaries = Binaries::find()?;
-    let run_as = run_as()?;
-    remove_stale_dirs();
+impl Cluster {
+    /// Creates a cluster (`initdb`) and starts its server.
+    pub(crate) fn start() -> Result<Cluster, Error> {
+        let binaries = Binaries::find()?;
+        let run_as = run_as()?;
+        remove_stale_dirs();
+        register_exit_hook();
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
-    fs::create_dir_all(&dir)?;
-    if let Some(user) = run_as {
-        chown(&dir, Some(user.uid), Some(user.gid))?;
-    }
-    let data = dir.join("data");
-    let started = init(&binaries, &data, &dir, run_as).and_then(|()| {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{id}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        lock(&DIRECTORIES).push(dir.clone());
+        if let Some(user) = run_as {
+            chown(&dir, Some(user.uid), Some(user.gid))?;
+        }
+        let mut cluster = Cluster {
+            id,
+            binaries,
+            run_as,
+            dir,
+            port: 0,
+        };
+        cluster.init()?;
         // A free port can be taken between our probe and the server's bind; try again then.
         let mut attempt = 0;
         loop {
-            let port = free_port()?;
-            match launch(&binaries, &data, &dir, port, run_as) {
-                Ok(()) => return Ok(port),
+            cluster.port = free_port()?;
+            match cluster.launch() {
+                Ok(()) => return Ok(cluster),
                 Err(e) if attempt >= 4 => return Err(e),
                 Err(_) => attempt += 1,
             }
         }
-    });
-    match started {
-        Ok(port) => Ok(port),
-        Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
-            Err(e)
+    }
+
+    /// The loopback port the server listens on (the same after a restart).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server, keeping the data for [`Cluster::restart`].
+    pub(crate) fn stop(&self) {
+        if let Some(mut child) = lock_running().as_mut().and_then(|r| r.remove(&self.id)) {
+            shut_down(&mut child);
         }
     }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub(crate) fn restart(&self) -> Result<(), Error> {
+        self.stop();
+        self.launch()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        if let Some(user) = self.run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        command.stdin(Stdio::null()).current_dir(&self.dir);
+        command
+    }
+
+    fn init(&self) -> Result<(), Error> {
+        let log = self.dir.join("initdb.log");
+        let out = File::create(&log)?;
+        let status = self
+            .command(&self.binaries.initdb)
+            .arg("--pgdata")
+            .arg(self.data())
+            .args(["--username=postgres", "--auth=trust", "--encoding=UTF8"])
+            .args(["--locale=C", "--no-sync", "--no-instructions"])
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()?;
+        if !status.success() {
+            return Err(Error::Start(format!(
+                "initdb failed ({status}):\n{}",
+                tail(&log)
+            )));
+        }
+        Ok(())
+    }
+
+    fn launch(&self) -> Result<(), Error> {
+        let log = self.dir.join("server.log");
+        let out = File::create(&log)?;
+        let mut command = self.command(&self.binaries.postgres);
+        command
+            .arg("-D")
+            .arg(self.data())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // Throwaway data: durability buys nothing and costs seconds.
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"])
+            // Database-per-tenant tests open many pools at once.
+            .args(["-c", "max_connections=400"])
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        // SAFETY: the closure runs between fork and exec, after the uid/gid
+        // change (which would clear the setting); it only calls the
+        // async-signal-safe prctl and getppid.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // If the spawning thread is already gone, do not run orphaned.
+                if libc::getppid() == 1 {
+                    return Err(io::Error::other("parent exited"));
+                }
+                Ok(())
+            });
+        }
+        let child = spawn(command)?;
+        lock_running()
+            .get_or_insert_with(HashMap::new)
+            .insert(self.id, child);
+        self.wait_ready(&log).inspect_err(|_| self.stop())
+    }
+
+    fn wait_ready(&self, log: &Path) -> Result<(), Error> {
+        let pid_file = self.data().join("postmaster.pid");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            // Line 8 of postmaster.pid is the server status; "ready" once it accepts connections.
+            if let Ok(text) = fs::read_to_string(&pid_file) {
+                if text.lines().nth(7).map(str::trim) == Some("ready") {
+                    return Ok(());
+                }
+            }
+            let exited = lock_running()
+                .as_mut()
+                .and_then(|r| r.get_mut(&self.id))
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Err(Error::Start(format!(
+                    "postgres exited ({status}) during start-up:\n{}",
+                    tail(log)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Start(format!(
+                    "postgres was not ready after {READY_TIMEOUT:?}:\n{}",
+                    tail(log)
+                )));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+        lock(&DIRECTORIES).retain(|d| d != &self.dir);
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns `command` from the process's spawner thread, which lives (parked
+/// between requests) as long as the process, so `PR_SET_PDEATHSIG` only fires
+/// when the process dies.
+fn spawn(command: Command) -> Result<Child, Error> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (sender, requests) = mpsc::channel::<SpawnRequest>();
+        let started = thread::Builder::new()
+            .name("pebble-testkit-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in requests {
+                    let _ = reply.send(command.spawn());
+                }
+                // Every sender is gone only when the process is exiting.
+                loop {
+                    thread::park();
+                }
+            });
+        if let Err(e) = started {
+            eprintln!("pebble-testkit: cannot start the spawner thread: {e}");
+        }
+        Mutex::new(sender)
+    });
+    let (reply, response) = mpsc::channel();
+    lock(spawner)
+        .send((command, reply))
+        .map_err(|_| Error::Start("the server spawner thread is gone".into()))?;
+    let child = response
+        .recv()
+        .map_err(|_| Error::Start("the server spawner thread is gone".into()))??;
+    Ok(child)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_running() -> MutexGuard<'static, Option<HashMap<u64, Child>>> {
+    lock(&RUNNING)
 }
 
 fn run_as() -> Result<Option<RunAs>, Error> {
@@ -100,143 +284,15 @@ fn run_as() -> Result<Option<RunAs>, Error> {
     Ok(Some(RunAs { uid, gid }))
 }
 
-fn as_user(command: &mut Command, run_as: Option<RunAs>) -> &mut Command {
-    if let Some(user) = run_as {
-        command.uid(user.uid).gid(user.gid);
-    }
-    command
-}
-
-fn init(binaries: &Binaries, data: &Path, dir: &Path, run_as: Option<RunAs>) -> Result<(), Error> {
-    let log = dir.join("initdb.log");
-    let out = File::create(&log)?;
-    let status = as_user(&mut Command::new(&binaries.initdb), run_as)
-        .arg("--pgdata")
-        .arg(data)
-        .args(["--username=postgres", "--auth=trust", "--encoding=UTF8"])
-        .args(["--locale=C", "--no-sync", "--no-instructions"])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .current_dir(dir)
-        .status()?;
-    if !status.success() {
-        return Err(Error::Start(format!(
-            "initdb failed ({status}):\n{}",
-            tail(&log)
-        )));
-    }
-    Ok(())
-}
-
-fn launch(
-    binaries: &Binaries,
-    data: &Path,
-    dir: &Path,
-    port: u16,
-    run_as: Option<RunAs>,
-) -> Result<(), Error> {
-    let log = dir.join("server.log");
-    let out = File::create(&log)?;
-    let mut command = Command::new(&binaries.postgres);
-    as_user(&mut command, run_as)
-        .arg("-D")
-        .arg(data)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-k")
-        .arg(dir)
-        .args(["-c", "listen_addresses=127.0.0.1"])
-        // Throwaway data: durability buys nothing and costs seconds.
-        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off"])
-        // Database-per-tenant tests open many pools at once.
-        .args(["-c", "max_connections=400"])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .current_dir(dir);
-    // SAFETY: the closure runs between fork and exec, after the uid/gid
-    // change (which would clear the setting); it only calls async-signal-safe
-    // functions (prctl, getppid).
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The keeper thread cannot have ended yet, but if the whole
-            // process already died we must not run orphaned.
-            if libc::getppid() == 1 {
-                return Err(io::Error::other("parent exited"));
-            }
-            Ok(())
-        });
-    }
-
-    let (sender, receiver) = mpsc::channel();
-    thread::Builder::new()
-        .name("pebble-testkit-postgres".into())
-        .spawn(move || {
-            let _ = sender.send(command.spawn());
-            // Parked for the life of the process: the server's death signal
-            // is tied to this thread.
-            loop {
-                thread::park();
-            }
-        })?;
-    let child = receiver
-        .recv()
-        .map_err(|_| Error::Start("the server keeper thread died".into()))??;
-
-    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    *running = Some(Running {
-        child,
-        dir: dir.to_owned(),
-    });
-    drop(running);
-    register_exit_hook();
-
-    wait_ready(data, &log).inspect_err(|_| {
-        if let Some(mut failed) = take_running() {
-            shut_down(&mut failed.child);
-        }
-    })
-}
-
-fn wait_ready(data: &Path, log: &Path) -> Result<(), Error> {
-    let pid_file = data.join("postmaster.pid");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        // Line 8 of postmaster.pid is the server status; "ready" once it accepts connections.
-        if let Ok(text) = fs::read_to_string(&pid_file) {
-            if text.lines().nth(7).map(str::trim) == Some("ready") {
-                return Ok(());
-            }
-        }
-        let exited = RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .and_then(|r| r.child.try_wait().ok().flatten());
-        if let Some(status) = exited {
-            return Err(Error::Start(format!(
-                "postgres exited ({status}) during start-up:\n{}",
-                tail(log)
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Start(format!(
-                "postgres was not ready after {READY_TIMEOUT:?}:\n{}",
-                tail(log)
-            )));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn register_exit_hook() {
     extern "C" fn on_exit() {
-        stop();
+        let children = lock_running().take().unwrap_or_default();
+        for (_, mut child) in children {
+            shut_down(&mut child);
+        }
+        for dir in lock(&DIRECTORIES).drain(..) {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -245,18 +301,6 @@ fn register_exit_hook() {
             libc::atexit(on_exit);
         }
     });
-}
-
-fn take_running() -> Option<Running> {
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take()
-}
-
-/// Stops the server and removes its directory: the exit hook.
-fn stop() {
-    if let Some(mut running) = take_running() {
-        shut_down(&mut running.child);
-        let _ = fs::remove_dir_all(&running.dir);
-    }
 }
 
 /// Immediate shutdown (SIGQUIT: no checkpoint, the data is thrown away),

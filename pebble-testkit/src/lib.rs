@@ -51,10 +51,19 @@ pub enum Error {
 }
 
 /// The PostgreSQL server of this process.
-#[derive(Debug)]
 pub struct Server {
     admin: tokio_postgres::Config,
-    external: bool,
+    /// The throwaway cluster, when not using `DATABASE_URL`; stopped at exit.
+    cluster: Option<cluster::Cluster>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("external", &self.is_external())
+            .field("config", &self.admin)
+            .finish()
+    }
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -84,19 +93,13 @@ impl Server {
                 .map_err(|e: tokio_postgres::Error| Error::BadDatabaseUrl(e.to_string()))?;
             return Ok(Server {
                 admin,
-                external: true,
+                cluster: None,
             });
         }
-        let port = cluster::start()?;
-        let mut admin = tokio_postgres::Config::new();
-        admin
-            .host("127.0.0.1")
-            .port(port)
-            .user("postgres")
-            .dbname("postgres");
+        let cluster = cluster::Cluster::start()?;
         Ok(Server {
-            admin,
-            external: false,
+            admin: local_config(cluster.port()),
+            cluster: Some(cluster),
         })
     }
 
@@ -115,7 +118,7 @@ impl Server {
 
     /// Whether the server came from `DATABASE_URL` (and so outlives the process).
     pub fn is_external(&self) -> bool {
-        self.external
+        self.cluster.is_none()
     }
 
     /// Creates a database named `<prefix>_<pid>_<n>` and returns it. On a
@@ -138,6 +141,71 @@ impl Server {
         drop(client);
         let _ = connection.await;
         Ok(result?)
+    }
+}
+
+fn local_config(port: u16) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("postgres");
+    config
+}
+
+/// A PostgreSQL server of a test's own, which it can stop and start again:
+/// for testing what happens while a database is down. Always a local
+/// throwaway cluster (it needs the server binaries even when `DATABASE_URL`
+/// is set); stopped and deleted when dropped, or at process exit.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), pebble_testkit::Error> {
+/// let server = pebble_testkit::TempServer::start()?;
+/// server.stop(); // connections now fail
+/// server.restart()?; // same port, same data
+/// # Ok(()) }
+/// ```
+pub struct TempServer {
+    cluster: cluster::Cluster,
+}
+
+impl TempServer {
+    /// Creates and starts the server (blocks for about a second).
+    pub fn start() -> Result<TempServer, Error> {
+        Ok(TempServer {
+            cluster: cluster::Cluster::start()?,
+        })
+    }
+
+    /// A configuration for its `postgres` database.
+    pub fn config(&self) -> tokio_postgres::Config {
+        local_config(self.cluster.port())
+    }
+
+    /// A configuration for `database` on it.
+    pub fn config_for(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = self.config();
+        config.dbname(database);
+        config
+    }
+
+    /// Stops the server (immediate shutdown); the data is kept.
+    pub fn stop(&self) {
+        self.cluster.stop();
+    }
+
+    /// Starts the server again on the same port, with the same data.
+    pub fn restart(&self) -> Result<(), Error> {
+        self.cluster.restart()
+    }
+}
+
+impl std::fmt::Debug for TempServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TempServer")
+            .field("port", &self.cluster.port())
+            .finish()
     }
 }
 
@@ -169,7 +237,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // The throwaway cluster is deleted whole at exit; only a server that
         // outlives us needs its test databases removed.
-        if !self.server.external {
+        if !self.server.is_external() {
             return;
         }
         let server = self.server;
