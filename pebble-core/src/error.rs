@@ -92,6 +92,10 @@ pub enum Error {
     #[error("the transaction was aborted by an earlier error and has been rolled back")]
     TransactionAborted,
 
+    /// Waiting for something pebble needed (described) took too long.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+
     /// A statement pebble refuses to build, such as an update with nothing to set.
     #[error("invalid query: {0}")]
     InvalidQuery(&'static str),

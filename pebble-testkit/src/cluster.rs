@@ -93,10 +93,12 @@ impl Cluster {
         self.port
     }
 
-    /// Stops the server, keeping the data for [`Cluster::restart`].
+    /// Stops the server, keeping the data for [`Cluster::restart`]: a fast
+    /// shutdown, which checkpoints. (An immediate one would lose recent
+    /// commits, which `synchronous_commit=off` keeps in memory for a while.)
     pub(crate) fn stop(&self) {
         if let Some(mut child) = lock_running().as_mut().and_then(|r| r.remove(&self.id)) {
-            shut_down(&mut child);
+            shut_down(&mut child, libc::SIGINT);
         }
     }
 
@@ -288,7 +290,8 @@ fn register_exit_hook() {
     extern "C" fn on_exit() {
         let children = lock_running().take().unwrap_or_default();
         for (_, mut child) in children {
-            shut_down(&mut child);
+            // Immediate: no checkpoint, the data is thrown away.
+            shut_down(&mut child, libc::SIGQUIT);
         }
         for dir in lock(&DIRECTORIES).drain(..) {
             let _ = fs::remove_dir_all(dir);
@@ -303,13 +306,13 @@ fn register_exit_hook() {
     });
 }
 
-/// Immediate shutdown (SIGQUIT: no checkpoint, the data is thrown away),
-/// then waits for the server to exit, killing it if it will not.
-fn shut_down(child: &mut Child) {
+/// Signals the server (SIGINT: fast shutdown; SIGQUIT: immediate), then
+/// waits for it to exit, killing it if it will not.
+fn shut_down(child: &mut Child, signal: libc::c_int) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: signalling our own child, which has not been reaped yet.
         unsafe {
-            libc::kill(pid, libc::SIGQUIT);
+            libc::kill(pid, signal);
         }
     }
     let deadline = Instant::now() + STOP_TIMEOUT;

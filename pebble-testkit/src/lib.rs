@@ -190,7 +190,7 @@ impl TempServer {
         config
     }
 
-    /// Stops the server (immediate shutdown); the data is kept.
+    /// Stops the server (fast shutdown: committed data is kept).
     pub fn stop(&self) {
         self.cluster.stop();
     }

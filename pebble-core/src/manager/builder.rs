@@ -1,0 +1,142 @@
+//! [`TenantManagerBuilder`]: how a [`TenantManager`] connects, names and
+//! bounds its tenant databases.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::pool::{IntoConfig, PoolOptions};
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Once;
+
+use super::registry::Registry;
+use super::{Inner, SetupHook, TenantManager};
+
+/// Settings of a [`TenantManager`], from [`TenantManager::builder`].
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use pebble::{Db, Model, PoolOptions, TenantManager};
+/// # #[derive(Model)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
+/// # async fn demo() -> pebble::Result<()> {
+/// let manager = TenantManager::builder("postgres://app@localhost/postgres")
+///     .pool(PoolOptions::default().max_size(4))
+///     .max_open_pools(200)
+///     .idle_timeout(Some(Duration::from_secs(300)))
+///     .create_missing(true)
+///     .setup(|db: Db, _tenant: String| async move { db.create_table::<Note>().await })
+///     .build()?;
+/// let acme = manager.db("acme").await?; // database "tenant_acme", created if missing
+/// # Ok(()) }
+/// ```
+#[must_use = "call `.build()` to make the manager"]
+pub struct TenantManagerBuilder {
+    base: Result<tokio_postgres::Config>,
+    pool: PoolOptions,
+    database_name: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    max_open_pools: usize,
+    idle_timeout: Option<Duration>,
+    create_missing: bool,
+    setup: Option<SetupHook>,
+}
+
+impl TenantManagerBuilder {
+    pub(super) fn new(base: impl IntoConfig) -> Self {
+        TenantManagerBuilder {
+            base: base.into_config(),
+            pool: PoolOptions::default().max_size(4),
+            database_name: Arc::new(|id| format!("tenant_{id}")),
+            max_open_pools: 64,
+            idle_timeout: Some(Duration::from_secs(300)),
+            create_missing: false,
+            setup: None,
+        }
+    }
+
+    /// Size and timeouts of each tenant's pool (default: 4 connections).
+    /// At most `max_open_pools × max_size` connections are open at once.
+    pub fn pool(mut self, options: PoolOptions) -> Self {
+        self.pool = options;
+        self
+    }
+
+    /// The database of a tenant id (default: `tenant_<id>`). Its result must
+    /// be lowercase ASCII letters, digits and `_`, at most 63 bytes.
+    pub fn database_name(mut self, name: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.database_name = Arc::new(name);
+        self
+    }
+
+    /// How many tenant pools may be open at once (default 64, at least 1).
+    /// Opening one more evicts the least recently used, idle ones first.
+    pub fn max_open_pools(mut self, max: usize) -> Self {
+        self.max_open_pools = max.max(1);
+        self
+    }
+
+    /// Closes a tenant's pool once it has been idle this long (default
+    /// 5 minutes; `None` keeps pools open until evicted by the cap).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Creates a tenant's database on first access when it does not exist
+    /// (default `false`: a missing database is an error).
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
+        self
+    }
+
+    /// Runs once on each database the manager creates, before any caller
+    /// gets it: create tables, run migrations. If it fails, the new database
+    /// is dropped again and the error returned, so the next access retries.
+    pub fn setup<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Db, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.setup = Some(Arc::new(move |db, tenant| Box::pin(hook(db, tenant))));
+        self
+    }
+
+    /// The manager. Opens nothing until a tenant is asked for.
+    pub fn build(self) -> Result<TenantManager> {
+        let base = self.base?;
+        let mut maintenance = base.clone();
+        if base.get_dbname().is_none() {
+            maintenance.dbname("postgres");
+        }
+        Ok(TenantManager {
+            inner: Arc::new(Inner {
+                base,
+                maintenance,
+                pool: self.pool,
+                database_name: self.database_name,
+                max_open_pools: self.max_open_pools,
+                idle_timeout: self.idle_timeout,
+                create_missing: self.create_missing,
+                setup: self.setup,
+                registry: Registry::new(),
+                pools_opened: AtomicU64::new(0),
+                reaper: Once::new(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for TenantManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantManagerBuilder")
+            .field("pool", &self.pool)
+            .field("max_open_pools", &self.max_open_pools)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("create_missing", &self.create_missing)
+            .field("setup", &self.setup.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,267 @@
+//! [`TenantManager`]: a database per tenant, each reached through a pool
+//! opened lazily, shared safely, and closed when no longer needed.
+
+mod admin;
+mod builder;
+mod registry;
+mod tenant_id;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once, Weak};
+use std::time::{Duration, Instant};
+
+pub use builder::TenantManagerBuilder;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::pool::{IntoConfig, PoolOptions};
+use crate::SqlState;
+
+use registry::Registry;
+
+type SetupFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+type SetupHook = Arc<dyn Fn(Db, String) -> SetupFuture + Send + Sync>;
+
+/// How long `drop_tenant` waits for queries still running on the tenant.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pool per tenant database (`tenant_<id>`), opened on first use.
+///
+/// - `db(id)` for a tenant whose pool is open is a map lookup and an `Arc`
+///   clone. For a new tenant, many concurrent callers open exactly one pool,
+///   and opening it never blocks lookups or opens of other tenants.
+/// - Tenant ids are validated (lowercase ASCII letters, digits, `_`; the
+///   database name at most 63 bytes) and always quoted; a bad id is
+///   [`Error::InvalidTenantId`] and touches nothing.
+/// - At most `max_open_pools` pools are open; opening another evicts the
+///   least recently used (idle ones first), and pools idle longer than
+///   `idle_timeout` are closed. An evicted pool's idle connections close at
+///   once; queries running on it finish normally.
+/// - With `create_missing(true)` a tenant's database is created on first
+///   access and the `setup` hook runs on it once.
+///
+/// Cheap to clone; clones share the pools.
+///
+/// ```no_run
+/// # use pebble::{Model, TenantManager};
+/// # #[derive(Model, Debug)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
+/// # async fn demo() -> pebble::Result<()> {
+/// let manager = TenantManager::builder("postgres://app@localhost/postgres")
+///     .create_missing(true)
+///     .setup(|db, _tenant| async move { db.create_table::<Note>().await })
+///     .build()?;
+/// let acme = manager.db("acme").await?;
+/// acme.insert(Note { id: 0, body: "only in tenant_acme".into() }).exec().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TenantManager {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    base: tokio_postgres::Config,
+    /// Where `CREATE DATABASE` / `DROP DATABASE` run.
+    maintenance: tokio_postgres::Config,
+    pool: PoolOptions,
+    database_name: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    max_open_pools: usize,
+    idle_timeout: Option<Duration>,
+    create_missing: bool,
+    setup: Option<SetupHook>,
+    registry: Registry,
+    pools_opened: AtomicU64,
+    reaper: Once,
+}
+
+impl TenantManager {
+    /// Settings for a manager whose tenant databases live on the server of
+    /// `base` (a URL, key-value string or [`tokio_postgres::Config`]). The
+    /// database named in `base` (default `postgres`) is where tenant
+    /// databases are created and dropped.
+    pub fn builder(base: impl IntoConfig) -> TenantManagerBuilder {
+        TenantManagerBuilder::new(base)
+    }
+
+    /// The handle on tenant `id`'s database, opening its pool if needed.
+    ///
+    /// Errors: [`Error::InvalidTenantId`] for a bad id; a missing database is
+    /// [`Error::Database`] with SQLSTATE `3D000` unless `create_missing`; a
+    /// server that is down is [`Error::Connection`], and the next call tries
+    /// again.
+    pub async fn db(&self, id: &str) -> Result<Db> {
+        if let Some(db) = self.inner.registry.get(id) {
+            return Ok(db);
+        }
+        self.open(id).await
+    }
+
+    async fn open(&self, id: &str) -> Result<Db> {
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        inner.start_reaper();
+        let slot = inner.registry.slot(id);
+        let opened = slot
+            .cell()
+            .get_or_try_init(|| inner.connect(id, &database))
+            .await;
+        let db = match opened {
+            Ok(db) => db.clone(),
+            Err(e) => {
+                inner.registry.forget_failed(id, &slot);
+                return Err(e);
+            }
+        };
+        inner.registry.touch(&slot);
+        for (evicted, db) in inner.registry.evict_over(inner.max_open_pools, id) {
+            tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
+            release(&db);
+        }
+        Ok(db)
+    }
+
+    /// Ids of the tenants whose pools are open, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        self.inner.registry.open_ids()
+    }
+
+    /// How many tenant pools this manager has opened since it was built
+    /// (re-opening an evicted tenant counts again).
+    pub fn pools_opened(&self) -> u64 {
+        self.inner.pools_opened.load(Ordering::Relaxed)
+    }
+
+    /// Closes tenant `id`'s pool: new statements through handles already
+    /// given out fail with [`Error::Pool`]; statements running finish. The
+    /// next `db(id)` opens a fresh pool. Returns whether a pool was open.
+    pub fn close_tenant(&self, id: &str) -> bool {
+        match self.inner.registry.remove(id) {
+            Some(db) => {
+                db.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes tenant `id`'s pool, waits (up to 30 s) for its running
+    /// statements to finish, then drops its database. Refuses an invalid id
+    /// without touching anything.
+    pub async fn drop_tenant(&self, id: &str) -> Result<()> {
+        let database = self.inner.database(id)?;
+        if let Some(db) = self.inner.registry.remove(id) {
+            db.close();
+            drain(&db).await?;
+        }
+        admin::drop_database(&self.inner.maintenance, &database).await
+    }
+
+    /// Closes every pool (as [`TenantManager::close_tenant`] does for one).
+    pub fn close_all(&self) {
+        for db in self.inner.registry.drain() {
+            db.close();
+        }
+    }
+}
+
+impl Inner {
+    /// The database of `id`, after validating both.
+    fn database(&self, id: &str) -> Result<String> {
+        tenant_id::validate_id(id)?;
+        let database = (self.database_name)(id);
+        tenant_id::validate_database(id, &database)?;
+        Ok(database)
+    }
+
+    /// Opens the pool of `database`, creating and setting it up if allowed.
+    async fn connect(&self, id: &str, database: &str) -> Result<Db> {
+        let mut config = self.base.clone();
+        config.dbname(database);
+        let db = Db::from_pool(self.pool.build(config)?);
+        let created = match db.pool().get().await {
+            Ok(_) => false,
+            Err(e) => {
+                let e = Error::from(e);
+                if !(self.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME)) {
+                    return Err(e);
+                }
+                admin::create_database(&self.maintenance, database).await?;
+                drop(db.pool().get().await?);
+                true
+            }
+        };
+        if created {
+            if let Some(setup) = &self.setup {
+                if let Err(e) = setup(db.clone(), id.to_owned()).await {
+                    // Leave no half-provisioned database behind: the next
+                    // access creates it afresh and runs the hook again.
+                    db.close();
+                    let _ = drain(&db).await;
+                    let _ = admin::drop_database(&self.maintenance, database).await;
+                    return Err(e);
+                }
+            }
+        }
+        self.pools_opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "pebble::manager", tenant = id, database, created, "opened tenant pool");
+        Ok(db)
+    }
+
+    /// Closes idle pools past `idle_timeout`, from a background task that
+    /// ends with the manager.
+    fn start_reaper(self: &Arc<Self>) {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        self.reaper.call_once(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let weak: Weak<Inner> = Arc::downgrade(self);
+            let period = (timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(period).await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    for (id, db) in inner.registry.evict_idle(timeout) {
+                        tracing::debug!(target: "pebble::manager", tenant = %id, "closing idle pool");
+                        release(&db);
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// Lets an evicted pool go: its idle connections close now; connections in
+/// use finish their statements, and close with the last handle on the pool.
+fn release(db: &Db) {
+    db.pool().retain(|_, _| false);
+}
+
+/// Waits until a closed pool has no connection left (its running statements finished).
+async fn drain(db: &Db) -> Result<()> {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while db.pool().status().size > 0 {
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(
+                "the tenant's running statements did not finish within 30 s",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+impl fmt::Debug for TenantManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantManager")
+            .field("open", &self.tenants().len())
+            .field("pools_opened", &self.pools_opened())
+            .field("max_open_pools", &self.inner.max_open_pools)
+            .finish_non_exhaustive()
+    }
+}
