@@ -193,7 +193,7 @@ async fn removing_or_evicting_a_tenant_lets_its_running_query_finish() {
     let running = tokio::spawn(async move { db.batch_execute("SELECT pg_sleep(0.4)").await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     manager.db(&b).await.unwrap(); // the cap is 1: `a` is evicted
-    assert_eq!(manager.tenants(), [b.clone()]);
+    assert_eq!(manager.tenants(), std::slice::from_ref(&b));
     running
         .await
         .unwrap()
@@ -426,7 +426,7 @@ async fn idle_pools_are_closed_and_reopened_on_demand() {
         .exec()
         .await
         .unwrap();
-    assert_eq!(manager.tenants(), [tenant.clone()]);
+    assert_eq!(manager.tenants(), std::slice::from_ref(&tenant));
     let mut waited = Duration::ZERO;
     while !manager.tenants().is_empty() && waited < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(50)).await;
