@@ -104,19 +104,24 @@ impl TenantManager {
         let database = inner.database(id)?;
         inner.start_reaper();
         let slot = inner.registry.slot(id);
-        let opened = slot
-            .cell()
-            .get_or_try_init(|| inner.connect(id, &database))
-            .await;
-        let db = match opened {
-            Ok(db) => db.clone(),
+        // Single flight: one task opens, the others wait here and then find
+        // the pool published. A cancelled opener releases the lock to the next.
+        let _opening = slot.lock_opening().await;
+        if let Some(db) = slot.db() {
+            inner.registry.touch(&slot);
+            return Ok(db.clone());
+        }
+        let db = match inner.connect(id, &database).await {
+            Ok(db) => db,
             Err(e) => {
                 inner.registry.forget_failed(id, &slot);
                 return Err(e);
             }
         };
-        inner.registry.touch(&slot);
-        for (evicted, db) in inner.registry.evict_over(inner.max_open_pools, id) {
+        let evicted = inner
+            .registry
+            .publish(id, &slot, db.clone(), inner.max_open_pools);
+        for (evicted, db) in evicted {
             tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
             release(&db);
         }

@@ -2,32 +2,40 @@
 //! time (single flight), with least-recently-used and idle eviction.
 //!
 //! The map lock is only held for map operations, never across a connect, so
-//! opening one tenant never blocks lookups or opens of others.
+//! opening one tenant never blocks lookups or opens of others. A pool is
+//! published (made visible to lookups) in the same critical section that
+//! evicts down to the cap, so no observer ever sees more than the cap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
-
-use tokio::sync::OnceCell;
 
 use crate::db::Db;
 
 /// One tenant's pool, opened on first use.
 pub(crate) struct Slot {
-    pool: OnceCell<Db>,
+    /// Held by the one task opening the pool; the others wait on it.
+    opening: tokio::sync::Mutex<()>,
+    /// Set once, under the map's write lock (see [`Registry::publish`]).
+    db: OnceLock<Db>,
     /// Milliseconds since the registry's epoch at the last lookup.
     last_used: AtomicU64,
 }
 
 impl Slot {
-    pub(crate) fn cell(&self) -> &OnceCell<Db> {
-        &self.pool
+    /// Waits for the right to open this slot; whoever holds it opens the pool.
+    pub(crate) async fn lock_opening(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.opening.lock().await
+    }
+
+    pub(crate) fn db(&self) -> Option<&Db> {
+        self.db.get()
     }
 
     /// Whether the pool is open and no connection of it is in use or awaited.
     fn is_idle(&self) -> bool {
-        self.pool.get().is_none_or(|db| {
+        self.db.get().is_none_or(|db| {
             let status = db.pool().status();
             status.size == status.available && status.waiting == 0
         })
@@ -51,7 +59,7 @@ impl Registry {
     pub(crate) fn get(&self, id: &str) -> Option<Db> {
         let slots = self.read();
         let slot = slots.get(id)?;
-        let db = slot.pool.get()?;
+        let db = slot.db.get()?;
         self.touch(slot);
         Some(db.clone())
     }
@@ -64,11 +72,48 @@ impl Registry {
         let mut slots = self.write();
         let slot = slots.entry(id.to_owned()).or_insert_with(|| {
             Arc::new(Slot {
-                pool: OnceCell::new(),
+                opening: tokio::sync::Mutex::new(()),
+                db: OnceLock::new(),
                 last_used: AtomicU64::new(0),
             })
         });
         Arc::clone(slot)
+    }
+
+    /// Makes `db` the open pool of `id`, first evicting least recently used
+    /// pools (idle ones first) so that at most `max` are open; returns the
+    /// evicted ones. Called by the task holding the slot's opening lock.
+    pub(crate) fn publish(
+        &self,
+        id: &str,
+        slot: &Arc<Slot>,
+        db: Db,
+        max: usize,
+    ) -> Vec<(String, Db)> {
+        let mut slots = self.write();
+        let mut open = slots.values().filter(|s| s.db.get().is_some()).count();
+        let mut evicted = Vec::new();
+        while open >= max {
+            let victim = slots
+                .iter()
+                .filter(|(other, s)| other.as_str() != id && s.db.get().is_some())
+                .min_by_key(|(_, s)| (!s.is_idle(), s.last_used.load(Ordering::Relaxed)))
+                .map(|(other, _)| other.clone());
+            let Some(victim) = victim else { break };
+            if let Some(db) = slots.remove(&victim).and_then(|s| s.db.get().cloned()) {
+                evicted.push((victim, db));
+            }
+            open -= 1;
+        }
+        self.touch(slot);
+        // The slot may have been closed (removed) while it was opening.
+        slots.insert(id.to_owned(), Arc::clone(slot));
+        if let Err(db) = slot.db.set(db) {
+            // Unreachable: only the opening lock's holder publishes, and it
+            // checked the slot was empty. Never leak a second pool anyway.
+            db.close();
+        }
+        evicted
     }
 
     pub(crate) fn touch(&self, slot: &Slot) {
@@ -80,12 +125,18 @@ impl Registry {
         }
     }
 
-    /// Forgets `slot` if it is still the one registered for `id` and never
-    /// opened (its opening failed), so failed ids do not accumulate.
+    /// Forgets `slot` after its opening failed, so failed ids do not
+    /// accumulate: only if it is still registered for `id`, unopened, and
+    /// held by nobody but the map and the caller. A task waiting on it will
+    /// retry the open itself; removing it then would let a newcomer open a
+    /// second pool beside that one.
     pub(crate) fn forget_failed(&self, id: &str, slot: &Arc<Slot>) {
         let mut slots = self.write();
         if let Some(current) = slots.get(id) {
-            if Arc::ptr_eq(current, slot) && !current.pool.initialized() {
+            if Arc::ptr_eq(current, slot)
+                && current.db.get().is_none()
+                && Arc::strong_count(slot) == 2
+            {
                 slots.remove(id);
             }
         }
@@ -93,14 +144,14 @@ impl Registry {
 
     /// Removes `id`; its pool, if it was open.
     pub(crate) fn remove(&self, id: &str) -> Option<Db> {
-        self.write().remove(id)?.pool.get().cloned()
+        self.write().remove(id)?.db.get().cloned()
     }
 
     /// Removes every tenant; their open pools.
     pub(crate) fn drain(&self) -> Vec<Db> {
         self.write()
             .drain()
-            .filter_map(|(_, slot)| slot.pool.get().cloned())
+            .filter_map(|(_, slot)| slot.db.get().cloned())
             .collect()
     }
 
@@ -109,32 +160,11 @@ impl Registry {
         let mut ids: Vec<String> = self
             .read()
             .iter()
-            .filter(|(_, slot)| slot.pool.initialized())
+            .filter(|(_, slot)| slot.db.get().is_some())
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
         ids
-    }
-
-    /// Removes least recently used pools until at most `max` are open,
-    /// preferring idle ones and never `keep`; returns what was removed.
-    pub(crate) fn evict_over(&self, max: usize, keep: &str) -> Vec<(String, Db)> {
-        let mut slots = self.write();
-        let mut open = slots.values().filter(|s| s.pool.initialized()).count();
-        let mut evicted = Vec::new();
-        while open > max {
-            let victim = slots
-                .iter()
-                .filter(|(id, slot)| id.as_str() != keep && slot.pool.initialized())
-                .min_by_key(|(_, slot)| (!slot.is_idle(), slot.last_used.load(Ordering::Relaxed)))
-                .map(|(id, _)| id.clone());
-            let Some(id) = victim else { break };
-            if let Some(db) = slots.remove(&id).and_then(|slot| slot.pool.get().cloned()) {
-                evicted.push((id, db));
-            }
-            open -= 1;
-        }
-        evicted
     }
 
     /// Removes the open pools that are idle and were last used at least `timeout` ago.
@@ -147,7 +177,7 @@ impl Registry {
         let stale: Vec<String> = slots
             .iter()
             .filter(|(_, slot)| {
-                slot.pool.initialized()
+                slot.db.get().is_some()
                     && slot.last_used.load(Ordering::Relaxed) <= cutoff
                     && slot.is_idle()
             })
@@ -156,7 +186,7 @@ impl Registry {
         stale
             .into_iter()
             .filter_map(|id| {
-                let db = slots.remove(&id)?.pool.get().cloned()?;
+                let db = slots.remove(&id)?.db.get().cloned()?;
                 Some((id, db))
             })
             .collect()
