@@ -1,0 +1,136 @@
+//! Running scoped statements on a real PostgreSQL: pebble (pool checkout,
+//! statement built, prepared-statement cache, row decoded) versus the same
+//! statement hand-written with tokio-postgres on one client, prepared once.
+//!
+//! `cargo bench --bench execute`. Uses `DATABASE_URL` or a throwaway server.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pebble::{Db, Model, PoolOptions};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+#[derive(Model, Debug, Clone)]
+#[pebble(table = "users")]
+pub struct User {
+    #[pebble(primary_key, default)]
+    pub id: Uuid,
+    #[tenant_id]
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub age: i32,
+    pub nickname: Option<String>,
+}
+
+fn execute(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let server = pebble_testkit::server().expect("a PostgreSQL server");
+    let database = rt
+        .block_on(server.create_database("pebble_bench"))
+        .expect("a bench database");
+    let (db, client, ids, tenant) = rt.block_on(async {
+        let db = Db::connect_with(database.config(), PoolOptions::default().max_size(1))
+            .await
+            .expect("connect");
+        db.create_table::<User>().await.expect("table");
+        let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = |t: Uuid, i: usize| User {
+            id: Uuid::nil(),
+            tenant_id: t,
+            email: format!("user{i}@example.com"),
+            name: format!("user {i}"),
+            age: (i % 90) as i32,
+            nickname: None,
+        };
+        let ids: Vec<Uuid> = db
+            .tenant(tenant)
+            .insert_many((0..1000).map(|i| row(tenant, i)))
+            .returning()
+            .await
+            .expect("rows")
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        db.tenant(other)
+            .insert_many((0..1000).map(|i| row(other, i)))
+            .exec()
+            .await
+            .expect("rows");
+        let (client, connection) = database.config().connect(NoTls).await.expect("client");
+        tokio::spawn(connection);
+        (db, client, ids, tenant)
+    });
+
+    let mut group = c.benchmark_group("scoped select by key, round trip");
+    let tenant_db = db.tenant(tenant);
+    let mut n = 0;
+    group.bench_function("pebble", |b| {
+        b.iter(|| {
+            n += 1;
+            let id = ids[n % ids.len()];
+            rt.block_on(tenant_db.find::<User>(id).one())
+                .expect("found")
+        })
+    });
+    let select = rt
+        .block_on(client.prepare(
+            "SELECT \"id\", \"tenant_id\", \"email\", \"name\", \"age\", \"nickname\" FROM \"users\" \
+             WHERE \"tenant_id\" = $1 AND \"id\" = $2 LIMIT $3",
+        ))
+        .expect("prepare");
+    group.bench_function("tokio-postgres by hand", |b| {
+        b.iter(|| {
+            n += 1;
+            let id = ids[n % ids.len()];
+            let row = rt
+                .block_on(client.query_one(&select, &[&tenant, &id, &1_i64]))
+                .expect("found");
+            User {
+                id: row.get(0),
+                tenant_id: row.get(1),
+                email: row.get(2),
+                name: row.get(3),
+                age: row.get(4),
+                nickname: row.get(5),
+            }
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("scoped update by key, round trip");
+    group.bench_function("pebble", |b| {
+        b.iter(|| {
+            n += 1;
+            let id = ids[n % ids.len()];
+            let update = tenant_db
+                .update::<User>()
+                .set(User::AGE, (n % 90) as i32)
+                .filter(User::ID.eq(id))
+                .exec();
+            rt.block_on(update).expect("updated")
+        })
+    });
+    let update = rt
+        .block_on(
+            client.prepare(
+                "UPDATE \"users\" SET \"age\" = $1 WHERE \"tenant_id\" = $2 AND \"id\" = $3",
+            ),
+        )
+        .expect("prepare");
+    group.bench_function("tokio-postgres by hand", |b| {
+        b.iter(|| {
+            n += 1;
+            let id = ids[n % ids.len()];
+            rt.block_on(client.execute(&update, &[&((n % 90) as i32), &tenant, &id]))
+                .expect("updated")
+        })
+    });
+    group.finish();
+    drop(database);
+}
+
+criterion_group!(benches, execute);
+criterion_main!(benches);
