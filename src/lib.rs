@@ -52,3 +52,8 @@ pub use pebble_core::*;
 /// Derives [`Model`](trait@Model) for a struct with named fields. See the
 /// crate documentation for the attributes.
 pub use pebble_derive::Model;
+
+/// The README's Rust examples, compiled by `cargo test` so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
