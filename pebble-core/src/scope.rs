@@ -2,7 +2,7 @@
 //! tenant condition every select, count, exists, update, delete and upsert
 //! of a tenant handle starts with.
 
-use sea_query::{Expr, ExprTrait, Value};
+use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 
 use crate::model::TenantScoped;
 use crate::sql_type::SqlType;
@@ -27,8 +27,17 @@ impl Scope {
         }
     }
 
+    /// Starts `stmt`'s WHERE clause with the tenant condition. Builders call
+    /// this when they are made, before any user filter, and every user
+    /// filter is AND-ed after it as one parenthesised term.
+    pub(crate) fn confine(&self, stmt: &mut impl ConditionalStatement) {
+        if let Some(tenant) = self.condition() {
+            stmt.and_where(tenant);
+        }
+    }
+
     /// The tenant condition, unqualified (`"tenant_id" = $1`).
-    pub(crate) fn condition(&self) -> Option<Expr> {
+    fn condition(&self) -> Option<Expr> {
         match self {
             Scope::Tenant { column, key } => Some(Expr::col(*column).eq(key.clone())),
             Scope::Global | Scope::CrossTenant => None,

@@ -32,9 +32,7 @@ impl<M: Model> Delete<M> {
     pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
         let mut stmt = Query::delete();
         stmt.from_table(M::TABLE);
-        if let Some(tenant) = scope.condition() {
-            stmt.and_where(tenant);
-        }
+        scope.confine(&mut stmt);
         Delete {
             exec,
             scope,

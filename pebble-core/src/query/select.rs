@@ -39,9 +39,7 @@ impl<M: Model> Select<M> {
     pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
         let mut stmt = Query::select();
         stmt.columns(column_names::<M>()).from(M::TABLE);
-        if let Some(tenant) = scope.condition() {
-            stmt.and_where(tenant);
-        }
+        scope.confine(&mut stmt);
         Select {
             exec,
             scope,

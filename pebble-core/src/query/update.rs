@@ -44,9 +44,7 @@ impl<M: Model> Update<M> {
     pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
         let mut stmt = Query::update();
         stmt.table(M::TABLE);
-        if let Some(tenant) = scope.condition() {
-            stmt.and_where(tenant);
-        }
+        scope.confine(&mut stmt);
         Update {
             exec,
             scope,
