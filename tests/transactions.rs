@@ -149,3 +149,65 @@ async fn global_transactions() {
     let err = db.batch_execute("SELECT * FROM scratch").await.unwrap_err();
     assert_eq!(err.code(), Some(&pebble::SqlState::UNDEFINED_TABLE));
 }
+
+#[tokio::test]
+async fn a_cancelled_begin_never_leaves_a_pooled_connection_in_a_transaction() {
+    let (test_db, db) = single_connection_db().await;
+    let tenant = db.tenant(Uuid::new_v4());
+    for i in 0..20 {
+        // Dropped after BEGIN was queued on the connection but before it returned.
+        let _ = tokio::time::timeout(Duration::ZERO, tenant.begin()).await;
+        tenant
+            .insert(User::new(&format!("u{i}"), 1))
+            .exec()
+            .await
+            .unwrap();
+    }
+    let other = Db::connect(test_db.config()).await.unwrap();
+    assert_eq!(
+        other
+            .tenant(*tenant.key())
+            .select::<User>()
+            .count()
+            .await
+            .unwrap(),
+        20,
+        "every insert was autocommitted, none swallowed by a stray transaction"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_racing_rollback_runs_inside_or_is_refused() {
+    let (_test_db, db) = setup().await;
+    let tenant = db.tenant(Uuid::new_v4());
+    for i in 0..20 {
+        let tx = tenant.begin().await.unwrap();
+        let late = tx.insert(User::new(&format!("racer{i}"), 1)).exec();
+        let (inserted, rolled_back) = tokio::join!(late, tx.rollback());
+        rolled_back.unwrap();
+        if let Err(e) = inserted {
+            assert!(matches!(e, Error::InvalidQuery(_)), "{e}");
+        }
+    }
+    assert_eq!(tenant.select::<User>().count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_statement_that_fails_still_makes_commit_report_it() {
+    let (_test_db, db) = setup().await;
+    let tenant = db.tenant(Uuid::new_v4());
+    let tx = db.begin().await.unwrap();
+    tx.tenant(*tenant.key())
+        .insert(User::new("kept?", 1))
+        .exec()
+        .await
+        .unwrap();
+    // Sent, then abandoned before the server answers; it fails there.
+    let failing = tx.batch_execute("SELECT pg_sleep(0.2); SELECT 1 / 0");
+    assert!(tokio::time::timeout(Duration::from_millis(50), failing)
+        .await
+        .is_err());
+    let err = tx.commit().await.unwrap_err();
+    assert!(matches!(err, Error::TransactionAborted), "{err}");
+    assert_eq!(tenant.select::<User>().count().await.unwrap(), 0);
+}

@@ -8,7 +8,7 @@ use sea_query::PostgresQueryBuilder;
 use sea_query_postgres::{PostgresBinder, PostgresValues};
 use tokio_postgres::Row;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::scope::Scope;
 use crate::transaction::TxConn;
 
@@ -62,7 +62,11 @@ impl Conn {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => query(&*pool.get().await?, stmt).await,
-            Conn::Transaction(tx) => tx.observe(query(tx.client()?, stmt).await),
+            Conn::Transaction(tx) => {
+                let entered = tx.enter().await?;
+                let result = query(entered.client(), stmt).await;
+                entered.finish(result)
+            }
         }
     }
 
@@ -70,7 +74,11 @@ impl Conn {
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(pool) => execute(&*pool.get().await?, stmt).await,
-            Conn::Transaction(tx) => tx.observe(execute(tx.client()?, stmt).await),
+            Conn::Transaction(tx) => {
+                let entered = tx.enter().await?;
+                let result = execute(entered.client(), stmt).await;
+                entered.finish(result)
+            }
         }
     }
 
@@ -79,7 +87,15 @@ impl Conn {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
             Conn::Pool(pool) => Ok(pool.get().await?.batch_execute(sql).await?),
-            Conn::Transaction(tx) => tx.observe(Ok(tx.client()?.batch_execute(sql).await?)),
+            Conn::Transaction(tx) => {
+                let entered = tx.enter().await?;
+                let result = entered
+                    .client()
+                    .batch_execute(sql)
+                    .await
+                    .map_err(Error::from);
+                entered.finish(result)
+            }
         }
     }
 }

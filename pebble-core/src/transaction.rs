@@ -1,7 +1,7 @@
 //! [`Transaction`]: one pooled connection inside `BEGIN` ... `COMMIT`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
@@ -31,78 +31,128 @@ pub struct Transaction {
 pub struct TxConn {
     // `None` only while being handed to the background rollback in `drop`.
     client: Option<Object>,
-    state: AtomicU8,
+    /// Statements hold it shared while they run; `commit` / `rollback` take
+    /// it exclusively, so no statement can straddle the end of the transaction.
+    gate: tokio::sync::RwLock<State>,
     /// A statement failed on the server, which aborts the whole transaction.
     aborted: AtomicBool,
+    /// A statement was dropped before its outcome was known: it may have
+    /// failed (and aborted the transaction) on the server.
+    uncertain: AtomicBool,
 }
 
-const OPEN: u8 = 0;
-/// `COMMIT` / `ROLLBACK` is under way: no new statement may start.
-const ENDING: u8 = 1;
-/// Ended cleanly: the connection can go back to the pool as is.
-const ENDED: u8 = 2;
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Open,
+    /// `COMMIT` / `ROLLBACK` was sent but not confirmed.
+    Ending,
+    /// Ended cleanly: the connection can go back to the pool as is.
+    Ended,
+}
 
 impl TxConn {
-    /// The connection, if the transaction is still open.
-    pub(crate) fn client(&self) -> Result<&ClientWrapper> {
-        match (&self.client, self.state.load(Ordering::Acquire)) {
-            (Some(client), OPEN) => Ok(client),
+    /// Admission of one statement: waits while the transaction is ending and
+    /// refuses once it has.
+    pub(crate) async fn enter(&self) -> Result<Entered<'_>> {
+        let gate = self.gate.read().await;
+        match (&self.client, *gate) {
+            (Some(client), State::Open) => Ok(Entered {
+                tx: self,
+                client,
+                _gate: gate,
+                done: false,
+            }),
             _ => Err(Error::InvalidQuery("the transaction has already ended")),
         }
     }
+}
 
-    /// Notes a statement's outcome: a server-side error aborts the transaction.
-    pub(crate) fn observe<T>(&self, result: Result<T>) -> Result<T> {
+/// One statement running inside a transaction.
+pub(crate) struct Entered<'a> {
+    tx: &'a TxConn,
+    client: &'a ClientWrapper,
+    _gate: tokio::sync::RwLockReadGuard<'a, State>,
+    done: bool,
+}
+
+impl Entered<'_> {
+    pub(crate) fn client(&self) -> &ClientWrapper {
+        self.client
+    }
+
+    /// Records the statement's outcome: a server-side error aborts the transaction.
+    pub(crate) fn finish<T>(mut self, result: Result<T>) -> Result<T> {
         if let Err(Error::Database { .. } | Error::Connection(_)) = &result {
-            self.aborted.store(true, Ordering::Release);
+            self.tx.aborted.store(true, Ordering::Release);
         }
+        self.done = true;
         result
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tx.uncertain.store(true, Ordering::Release);
+        }
     }
 }
 
 impl Transaction {
     pub(crate) async fn begin(pool: &Pool) -> Result<Transaction> {
-        let client = pool.get().await?;
-        client.batch_execute("BEGIN").await?;
-        Ok(Transaction {
+        let tx = Transaction {
             conn: Arc::new(TxConn {
-                client: Some(client),
-                state: AtomicU8::new(OPEN),
+                client: Some(pool.get().await?),
+                gate: tokio::sync::RwLock::new(State::Open),
                 aborted: AtomicBool::new(false),
+                uncertain: AtomicBool::new(false),
             }),
-        })
+        };
+        // From here on, dropping this future (or a failed BEGIN) drops `tx`,
+        // which rolls back before the connection can be reused.
+        tx.batch_execute("BEGIN").await?;
+        Ok(tx)
     }
 
     /// Commits. If the commit fails the server has rolled back.
     ///
     /// If a statement of this transaction failed on the server, PostgreSQL
     /// has aborted it and would turn `COMMIT` into a silent rollback; pebble
-    /// rolls back and returns [`Error::TransactionAborted`] instead.
+    /// rolls back and returns [`Error::TransactionAborted`] instead. Waits
+    /// for statements still running on the transaction.
     pub async fn commit(self) -> Result<()> {
-        if self.conn.aborted.load(Ordering::Acquire) {
-            self.finish("ROLLBACK").await?;
-            return Err(Error::TransactionAborted);
-        }
-        self.finish("COMMIT").await
+        self.finish(true).await
     }
 
-    /// Rolls back.
+    /// Rolls back. Waits for statements still running on the transaction.
     pub async fn rollback(self) -> Result<()> {
-        self.finish("ROLLBACK").await
+        self.finish(false).await
     }
 
-    async fn finish(self, sql: &str) -> Result<()> {
-        let client = self.conn.client()?;
+    async fn finish(self, commit: bool) -> Result<()> {
+        let tx = &self.conn;
+        let mut gate = tx.gate.write().await;
+        let client = match (&tx.client, *gate) {
+            (Some(client), State::Open) => client,
+            _ => return Err(Error::InvalidQuery("the transaction has already ended")),
+        };
         // Builders still holding this transaction must not start a statement
         // that would run after it, outside any transaction.
-        self.conn.state.store(ENDING, Ordering::Release);
-        let result = client.batch_execute(sql).await;
-        if result.is_ok() {
-            // If the future is dropped or fails before this, `Drop` rolls back
-            // before the connection is reused.
-            self.conn.state.store(ENDED, Ordering::Release);
+        *gate = State::Ending;
+        let aborted = commit && is_aborted(tx, client).await;
+        let sql = if commit && !aborted {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        client.batch_execute(sql).await?;
+        // If this future is dropped or fails before here, dropping the
+        // connection rolls back before it is reused.
+        *gate = State::Ended;
+        if aborted {
+            return Err(Error::TransactionAborted);
         }
-        Ok(result?)
+        Ok(())
     }
 
     /// This transaction, confined to tenant `key` (see [`Db::tenant`](crate::Db::tenant)).
@@ -123,9 +173,19 @@ impl Transaction {
     unscoped_queries!(GlobalModel, Scope::Global);
 }
 
+/// Whether the server has aborted the transaction. Known from the outcomes
+/// of its statements, unless one was dropped before its outcome arrived:
+/// then a probe statement asks (it fails in an aborted transaction).
+async fn is_aborted(tx: &TxConn, client: &ClientWrapper) -> bool {
+    if tx.aborted.load(Ordering::Acquire) {
+        return true;
+    }
+    tx.uncertain.load(Ordering::Acquire) && client.batch_execute("SELECT 1").await.is_err()
+}
+
 impl Drop for TxConn {
     fn drop(&mut self) {
-        if *self.state.get_mut() != ENDED {
+        if *self.gate.get_mut() != State::Ended {
             if let Some(client) = self.client.take() {
                 roll_back_in_background(client);
             }
@@ -174,7 +234,7 @@ impl Sealed for Transaction {
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transaction")
-            .field("open", &(self.conn.state.load(Ordering::Relaxed) == OPEN))
-            .finish()
+            .field("aborted", &self.conn.aborted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
