@@ -376,11 +376,20 @@ async fn missing_database_without_create_missing() {
 async fn a_failing_setup_leaves_no_database_and_is_retried() {
     let ids = Ids::new();
     let attempts = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&attempts);
+    let staged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (seen, staging) = (Arc::clone(&attempts), Arc::clone(&staged));
     let manager = builder()
         .setup(move |db: Db, _tenant| {
             let attempt = seen.fetch_add(1, Ordering::Relaxed);
+            let staging = Arc::clone(&staging);
             async move {
+                let client = db.pool().get().await?;
+                let name: String = client
+                    .query_one("SELECT current_database()", &[])
+                    .await?
+                    .get(0);
+                staging.lock().unwrap().push(name);
+                drop(client);
                 if attempt == 0 {
                     db.batch_execute("CREATE TABLE broken (").await
                 } else {
@@ -489,4 +498,111 @@ async fn a_server_that_is_down_is_a_clear_error_and_the_manager_recovers() {
     // Connections the outage closed are replaced, not handed out.
     let up = manager.db("up").await.unwrap();
     assert_eq!(up.select::<Note>().count().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_setup_leaves_no_tenant_database() {
+    // Its own server: the abandoned staging database stays there, and goes with it.
+    let server = pebble_testkit::TempServer::start().expect("a server");
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&attempts);
+    let manager = TenantManager::builder(server.config())
+        .create_missing(true)
+        .setup(move |db: Db, _tenant| {
+            let first = seen.fetch_add(1, Ordering::Relaxed) == 0;
+            async move {
+                db.create_table::<Note>().await?;
+                if first {
+                    tokio::time::sleep(Duration::from_secs(60)).await; // cancelled meanwhile
+                }
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), manager.db("slow"))
+            .await
+            .is_err()
+    );
+    let db = manager.db("slow").await.expect("provisioned afresh");
+    db.insert(note("a", "b"))
+        .exec()
+        .await
+        .expect("setup ran on this database");
+    assert_eq!(attempts.load(Ordering::Relaxed), 2);
+    assert_eq!(manager.pools_opened(), 1);
+}
+
+#[tokio::test]
+async fn system_databases_are_never_tenants() {
+    let manager = builder().database_name(|id| id.to_owned()).build().unwrap();
+    for id in ["postgres", "template0", "template1"] {
+        let err = manager.db(id).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTenantId { .. }),
+            "{id}: {err:?}"
+        );
+        let err = manager.drop_tenant(id).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTenantId { .. }),
+            "{id}: {err:?}"
+        );
+    }
+    assert!(databases().await.contains("template1"));
+}
+
+#[tokio::test]
+async fn a_pool_with_a_handle_out_is_not_idle() {
+    let ids = Ids::new();
+    let manager = builder()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let tenant = ids.id("held");
+    let held = manager.db(&tenant).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        manager.tenants(),
+        std::slice::from_ref(&tenant),
+        "kept while a handle is out"
+    );
+    held.select::<Note>().count().await.unwrap();
+    drop(held);
+    let mut waited = Duration::ZERO;
+    while !manager.tenants().is_empty() && waited < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert!(
+        manager.tenants().is_empty(),
+        "closed once the handle was dropped"
+    );
+    ids.cleanup(&manager).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
+    let ids = Ids::new();
+    let manager = builder()
+        .setup(|db: Db, _tenant| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            db.create_table::<Note>().await
+        })
+        .build()
+        .unwrap();
+    let tenant = ids.id("busy");
+    let opening = {
+        let (manager, tenant) = (manager.clone(), tenant.clone());
+        tokio::spawn(async move { manager.db(&tenant).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!manager.close_tenant(&tenant), "nothing open to close yet");
+    manager.close_all();
+    let second = manager.db(&tenant).await.unwrap();
+    opening.await.unwrap().unwrap();
+    second.insert(note("x", "y")).exec().await.unwrap();
+    assert_eq!(manager.pools_opened(), 1);
+    assert_eq!(manager.tenants(), std::slice::from_ref(&tenant));
+    ids.cleanup(&manager).await;
 }

@@ -2,6 +2,7 @@
 //! starting point of tenant handles.
 
 use std::fmt;
+use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
@@ -34,7 +35,9 @@ use crate::transaction::Transaction;
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    // An `Arc` of our own (the pool is one too) so that the handles and
+    // builders still out can be counted: see `Db::handles`.
+    pool: Arc<Pool>,
 }
 
 impl Db {
@@ -59,7 +62,14 @@ impl Db {
 
     /// Wraps an existing deadpool-postgres pool.
     pub fn from_pool(pool: Pool) -> Db {
-        Db { pool }
+        Db {
+            pool: Arc::new(pool),
+        }
+    }
+
+    /// How many handles on this pool exist, counting builders made from it.
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.pool)
     }
 
     /// The underlying pool (for its status or to resize it).
@@ -109,7 +119,7 @@ impl Executor for Db {}
 
 impl Sealed for Db {
     fn conn(&self) -> Conn {
-        Conn::Pool(self.pool.clone())
+        Conn::Pool(self.clone())
     }
 }
 

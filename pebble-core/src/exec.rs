@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::{ClientWrapper, Pool};
+use deadpool_postgres::ClientWrapper;
 use sea_query::PostgresQueryBuilder;
 use sea_query_postgres::{PostgresBinder, PostgresValues};
 use tokio_postgres::Row;
 
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::scope::Scope;
 use crate::transaction::TxConn;
@@ -19,7 +20,8 @@ use crate::transaction::TxConn;
 /// variable and extended conditionally, independent of the handle that made it.
 #[derive(Clone)]
 pub enum Conn {
-    Pool(Pool),
+    /// A builder holds a `Db` (an `Arc` clone), which counts as a handle in use.
+    Pool(Db),
     Transaction(Arc<TxConn>),
 }
 
@@ -61,7 +63,7 @@ impl Conn {
     pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
         scope.trace(&stmt.sql);
         match self {
-            Conn::Pool(pool) => query(&*pool.get().await?, stmt).await,
+            Conn::Pool(db) => query(&*db.pool().get().await?, stmt).await,
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = query(entered.client(), stmt).await;
@@ -73,7 +75,7 @@ impl Conn {
     pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
         scope.trace(&stmt.sql);
         match self {
-            Conn::Pool(pool) => execute(&*pool.get().await?, stmt).await,
+            Conn::Pool(db) => execute(&*db.pool().get().await?, stmt).await,
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = execute(entered.client(), stmt).await;
@@ -86,7 +88,7 @@ impl Conn {
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
-            Conn::Pool(pool) => Ok(pool.get().await?.batch_execute(sql).await?),
+            Conn::Pool(db) => Ok(db.pool().get().await?.batch_execute(sql).await?),
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = entered

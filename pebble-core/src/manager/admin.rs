@@ -19,6 +19,16 @@ pub(crate) async fn create_database(
     }
 }
 
+/// Renames `from` to `to`; fails with [`already_exists`] if `to` exists.
+pub(crate) async fn rename_database(
+    maintenance: &tokio_postgres::Config,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    let sql = format!("ALTER DATABASE {} RENAME TO {}", quote(from), quote(to));
+    execute(maintenance, &sql).await
+}
+
 /// Drops `database` if it exists.
 pub(crate) async fn drop_database(
     maintenance: &tokio_postgres::Config,
@@ -31,7 +41,7 @@ pub(crate) async fn drop_database(
     .await
 }
 
-fn already_exists(e: &Error) -> bool {
+pub(crate) fn already_exists(e: &Error) -> bool {
     // Two CREATE DATABASE racing can also collide in the catalog's unique index.
     matches!(
         e.code(),

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::pool::{IntoConfig, PoolOptions};
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Once;
+use std::sync::Mutex;
 
 use super::registry::Registry;
 use super::{Inner, SetupHook, TenantManager};
@@ -123,7 +123,7 @@ impl TenantManagerBuilder {
                 setup: self.setup,
                 registry: Registry::new(),
                 pools_opened: AtomicU64::new(0),
-                reaper: Once::new(),
+                reaper: Mutex::new(None),
             }),
         })
     }

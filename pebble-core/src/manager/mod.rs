@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub use builder::TenantManagerBuilder;
@@ -74,7 +74,8 @@ pub(crate) struct Inner {
     setup: Option<SetupHook>,
     registry: Registry,
     pools_opened: AtomicU64,
-    reaper: Once,
+    /// The idle-pool reaper, restarted if its runtime went away.
+    reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl TenantManager {
@@ -103,29 +104,35 @@ impl TenantManager {
         let inner = &self.inner;
         let database = inner.database(id)?;
         inner.start_reaper();
-        let slot = inner.registry.slot(id);
-        // Single flight: one task opens, the others wait here and then find
-        // the pool published. A cancelled opener releases the lock to the next.
-        let _opening = slot.lock_opening().await;
-        if let Some(db) = slot.db() {
-            inner.registry.touch(&slot);
-            return Ok(db.clone());
-        }
-        let db = match inner.connect(id, &database).await {
-            Ok(db) => db,
-            Err(e) => {
-                inner.registry.forget_failed(id, &slot);
-                return Err(e);
+        loop {
+            let slot = inner.registry.slot(id);
+            // Single flight: one task opens, the others wait here and then
+            // find the pool published. A cancelled opener lets the next try.
+            let _opening = slot.lock_opening().await;
+            if let Some(db) = slot.db() {
+                if inner.registry.is_current(id, &slot) {
+                    inner.registry.touch(&slot);
+                    return Ok(db.clone());
+                }
+                // Evicted or closed while we waited: start over with a new slot.
+                continue;
             }
-        };
-        let evicted = inner
-            .registry
-            .publish(id, &slot, db.clone(), inner.max_open_pools);
-        for (evicted, db) in evicted {
-            tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
-            release(&db);
+            let db = match inner.connect(id, &database).await {
+                Ok(db) => db,
+                Err(e) => {
+                    inner.registry.forget_failed(id, &slot);
+                    return Err(e);
+                }
+            };
+            let evicted = inner
+                .registry
+                .publish(id, &slot, db.clone(), inner.max_open_pools);
+            for (evicted, db) in evicted {
+                tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
+                release(db);
+            }
+            return Ok(db);
         }
-        Ok(db)
     }
 
     /// Ids of the tenants whose pools are open, sorted.
@@ -178,41 +185,70 @@ impl Inner {
         tenant_id::validate_id(id)?;
         let database = (self.database_name)(id);
         tenant_id::validate_database(id, &database)?;
+        let maintenance = self.maintenance.get_dbname().unwrap_or("postgres");
+        if ["postgres", "template0", "template1", maintenance].contains(&database.as_str()) {
+            return Err(Error::InvalidTenantId {
+                id: id.to_owned(),
+                reason: "its database name is a system or maintenance database",
+            });
+        }
         Ok(database)
     }
 
-    /// Opens the pool of `database`, creating and setting it up if allowed.
+    /// Opens the pool of `database`, provisioning it first if it is missing
+    /// and `create_missing` is on.
     async fn connect(&self, id: &str, database: &str) -> Result<Db> {
-        let mut config = self.base.clone();
-        config.dbname(database);
-        let db = Db::from_pool(self.pool.build(config)?);
-        let created = match db.pool().get().await {
-            Ok(_) => false,
-            Err(e) => {
-                let e = Error::from(e);
-                if !(self.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME)) {
-                    return Err(e);
-                }
-                admin::create_database(&self.maintenance, database).await?;
-                drop(db.pool().get().await?);
-                true
+        let db = self.pool_on(database)?;
+        if let Err(e) = db.pool().get().await {
+            let e = Error::from(e);
+            if !(self.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME)) {
+                return Err(e);
             }
-        };
-        if created {
-            if let Some(setup) = &self.setup {
-                if let Err(e) = setup(db.clone(), id.to_owned()).await {
-                    // Leave no half-provisioned database behind: the next
-                    // access creates it afresh and runs the hook again.
-                    db.close();
-                    let _ = drain(&db).await;
-                    let _ = admin::drop_database(&self.maintenance, database).await;
-                    return Err(e);
-                }
-            }
+            self.provision(id, database).await?;
+            drop(db.pool().get().await?);
         }
         self.pools_opened.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "pebble::manager", tenant = id, database, created, "opened tenant pool");
+        tracing::debug!(target: "pebble::manager", tenant = id, database, "opened tenant pool");
         Ok(db)
+    }
+
+    fn pool_on(&self, database: &str) -> Result<Db> {
+        let mut config = self.base.clone();
+        config.dbname(database);
+        Ok(Db::from_pool(self.pool.build(config)?))
+    }
+
+    /// Creates `database`. With a setup hook, the database is created under
+    /// a temporary name, set up, and only then renamed into place, so the
+    /// tenant's database exists exactly when it is fully set up: a setup
+    /// that fails, panics or is cancelled never leaves a half-provisioned
+    /// tenant behind (at worst an unused `pebble_new_*` database).
+    async fn provision(&self, id: &str, database: &str) -> Result<()> {
+        let Some(setup) = &self.setup else {
+            return admin::create_database(&self.maintenance, database).await;
+        };
+        let temporary = format!("pebble_new_{}", uuid::Uuid::new_v4().simple());
+        admin::create_database(&self.maintenance, &temporary).await?;
+        let staged = async {
+            let db = self.pool_on(&temporary)?;
+            let result = setup(db.clone(), id.to_owned()).await;
+            db.close();
+            drain(&db).await?;
+            result
+        };
+        if let Err(e) = staged.await {
+            let _ = admin::drop_database(&self.maintenance, &temporary).await;
+            return Err(e);
+        }
+        let renamed = admin::rename_database(&self.maintenance, &temporary, database).await;
+        if renamed.is_err() {
+            let _ = admin::drop_database(&self.maintenance, &temporary).await;
+        }
+        match renamed {
+            // Another process provisioned it meanwhile: use theirs.
+            Err(e) if admin::already_exists(&e) => Ok(()),
+            other => other,
+        }
     }
 
     /// Closes idle pools past `idle_timeout`, from a background task that
@@ -221,29 +257,35 @@ impl Inner {
         let Some(timeout) = self.idle_timeout else {
             return;
         };
-        self.reaper.call_once(|| {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return;
-            };
-            let weak: Weak<Inner> = Arc::downgrade(self);
-            let period = (timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
-            runtime.spawn(async move {
-                loop {
-                    tokio::time::sleep(period).await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    for (id, db) in inner.registry.evict_idle(timeout) {
-                        tracing::debug!(target: "pebble::manager", tenant = %id, "closing idle pool");
-                        release(&db);
-                    }
+        let mut reaper = self.reaper.lock().unwrap_or_else(|e| e.into_inner());
+        if reaper.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        // The reaper runs on the runtime of the first `db()` call; if that
+        // runtime ends, the next call starts it again on its own.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        let period = (timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        *reaper = Some(runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(inner) = weak.upgrade() else { break };
+                for (id, db) in inner.registry.evict_idle(timeout) {
+                    tracing::debug!(target: "pebble::manager", tenant = %id, "closing idle pool");
+                    release(db);
                 }
-            });
-        });
+            }
+        }));
     }
 }
 
-/// Lets an evicted pool go: its idle connections close now; connections in
-/// use finish their statements, and close with the last handle on the pool.
-fn release(db: &Db) {
+/// Lets an evicted pool go. Its idle connections close now. If nobody else
+/// holds it, that was everything; otherwise its holders keep using it
+/// (statements running finish, new ones open connections as needed) and it
+/// closes with their last handle.
+fn release(db: Db) {
     db.pool().retain(|_, _| false);
 }
 

@@ -33,11 +33,12 @@ impl Slot {
         self.db.get()
     }
 
-    /// Whether the pool is open and no connection of it is in use or awaited.
+    /// Whether nobody uses the pool: no handle or builder on it outside
+    /// the registry, and no connection of it checked out or awaited.
     fn is_idle(&self) -> bool {
         self.db.get().is_none_or(|db| {
             let status = db.pool().status();
-            status.size == status.available && status.waiting == 0
+            db.handles() == 1 && status.size == status.available && status.waiting == 0
         })
     }
 }
@@ -106,7 +107,8 @@ impl Registry {
             open -= 1;
         }
         self.touch(slot);
-        // The slot may have been closed (removed) while it was opening.
+        // Already registered: an opening slot is never removed (see `remove`,
+        // `drain` and `forget_failed`); inserting again keeps that true anyway.
         slots.insert(id.to_owned(), Arc::clone(slot));
         if let Err(db) = slot.db.set(db) {
             // Unreachable: only the opening lock's holder publishes, and it
@@ -114,6 +116,14 @@ impl Registry {
             db.close();
         }
         evicted
+    }
+
+    /// Whether `slot` is still the one registered for `id` (it is not once
+    /// evicted or closed).
+    pub(crate) fn is_current(&self, id: &str, slot: &Arc<Slot>) -> bool {
+        self.read()
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, slot))
     }
 
     pub(crate) fn touch(&self, slot: &Slot) {
@@ -142,17 +152,27 @@ impl Registry {
         }
     }
 
-    /// Removes `id`; its pool, if it was open.
+    /// Removes `id` if its pool is open; that pool. A slot still opening is
+    /// left alone: removing it would let a second open start beside it.
     pub(crate) fn remove(&self, id: &str) -> Option<Db> {
-        self.write().remove(id)?.db.get().cloned()
+        let mut slots = self.write();
+        let db = slots.get(id)?.db.get()?.clone();
+        slots.remove(id);
+        Some(db)
     }
 
-    /// Removes every tenant; their open pools.
+    /// Removes every open pool (slots still opening stay); those pools.
     pub(crate) fn drain(&self) -> Vec<Db> {
-        self.write()
-            .drain()
-            .filter_map(|(_, slot)| slot.db.get().cloned())
-            .collect()
+        let mut slots = self.write();
+        let mut open = Vec::new();
+        slots.retain(|_, slot| match slot.db.get() {
+            Some(db) => {
+                open.push(db.clone());
+                false
+            }
+            None => true,
+        });
+        open
     }
 
     /// Ids of the open pools, sorted.
