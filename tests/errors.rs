@@ -146,3 +146,32 @@ async fn text_that_looks_like_sql_is_only_ever_a_value() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_handle_keyed_by_the_unset_value_runs_nothing() {
+    let (_test_db, db) = setup().await;
+    let nil = db.tenant(Uuid::nil());
+    for err in [
+        nil.select::<User>().count().await.unwrap_err(),
+        nil.insert(User::new("ghost", 1)).exec().await.unwrap_err(),
+        nil.update::<User>()
+            .set(User::AGE, 1)
+            .exec()
+            .await
+            .unwrap_err(),
+        nil.delete::<User>().exec().await.unwrap_err(),
+        db.tenant(0_i64)
+            .select::<common::Document>()
+            .count()
+            .await
+            .unwrap_err(),
+        db.tenant(String::new())
+            .select::<common::Sample>()
+            .count()
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::InvalidTenantId { .. }), "{err:?}");
+    }
+    assert_eq!(db.cross_tenant().select::<User>().count().await.unwrap(), 0);
+}

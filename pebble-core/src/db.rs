@@ -80,6 +80,10 @@ impl Db {
     /// A handle confined to tenant `key`: every select, count, exists,
     /// update, delete and upsert on a tenant model gets `tenant_column = key`
     /// AND-ed around its whole condition, and every insert is stamped.
+    ///
+    /// A handle keyed by the unset value (nil UUID, `0`, empty string) runs
+    /// nothing: each statement fails with [`Error::InvalidTenantId`](crate::Error::InvalidTenantId),
+    /// so a missing id defaulted by mistake cannot become a shared tenant.
     pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K> {
         TenantDb::new(self.clone(), key)
     }

@@ -61,6 +61,7 @@ impl Statement {
 
 impl Conn {
     pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
+        scope.check()?;
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(db) => query(&*db.pool().get().await?, stmt).await,
@@ -73,6 +74,7 @@ impl Conn {
     }
 
     pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
+        scope.check()?;
         scope.trace(&stmt.sql);
         match self {
             Conn::Pool(db) => execute(&*db.pool().get().await?, stmt).await,

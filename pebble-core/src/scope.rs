@@ -4,8 +4,9 @@
 
 use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 
+use crate::error::{Error, Result};
 use crate::model::TenantScoped;
-use crate::sql_type::SqlType;
+use crate::sql_type::{SqlType, TenantKey};
 
 /// The confinement of a handle's statements.
 #[derive(Clone, Debug)]
@@ -15,15 +16,35 @@ pub(crate) enum Scope {
     /// `TenantDb`: `column = key` is AND-ed in front of every condition and
     /// stamped into every inserted row.
     Tenant { column: &'static str, key: Value },
+    /// A `TenantDb` keyed by the unset value (nil UUID, `0`, empty string),
+    /// typically a missing id defaulted: every statement is refused.
+    UnsetTenant { key: String },
     /// `cross_tenant()`: deliberately unconfined, and every statement is traced.
     CrossTenant,
 }
 
 impl Scope {
     pub(crate) fn tenant<M: TenantScoped>(key: &M::TenantKey) -> Scope {
+        if key.is_unset() {
+            return Scope::UnsetTenant {
+                key: format!("{key:?}"),
+            };
+        }
         Scope::Tenant {
             column: M::TENANT_COLUMN,
             key: key.clone().into_sql(),
+        }
+    }
+
+    /// Refuses a statement this scope must not run; checked by the executor
+    /// before anything is sent.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Scope::UnsetTenant { key } => Err(Error::InvalidTenantId {
+                id: key.clone(),
+                reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+            }),
+            Scope::Global | Scope::Tenant { .. } | Scope::CrossTenant => Ok(()),
         }
     }
 
@@ -40,6 +61,8 @@ impl Scope {
     fn condition(&self) -> Option<Expr> {
         match self {
             Scope::Tenant { column, key } => Some(Expr::col(*column).eq(key.clone())),
+            // Never sent (see `check`); if it were, it would match nothing.
+            Scope::UnsetTenant { .. } => Some(Expr::cust("FALSE")),
             Scope::Global | Scope::CrossTenant => None,
         }
     }
@@ -49,6 +72,7 @@ impl Scope {
     pub(crate) fn qualified_condition(&self, table: &'static str) -> Option<Expr> {
         match self {
             Scope::Tenant { column, key } => Some(Expr::col((table, *column)).eq(key.clone())),
+            Scope::UnsetTenant { .. } => Some(Expr::cust("FALSE")),
             Scope::Global | Scope::CrossTenant => None,
         }
     }
