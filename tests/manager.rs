@@ -12,7 +12,7 @@ use tokio_postgres::NoTls;
 
 /// The table every tenant database gets.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes")]
+#[pebble(table = "notes", global)]
 struct Note {
     #[pebble(primary_key, default)]
     id: i64,

@@ -26,7 +26,7 @@ use crate::transaction::Transaction;
 ///
 /// ```no_run
 /// # use pebble::{Db, Model};
-/// # #[derive(Model)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
+/// # #[derive(Model)] #[pebble(global)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let db = Db::connect("postgres://app@localhost/app").await?;
 /// db.create_table::<Plan>().await?;

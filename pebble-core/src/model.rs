@@ -115,7 +115,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn to_values(&self, sink: impl FnMut(Value));
 }
 
-/// A model without a `#[tenant_id]` field: shared by every tenant, queried through [`Db`](crate::Db).
+/// A model marked `#[pebble(global)]` (it has no `#[tenant_id]` field):
+/// shared by every tenant, or living in a database per tenant; queried
+/// through [`Db`](crate::Db).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is tenant-scoped: query it through `db.tenant(id)`, not a plain `Db`",
     label = "`{Self}` has a #[tenant_id] field",

@@ -64,9 +64,12 @@ impl Model {
 
         let mut table = None;
         let mut krate = None;
+        let mut global = None;
         for attr in pebble_attrs(&input.attrs) {
             attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("table") {
+                if meta.path.is_ident("global") {
+                    global = Some(meta.path.span());
+                } else if meta.path.is_ident("table") {
                     let lit: LitStr = meta.value()?.parse()?;
                     check_identifier(&lit)?;
                     table = Some(lit.value());
@@ -75,7 +78,7 @@ impl Model {
                     krate = Some(lit.parse::<Path>()?);
                 } else {
                     return Err(meta.error(
-                        "unknown pebble attribute on a struct; expected `table = \"...\"` or `crate = \"...\"`",
+                        "unknown pebble attribute on a struct; expected `table = \"...\"`, `global` or `crate = \"...\"`",
                     ));
                 }
                 Ok(())
@@ -133,6 +136,32 @@ impl Model {
                 input.ident.span(),
                 "a model needs at least one field",
             ));
+        }
+        // Forgetting #[tenant_id] (on a new table, or a slim struct over a
+        // tenant table) would silently make every statement reach all
+        // tenants, so a model without one must say it is global.
+        match (fields.iter().find(|f| f.tenant), global) {
+            (None, None) => {
+                return Err(syn::Error::new(
+                    input.ident.span(),
+                    format!(
+                        "`{}` has no #[tenant_id] field, so statements on it would reach every tenant's rows; \
+                         mark the tenant column with #[tenant_id], or, if the table really has none \
+                         (shared by all tenants, or in a database per tenant), add #[pebble(global)]",
+                        input.ident
+                    ),
+                ))
+            }
+            (Some(tenant), Some(span)) => {
+                return Err(syn::Error::new(
+                    span,
+                    format!(
+                        "a #[pebble(global)] model cannot have a #[tenant_id] field (`{}`)",
+                        tenant.ident
+                    ),
+                ))
+            }
+            _ => {}
         }
 
         Ok(Model {

@@ -10,8 +10,10 @@ use syn::{parse_macro_input, DeriveInput};
 
 /// Maps a struct with named fields to a table.
 ///
-/// Struct attribute: `#[pebble(table = "name")]` (default: the struct name in
-/// snake_case), `#[pebble(crate = "path")]` (default: `::pebble`).
+/// Struct attributes: `#[pebble(table = "name")]` (default: the struct name
+/// in snake_case); `#[pebble(global)]`, required exactly when no field is
+/// `#[tenant_id]` (a table shared by all tenants, or one in a database per
+/// tenant); `#[pebble(crate = "path")]` (default: `::pebble`).
 ///
 /// Field attributes:
 /// - `#[tenant_id]`: the tenant column (at most one, not an `Option`);

@@ -7,12 +7,14 @@
 //!   root. It is shut down and deleted when the process exits, and killed by
 //!   the kernel if the process dies.
 //!
-//! Each test takes a fresh database:
+//! Each test takes a fresh database; with pebble, `Db::connect(test_db.config())`:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let test_db = pebble_testkit::database().await?;
-//! let db = pebble::Db::connect(test_db.config()).await?;
+//! let (client, connection) = test_db.config().connect(tokio_postgres::NoTls).await?;
+//! tokio::spawn(connection);
+//! client.batch_execute("CREATE TABLE t (n int)").await?;
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]

@@ -65,7 +65,7 @@ impl Document {
 
 /// A global model: shared by every tenant, queried through `Db`.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "plans")]
+#[pebble(table = "plans", global)]
 pub struct Plan {
     #[pebble(primary_key)]
     pub code: String,

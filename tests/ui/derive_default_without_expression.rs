@@ -2,6 +2,7 @@
 use pebble::Model;
 
 #[derive(Model)]
+#[pebble(global)]
 struct Doc {
     #[pebble(primary_key)]
     id: i64,

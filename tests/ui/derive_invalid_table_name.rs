@@ -1,7 +1,7 @@
 use pebble::Model;
 
 #[derive(Model)]
-#[pebble(table = "docs; DROP TABLE users")]
+#[pebble(table = "docs; DROP TABLE users", global)]
 struct Doc {
     #[pebble(primary_key)]
     id: i64,

@@ -1,6 +1,7 @@
 use pebble::Model;
 
 #[derive(Model)]
+#[pebble(global)]
 struct Doc {
     #[pebble(primary_key, indexed)]
     id: i64,

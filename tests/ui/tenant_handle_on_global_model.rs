@@ -2,6 +2,7 @@
 use pebble::{Db, Model};
 
 #[derive(Model)]
+#[pebble(global)]
 struct Plan {
     #[pebble(primary_key)]
     code: String,

@@ -1,0 +1,12 @@
+use pebble::Model;
+
+#[derive(Model)]
+#[pebble(global)]
+struct Doc {
+    #[pebble(primary_key)]
+    id: i64,
+    #[tenant_id]
+    org: i64,
+}
+
+fn main() {}
