@@ -125,6 +125,23 @@ async fn order_limit_offset_one_optional() {
         Err(Error::NotFound { table: "users" })
     ));
 
+    // Huge pages mean "everything", not a server error.
+    let all = tenant
+        .select::<User>()
+        .limit(u64::MAX)
+        .offset(0)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(tenant
+        .select::<User>()
+        .offset(u64::MAX)
+        .all()
+        .await
+        .unwrap()
+        .is_empty());
+
     // Count ignores paging and order.
     let counted = tenant
         .select::<User>()
@@ -579,4 +596,36 @@ async fn scoped_sql_text() {
             .unwrap(),
         r#"INSERT INTO "documents" ("id", "org_id", "title", "pages") VALUES ($1, $2, $3, $4) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title" WHERE "documents"."org_id" = $5"#
     );
+}
+
+/// A model whose every column the database fills.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[pebble(global)]
+struct Tick {
+    #[pebble(primary_key, default)]
+    id: i64,
+    #[pebble(default)]
+    at: DateTime<Utc>,
+}
+
+#[tokio::test]
+async fn inserting_rows_the_database_fills_entirely() {
+    let (_test_db, db) = setup().await;
+    db.create_table::<Tick>().await.unwrap();
+    let blank = || Tick {
+        id: 0,
+        at: DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let one = db.insert(blank()).returning().await.unwrap();
+    let many = db
+        .insert_many([blank(), blank(), blank()])
+        .returning()
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = many.iter().map(|t| t.id).chain([one.id]).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert!(many.iter().all(|t| t.at > DateTime::<Utc>::UNIX_EPOCH));
+    assert_eq!(db.select::<Tick>().count().await.unwrap(), 4);
 }

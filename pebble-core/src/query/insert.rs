@@ -89,6 +89,12 @@ impl<M: Model, R> Insert<M, R> {
             }
             insert.rows += 1;
         }
+        if width == 0 {
+            // Every column is filled by the database: `VALUES (DEFAULT), ...`.
+            insert
+                .stmt
+                .or_default_values_many(u32::try_from(insert.rows).unwrap_or(u32::MAX));
+        }
         insert
     }
 

@@ -72,13 +72,13 @@ impl<M: Model> Select<M> {
 
     /// Returns at most `n` rows.
     pub fn limit(mut self, n: u64) -> Self {
-        self.stmt.limit(n);
+        self.stmt.limit(as_bigint(n));
         self
     }
 
     /// Skips the first `n` rows.
     pub fn offset(mut self, n: u64) -> Self {
-        self.stmt.offset(n);
+        self.stmt.offset(as_bigint(n));
         self
     }
 
@@ -146,6 +146,12 @@ impl<M: Model> Select<M> {
         let row = rows.first().ok_or(Error::NotFound { table: M::TABLE })?;
         Ok(row.try_get(0)?)
     }
+}
+
+/// PostgreSQL's LIMIT and OFFSET are `bigint`; a larger `u64` would wrap
+/// to a negative number on the way, so it is clamped (it means "all").
+fn as_bigint(n: u64) -> u64 {
+    std::cmp::min(n, i64::MAX.unsigned_abs())
 }
 
 impl<M> fmt::Debug for Select<M> {
