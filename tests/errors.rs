@@ -175,3 +175,34 @@ async fn a_handle_keyed_by_the_unset_value_runs_nothing() {
     }
     assert_eq!(db.cross_tenant().select::<User>().count().await.unwrap(), 0);
 }
+
+/// A tenant model with a hand-written `GlobalModel` impl: deliberate misuse
+/// the types cannot stop, so `Db` refuses it at run time.
+#[derive(pebble::Model, Debug)]
+#[pebble(table = "users")]
+struct Leaky {
+    #[pebble(primary_key)]
+    id: Uuid,
+    #[tenant_id]
+    tenant_id: Uuid,
+}
+
+impl pebble::GlobalModel for Leaky {}
+
+#[tokio::test]
+async fn a_hand_made_global_impl_on_a_tenant_model_runs_nothing() {
+    let (_test_db, db) = setup().await;
+    db.tenant(Uuid::new_v4())
+        .insert(User::new("ann", 1))
+        .exec()
+        .await
+        .unwrap();
+    let err = db.select::<Leaky>().count().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidQuery(_)), "{err:?}");
+    let err = db.delete::<Leaky>().exec().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidQuery(_)), "{err:?}");
+    let tx = db.begin().await.unwrap();
+    assert!(tx.select::<Leaky>().all().await.is_err());
+    tx.rollback().await.unwrap();
+    assert_eq!(db.cross_tenant().select::<User>().count().await.unwrap(), 1);
+}

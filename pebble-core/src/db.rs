@@ -116,7 +116,7 @@ impl Db {
         self.pool.close();
     }
 
-    unscoped_queries!(GlobalModel, Scope::Global);
+    unscoped_queries!(GlobalModel, Scope::global::<M>());
 }
 
 impl Executor for Db {}

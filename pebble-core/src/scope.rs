@@ -5,7 +5,7 @@
 use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 
 use crate::error::{Error, Result};
-use crate::model::TenantScoped;
+use crate::model::{ColumnDef, Model, TenantScoped};
 use crate::sql_type::{SqlType, TenantKey};
 
 /// The confinement of a handle's statements.
@@ -19,11 +19,23 @@ pub(crate) enum Scope {
     /// A `TenantDb` keyed by the unset value (nil UUID, `0`, empty string),
     /// typically a missing id defaulted: every statement is refused.
     UnsetTenant { key: String },
+    /// `Db` on a model that has a tenant column (only reachable through a
+    /// hand-written `GlobalModel` impl): every statement is refused.
+    TenantModelThroughDb,
     /// `cross_tenant()`: deliberately unconfined, and every statement is traced.
     CrossTenant,
 }
 
 impl Scope {
+    /// The scope of `Db` and `Transaction` statements on `M`.
+    pub(crate) fn global<M: Model>() -> Scope {
+        if const { has_tenant_column(M::COLUMNS) } {
+            Scope::TenantModelThroughDb
+        } else {
+            Scope::Global
+        }
+    }
+
     pub(crate) fn tenant<M: TenantScoped>(key: &M::TenantKey) -> Scope {
         if key.is_unset() {
             return Scope::UnsetTenant {
@@ -44,6 +56,10 @@ impl Scope {
                 id: key.clone(),
                 reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
             }),
+            Scope::TenantModelThroughDb => Err(Error::InvalidQuery(
+                "a model with a #[tenant_id] column cannot be queried through Db; \
+                 use db.tenant(id) (GlobalModel must come from #[pebble(global)])",
+            )),
             Scope::Global | Scope::Tenant { .. } | Scope::CrossTenant => Ok(()),
         }
     }
@@ -62,7 +78,7 @@ impl Scope {
         match self {
             Scope::Tenant { column, key } => Some(Expr::col(*column).eq(key.clone())),
             // Never sent (see `check`); if it were, it would match nothing.
-            Scope::UnsetTenant { .. } => Some(Expr::cust("FALSE")),
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb => Some(Expr::cust("FALSE")),
             Scope::Global | Scope::CrossTenant => None,
         }
     }
@@ -72,7 +88,7 @@ impl Scope {
     pub(crate) fn qualified_condition(&self, table: &'static str) -> Option<Expr> {
         match self {
             Scope::Tenant { column, key } => Some(Expr::col((table, *column)).eq(key.clone())),
-            Scope::UnsetTenant { .. } => Some(Expr::cust("FALSE")),
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb => Some(Expr::cust("FALSE")),
             Scope::Global | Scope::CrossTenant => None,
         }
     }
@@ -82,4 +98,15 @@ impl Scope {
             tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
         }
     }
+}
+
+const fn has_tenant_column(columns: &[ColumnDef]) -> bool {
+    let mut i = 0;
+    while i < columns.len() {
+        if columns[i].tenant {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }

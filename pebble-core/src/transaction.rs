@@ -170,7 +170,7 @@ impl Transaction {
         self.conn().batch(sql).await
     }
 
-    unscoped_queries!(GlobalModel, Scope::Global);
+    unscoped_queries!(GlobalModel, Scope::global::<M>());
 }
 
 /// Whether the server has aborted the transaction. Known from the outcomes
