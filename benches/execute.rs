@@ -22,6 +22,17 @@ pub struct User {
     pub nickname: Option<String>,
 }
 
+fn user_from(row: &tokio_postgres::Row) -> User {
+    User {
+        id: row.get(0),
+        tenant_id: row.get(1),
+        email: row.get(2),
+        name: row.get(3),
+        age: row.get(4),
+        nickname: row.get(5),
+    }
+}
+
 fn execute(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,14 +99,31 @@ fn execute(c: &mut Criterion) {
             let row = rt
                 .block_on(client.query_one(&select, &[&tenant, &id, &1_i64]))
                 .expect("found");
-            User {
-                id: row.get(0),
-                tenant_id: row.get(1),
-                email: row.get(2),
-                name: row.get(3),
-                age: row.get(4),
-                nickname: row.get(5),
-            }
+            user_from(&row)
+        })
+    });
+    // What an application without pebble would do: the same deadpool pool
+    // (checkout, prepared-statement cache), the SQL written by hand.
+    let pool = db.pool().clone();
+    group.bench_function("tokio-postgres by hand via deadpool", |b| {
+        b.iter(|| {
+            n += 1;
+            let id = ids[n % ids.len()];
+            rt.block_on(async {
+                let client = pool.get().await.expect("connection");
+                let select = client
+                    .prepare_cached(
+                        "SELECT \"id\", \"tenant_id\", \"email\", \"name\", \"age\", \"nickname\" \
+                         FROM \"users\" WHERE \"tenant_id\" = $1 AND \"id\" = $2 LIMIT $3",
+                    )
+                    .await
+                    .expect("prepare");
+                let row = client
+                    .query_one(&select, &[&tenant, &id, &1_i64])
+                    .await
+                    .expect("found");
+                user_from(&row)
+            })
         })
     });
     group.finish();
