@@ -36,59 +36,66 @@ use super::{Inner, SetupHook, TenantManager};
 #[must_use = "call `.build()` to make the manager"]
 pub struct TenantManagerBuilder {
     base: Result<tokio_postgres::Config>,
-    pool: PoolOptions,
-    database_name: Arc<dyn Fn(&str) -> String + Send + Sync>,
-    max_open_pools: usize,
-    idle_timeout: Option<Duration>,
-    create_missing: bool,
-    setup: Option<SetupHook>,
+    settings: Settings,
+}
+
+/// What the builder sets and the manager then follows.
+pub(super) struct Settings {
+    pub(super) pool: PoolOptions,
+    pub(super) database_name: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    pub(super) max_open_pools: usize,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) create_missing: bool,
+    pub(super) setup: Option<SetupHook>,
 }
 
 impl TenantManagerBuilder {
     pub(super) fn new(base: impl IntoConfig) -> Self {
         TenantManagerBuilder {
             base: base.into_config(),
-            pool: PoolOptions::default().max_size(4),
-            database_name: Arc::new(|id| format!("tenant_{id}")),
-            max_open_pools: 64,
-            idle_timeout: Some(Duration::from_secs(300)),
-            create_missing: false,
-            setup: None,
+            settings: Settings {
+                pool: PoolOptions::default().max_size(4),
+                database_name: Arc::new(|id| format!("tenant_{id}")),
+                max_open_pools: 64,
+                idle_timeout: Some(Duration::from_secs(300)),
+                create_missing: false,
+                setup: None,
+            },
         }
     }
 
     /// Size and timeouts of each tenant's pool (default: 4 connections).
     /// At most `max_open_pools × max_size` connections are open at once.
     pub fn pool(mut self, options: PoolOptions) -> Self {
-        self.pool = options;
+        self.settings.pool = options;
         self
     }
 
     /// The database of a tenant id (default: `tenant_<id>`). Its result must
     /// be lowercase ASCII letters, digits and `_`, at most 63 bytes.
     pub fn database_name(mut self, name: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
-        self.database_name = Arc::new(name);
+        self.settings.database_name = Arc::new(name);
         self
     }
 
     /// How many tenant pools may be open at once (default 64, at least 1).
     /// Opening one more evicts the least recently used, idle ones first.
     pub fn max_open_pools(mut self, max: usize) -> Self {
-        self.max_open_pools = max.max(1);
+        self.settings.max_open_pools = max.max(1);
         self
     }
 
     /// Closes a tenant's pool once it has been idle this long (default
     /// 5 minutes; `None` keeps pools open until evicted by the cap).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+        self.settings.idle_timeout = timeout;
         self
     }
 
     /// Creates a tenant's database on first access when it does not exist
     /// (default `false`: a missing database is an error).
     pub fn create_missing(mut self, create: bool) -> Self {
-        self.create_missing = create;
+        self.settings.create_missing = create;
         self
     }
 
@@ -100,7 +107,7 @@ impl TenantManagerBuilder {
         F: Fn(Db, String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        self.setup = Some(Arc::new(move |db, tenant| Box::pin(hook(db, tenant))));
+        self.settings.setup = Some(Arc::new(move |db, tenant| Box::pin(hook(db, tenant))));
         self
     }
 
@@ -115,12 +122,7 @@ impl TenantManagerBuilder {
             inner: Arc::new(Inner {
                 base,
                 maintenance,
-                pool: self.pool,
-                database_name: self.database_name,
-                max_open_pools: self.max_open_pools,
-                idle_timeout: self.idle_timeout,
-                create_missing: self.create_missing,
-                setup: self.setup,
+                settings: self.settings,
                 registry: Registry::new(),
                 pools_opened: AtomicU64::new(0),
                 reaper: Mutex::new(None),
@@ -131,12 +133,13 @@ impl TenantManagerBuilder {
 
 impl fmt::Debug for TenantManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.settings;
         f.debug_struct("TenantManagerBuilder")
-            .field("pool", &self.pool)
-            .field("max_open_pools", &self.max_open_pools)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("create_missing", &self.create_missing)
-            .field("setup", &self.setup.is_some())
+            .field("pool", &settings.pool)
+            .field("max_open_pools", &settings.max_open_pools)
+            .field("idle_timeout", &settings.idle_timeout)
+            .field("create_missing", &settings.create_missing)
+            .field("setup", &settings.setup.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 pub use builder::TenantManagerBuilder;
 
+use builder::Settings;
+
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::pool::{IntoConfig, PoolOptions};
+use crate::pool::IntoConfig;
 use crate::SqlState;
 
 use registry::Registry;
@@ -66,12 +68,7 @@ pub(crate) struct Inner {
     base: tokio_postgres::Config,
     /// Where `CREATE DATABASE` / `DROP DATABASE` run.
     maintenance: tokio_postgres::Config,
-    pool: PoolOptions,
-    database_name: Arc<dyn Fn(&str) -> String + Send + Sync>,
-    max_open_pools: usize,
-    idle_timeout: Option<Duration>,
-    create_missing: bool,
-    setup: Option<SetupHook>,
+    settings: Settings,
     registry: Registry,
     pools_opened: AtomicU64,
     /// The idle-pool reaper, restarted if its runtime went away.
@@ -124,9 +121,10 @@ impl TenantManager {
                     return Err(e);
                 }
             };
-            let evicted = inner
-                .registry
-                .publish(id, &slot, db.clone(), inner.max_open_pools);
+            let evicted =
+                inner
+                    .registry
+                    .publish(id, &slot, db.clone(), inner.settings.max_open_pools);
             for (evicted, db) in evicted {
                 tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
                 release(db);
@@ -183,7 +181,7 @@ impl Inner {
     /// The database of `id`, after validating both.
     fn database(&self, id: &str) -> Result<String> {
         tenant_id::validate_id(id)?;
-        let database = (self.database_name)(id);
+        let database = (self.settings.database_name)(id);
         tenant_id::validate_database(id, &database)?;
         let maintenance = self.maintenance.get_dbname().unwrap_or("postgres");
         if ["postgres", "template0", "template1", maintenance].contains(&database.as_str()) {
@@ -201,7 +199,8 @@ impl Inner {
         let db = self.pool_on(database)?;
         if let Err(e) = db.pool().get().await {
             let e = Error::from(e);
-            if !(self.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME)) {
+            if !(self.settings.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME))
+            {
                 return Err(e);
             }
             self.provision(id, database).await?;
@@ -215,7 +214,7 @@ impl Inner {
     fn pool_on(&self, database: &str) -> Result<Db> {
         let mut config = self.base.clone();
         config.dbname(database);
-        Ok(Db::from_pool(self.pool.build(config)?))
+        Ok(Db::from_pool(self.settings.pool.build(config)?))
     }
 
     /// Creates `database`. With a setup hook, the database is created under
@@ -224,7 +223,7 @@ impl Inner {
     /// that fails, panics or is cancelled never leaves a half-provisioned
     /// tenant behind (at worst an unused `pebble_new_*` database).
     async fn provision(&self, id: &str, database: &str) -> Result<()> {
-        let Some(setup) = &self.setup else {
+        let Some(setup) = &self.settings.setup else {
             return admin::create_database(&self.maintenance, database).await;
         };
         let temporary = format!("pebble_new_{}", uuid::Uuid::new_v4().simple());
@@ -254,7 +253,7 @@ impl Inner {
     /// Closes idle pools past `idle_timeout`, from a background task that
     /// ends with the manager.
     fn start_reaper(self: &Arc<Self>) {
-        let Some(timeout) = self.idle_timeout else {
+        let Some(timeout) = self.settings.idle_timeout else {
             return;
         };
         let mut reaper = self.reaper.lock().unwrap_or_else(|e| e.into_inner());
@@ -308,7 +307,7 @@ impl fmt::Debug for TenantManager {
         f.debug_struct("TenantManager")
             .field("open", &self.tenants().len())
             .field("pools_opened", &self.pools_opened())
-            .field("max_open_pools", &self.inner.max_open_pools)
+            .field("max_open_pools", &self.inner.settings.max_open_pools)
             .finish_non_exhaustive()
     }
 }
