@@ -4,23 +4,13 @@
 //! `cargo bench --bench build`. No database is needed: nothing is executed.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use pebble::{Db, Model, PoolOptions};
+mod common;
+
+use common::User;
+use pebble::{Db, PoolOptions};
 use sea_query::{Expr, ExprTrait, Order, PostgresQueryBuilder, Query};
 use sea_query_postgres::{PostgresBinder, PostgresValues};
 use uuid::Uuid;
-
-#[derive(Model, Debug, Clone)]
-#[pebble(table = "users")]
-pub struct User {
-    #[pebble(primary_key, default)]
-    pub id: Uuid,
-    #[tenant_id]
-    pub tenant_id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub age: i32,
-    pub nickname: Option<String>,
-}
 
 const COLUMNS: [&str; 6] = ["id", "tenant_id", "email", "name", "age", "nickname"];
 

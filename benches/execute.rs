@@ -5,22 +5,12 @@
 //! `cargo bench --bench execute`. Uses `DATABASE_URL` or a throwaway server.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pebble::{Db, Model, PoolOptions};
+mod common;
+
+use common::User;
+use pebble::{Db, PoolOptions};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
-
-#[derive(Model, Debug, Clone)]
-#[pebble(table = "users")]
-pub struct User {
-    #[pebble(primary_key, default)]
-    pub id: Uuid,
-    #[tenant_id]
-    pub tenant_id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub age: i32,
-    pub nickname: Option<String>,
-}
 
 fn user_from(row: &tokio_postgres::Row) -> User {
     User {

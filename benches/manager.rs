@@ -101,26 +101,13 @@ fn lookups(c: &mut Criterion) {
     });
     group.finish();
 
+    let fresh = AtomicUsize::new(0);
     let mut group = c.benchmark_group("TenantManager::db, new tenant");
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    let fresh = AtomicUsize::new(0);
     group.bench_function("open its pool (database exists)", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let id = format!("new{}", fresh.fetch_add(1, Ordering::Relaxed));
-                    let start = Instant::now();
-                    let db = manager.db(&id).await.expect("open");
-                    total += start.elapsed();
-                    manager.close_tenant(&id);
-                    drop(db);
-                }
-                total
-            })
-        })
+        b.iter_custom(|iters| time_new_tenants(&rt, &manager, &fresh, iters, false))
     });
     group.finish();
     manager.close_all();
@@ -137,22 +124,37 @@ fn lookups(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
     group.bench_function("create its database and run setup", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let id = format!("p{}", fresh.fetch_add(1, Ordering::Relaxed));
-                    let start = Instant::now();
-                    provisioner.db(&id).await.expect("provision");
-                    total += start.elapsed();
-                    provisioner.drop_tenant(&id).await.expect("drop");
-                }
-                total
-            })
-        })
+        b.iter_custom(|iters| time_new_tenants(&rt, &provisioner, &fresh, iters, true))
     });
     group.finish();
     drop(database);
+}
+
+/// Total time of `iters` first `db(id)` calls, each for a never-seen tenant;
+/// the tenant is closed (or, with `drop_database`, dropped) outside the timing.
+fn time_new_tenants(
+    rt: &tokio::runtime::Runtime,
+    manager: &TenantManager,
+    fresh: &AtomicUsize,
+    iters: u64,
+    drop_database: bool,
+) -> Duration {
+    rt.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let id = format!("new{}", fresh.fetch_add(1, Ordering::Relaxed));
+            let start = Instant::now();
+            let db = manager.db(&id).await.expect("open a new tenant");
+            total += start.elapsed();
+            drop(db);
+            if drop_database {
+                manager.drop_tenant(&id).await.expect("drop");
+            } else {
+                manager.close_tenant(&id);
+            }
+        }
+        total
+    })
 }
 
 criterion_group!(benches, lookups);

@@ -1,0 +1,18 @@
+//! The model both statement benchmarks use.
+#![allow(dead_code)]
+
+use pebble::Model;
+use uuid::Uuid;
+
+#[derive(Model, Debug, Clone)]
+#[pebble(table = "users")]
+pub struct User {
+    #[pebble(primary_key, default)]
+    pub id: Uuid,
+    #[tenant_id]
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub age: i32,
+    pub nickname: Option<String>,
+}
