@@ -8,7 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod common;
 
 use common::User;
-use pebble::{Db, PoolOptions};
+use pebble::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use pebble::Db;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -32,10 +33,17 @@ fn execute(c: &mut Criterion) {
     let database = rt
         .block_on(server.create_database("pebble_bench"))
         .expect("a bench database");
-    let (db, client, ids, tenant) = rt.block_on(async {
-        let db = Db::connect_with(database.config(), PoolOptions::default().max_size(1))
-            .await
-            .expect("connect");
+    let (db, pool, client, ids, tenant) = rt.block_on(async {
+        // One deadpool pool, shared by pebble and the hand-written side.
+        let manager = Manager::from_config(
+            database.config(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager).max_size(1).build().expect("a pool");
+        let db = Db::from_pool(pool.clone());
         db.create_table::<User>().await.expect("table");
         let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
         let row = |t: Uuid, i: usize| User {
@@ -62,7 +70,7 @@ fn execute(c: &mut Criterion) {
             .expect("rows");
         let (client, connection) = database.config().connect(NoTls).await.expect("client");
         tokio::spawn(connection);
-        (db, client, ids, tenant)
+        (db, pool, client, ids, tenant)
     });
 
     let mut group = c.benchmark_group("scoped select by key, round trip");
@@ -94,7 +102,6 @@ fn execute(c: &mut Criterion) {
     });
     // What an application without pebble would do: the same deadpool pool
     // (checkout, prepared-statement cache), the SQL written by hand.
-    let pool = db.pool().clone();
     group.bench_function("tokio-postgres by hand via deadpool", |b| {
         b.iter(|| {
             n += 1;

@@ -372,6 +372,13 @@ async fn missing_database_without_create_missing() {
         .contains(&format!("tenant_{}", ids.id("ghost"))));
 }
 
+/// The name of the database a handle is on (a view over `current_database()`).
+#[derive(Model)]
+#[pebble(table = "db_name", global)]
+struct DbName {
+    name: String,
+}
+
 #[tokio::test]
 async fn a_failing_setup_leaves_no_database_and_is_retried() {
     let ids = Ids::new();
@@ -383,13 +390,10 @@ async fn a_failing_setup_leaves_no_database_and_is_retried() {
             let attempt = seen.fetch_add(1, Ordering::Relaxed);
             let staging = Arc::clone(&staging);
             async move {
-                let client = db.pool().get().await?;
-                let name: String = client
-                    .query_one("SELECT current_database()", &[])
-                    .await?
-                    .get(0);
+                db.batch_execute("CREATE VIEW db_name AS SELECT current_database()::text AS name")
+                    .await?;
+                let name = db.select::<DbName>().one().await?.name;
                 staging.lock().unwrap().push(name);
-                drop(client);
                 if attempt == 0 {
                     db.batch_execute("CREATE TABLE broken (").await
                 } else {

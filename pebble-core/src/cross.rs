@@ -32,7 +32,7 @@ impl<E: Executor> CrossTenant<E> {
         self.exec.conn()
     }
 
-    unscoped_queries!(Model, Scope::CrossTenant);
+    unscoped_queries!(Model, Scope::cross_tenant::<M>());
 }
 
 impl<E> fmt::Debug for CrossTenant<E> {

@@ -15,6 +15,7 @@ use crate::model::{GlobalModel, Model};
 use crate::pool::{IntoConfig, PoolOptions};
 use crate::scope::Scope;
 use crate::sql_type::TenantKey;
+use crate::table_check::{TableChecks, Target};
 use crate::tenant::TenantDb;
 use crate::transaction::Transaction;
 
@@ -37,7 +38,13 @@ use crate::transaction::Transaction;
 pub struct Db {
     // An `Arc` of our own (the pool is one too) so that the handles and
     // builders still out can be counted: see `Db::handles`.
-    pool: Arc<Pool>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    /// Which models were checked against their live table (see `table_check`).
+    tables: Arc<TableChecks>,
 }
 
 impl Db {
@@ -51,7 +58,7 @@ impl Db {
     /// connection to check the server is reachable.
     pub async fn connect_with(config: impl IntoConfig, options: PoolOptions) -> Result<Db> {
         let db = Db::connect_lazy(config, options)?;
-        drop(db.pool.get().await?);
+        drop(db.pool().get().await?);
         Ok(db)
     }
 
@@ -61,20 +68,44 @@ impl Db {
     }
 
     /// Wraps an existing deadpool-postgres pool.
+    ///
+    /// Every connection pebble takes from it goes back clean. Connections
+    /// you take from your own clone of `pool` bypass pebble entirely (no
+    /// tenant confinement, no logging) and must be handed back as you found
+    /// them: outside any transaction and with no changed session setting.
     pub fn from_pool(pool: Pool) -> Db {
         Db {
-            pool: Arc::new(pool),
+            shared: Arc::new(Shared {
+                pool,
+                tables: Arc::new(TableChecks::default()),
+            }),
         }
     }
 
     /// How many handles on this pool exist, counting builders made from it.
     pub(crate) fn handles(&self) -> usize {
-        Arc::strong_count(&self.pool)
+        Arc::strong_count(&self.shared)
     }
 
-    /// The underlying pool (for its status or to resize it).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The pool. Crate-private on purpose: a raw client taken from it would
+    /// be unscoped and unlogged, and could go back to the pool inside a
+    /// transaction or with changed session settings (see `batch_execute`).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    pub(crate) fn tables(&self) -> &Arc<TableChecks> {
+        &self.shared.tables
+    }
+
+    /// The pool's size and use: connections open, idle, and callers waiting.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool().status()
+    }
+
+    /// Resizes the pool; connections over the new size close as they come back.
+    pub fn resize(&self, max_size: usize) {
+        self.pool().resize(max_size.max(1));
     }
 
     /// A handle confined to tenant `key`: every select, count, exists,
@@ -97,23 +128,50 @@ impl Db {
 
     /// Starts a transaction on one pooled connection.
     pub async fn begin(&self) -> Result<Transaction> {
-        Transaction::begin(&self.pool).await
+        Transaction::begin(self).await
     }
 
-    /// Creates `M`'s table and indexes if they do not exist (see [`create_table_sql`]).
+    /// Creates `M`'s table and indexes if they do not exist (see
+    /// [`create_table_sql`]), and records on the table which column holds
+    /// the tenant (or that none does), so that a later model over the same
+    /// table that disagrees is refused.
+    ///
+    /// If the table already existed and records another tenant column than
+    /// `M` declares (or a tenant column of a type that compares keys
+    /// inexactly, such as `citext`), this fails with the error `M`'s
+    /// statements would get.
     pub async fn create_table<M: Model>(&self) -> Result<()> {
-        self.conn().batch(&create_table_sql::<M>()).await
+        let client = self.pool().get().await?;
+        let sql = create_table_sql::<M>();
+        tracing::debug!(target: "pebble::sql", sql);
+        client.batch_execute(&sql).await?;
+        self.tables().ensure(&client, &Target::of::<M>()).await
     }
 
     /// Runs SQL text as is, for DDL and migrations. It is **not** scoped to
     /// any tenant and takes no parameters; never build it from user input.
+    ///
+    /// Nothing the text does to its session outlives the call: afterwards
+    /// pebble resets the connection (`DISCARD ALL`: settings, prepared
+    /// statements, temporary tables, advisory locks) before it goes back to
+    /// the pool. Text that leaves a transaction open (`BEGIN` without
+    /// `COMMIT`) is rolled back, its connection closed, and the call fails
+    /// with [`Error::UnterminatedTransaction`](crate::Error::UnterminatedTransaction):
+    /// use [`Db::begin`] for transactions.
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
-        self.conn().batch(sql).await
+        self.conn().raw_batch(sql).await
+    }
+
+    /// Closes the pool's idle connections now; connections in use close
+    /// when they come back, and new ones open on demand. For shedding
+    /// connections of a pool that stays open.
+    pub fn close_idle(&self) {
+        self.pool().retain(|_, _| false);
     }
 
     /// Closes the pool: new statements fail, connections in use finish.
     pub fn close(&self) {
-        self.pool.close();
+        self.pool().close();
     }
 
     unscoped_queries!(GlobalModel, Scope::global::<M>());
@@ -130,7 +188,7 @@ impl Sealed for Db {
 impl fmt::Debug for Db {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Db")
-            .field("status", &self.pool.status())
+            .field("status", &self.pool().status())
             .finish()
     }
 }

@@ -59,7 +59,10 @@ pub enum Error {
     #[error("connection pool: {0}")]
     Pool(#[source] deadpool_postgres::PoolError),
 
-    /// The connection to the server failed or was lost (server down, network, protocol).
+    /// The connection to the server failed or was lost (server down,
+    /// restarting or refusing connections, network, protocol). The server's
+    /// own shutdown and start-up errors (SQLSTATE class 08, 57P01, 57P02,
+    /// 57P03, 53300) arrive as this variant too.
     #[error("connection: {0}")]
     Connection(#[source] tokio_postgres::Error),
 
@@ -103,6 +106,99 @@ pub enum Error {
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A statement through a builder whose transaction has already ended
+    /// (committed, rolled back, or dropped and so rolled back). Nothing was
+    /// sent: a write here could never land.
+    #[error(
+        "the transaction this statement belongs to has already ended \
+         (committed, rolled back or dropped); nothing was sent"
+    )]
+    TransactionEnded,
+
+    /// Raw SQL text (`batch_execute`) left its connection inside a
+    /// transaction block (a `BEGIN` without `COMMIT`, say). pebble rolled
+    /// it back and closed the connection, so nothing of it reaches another
+    /// statement; whatever the text wrote after its `BEGIN` was not committed.
+    #[error(
+        "the SQL text left a transaction open (BEGIN without COMMIT or ROLLBACK); \
+         it was rolled back and its connection closed, so nothing it wrote after BEGIN \
+         was committed. Use db.begin() for transactions"
+    )]
+    UnterminatedTransaction,
+
+    /// A statement would carry more bind parameters than PostgreSQL's
+    /// protocol allows (65,535). Nothing was sent.
+    #[error(
+        "a statement on `{table}` would need {parameters} bind parameters, over \
+         PostgreSQL's limit of 65,535; nothing was sent. Split the rows into \
+         smaller batches (a row of `{table}` takes one parameter per column)"
+    )]
+    TooManyParameters {
+        /// The table of the statement's model.
+        table: &'static str,
+        /// How many parameters the statement needed.
+        parameters: usize,
+    },
+
+    /// The model and the table disagree on which column holds the tenant:
+    /// the table records (in its comment, written by `create_table`)
+    /// another tenant column, or none, than the model declares. Nothing
+    /// was sent: through this model one tenant could read another's rows.
+    #[error(
+        "model `{model}` declares {declared} but table `{table}` records {recorded}; \
+         nothing was sent. A model over a tenant table must name the table's tenant \
+         column with #[tenant_id]"
+    )]
+    TenantColumnMismatch {
+        /// The Rust model.
+        model: &'static str,
+        /// The table.
+        table: &'static str,
+        /// What the model declares, e.g. ``tenant column `code` `` or `no tenant column`.
+        declared: String,
+        /// What the table records.
+        recorded: String,
+    },
+
+    /// The table's tenant column has a type or collation under which
+    /// different keys compare equal (`citext`, `char(n)`, a
+    /// nondeterministic collation): tenant `"globex"` would match rows of
+    /// `"GLOBEX"` or `"globex   "`. Nothing was sent.
+    #[error(
+        "tenant column `{table}.{column}` is `{column_type}`, under which distinct tenant \
+         keys compare equal (case- or padding-insensitive); nothing was sent. Use \
+         `text` (with a deterministic collation), `uuid`, `integer` or `bigint`"
+    )]
+    UnsafeTenantColumn {
+        /// The table.
+        table: &'static str,
+        /// The tenant column.
+        column: &'static str,
+        /// Its type (and collation, where that is the cause).
+        column_type: String,
+    },
+
+    /// A model field's type does not match its column's type, which would
+    /// otherwise surface as a protocol error. Nothing was sent.
+    #[error(
+        "model `{model}`: column `{table}.{column}` is `{column_type}` in the database but \
+         the field is a `{field_type}` column; nothing was sent. Change the field to the \
+         Rust type of `{column_type}` (bigint: i64, integer: i32, smallint: i16, \
+         double precision: f64, real: f32, timestamptz: DateTime<Utc>) or alter the column"
+    )]
+    ColumnTypeMismatch {
+        /// The Rust model.
+        model: &'static str,
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The SQL type the field maps to.
+        field_type: &'static str,
+        /// The column's type in the database.
+        column_type: String,
+    },
 }
 
 impl Error {
@@ -118,6 +214,46 @@ impl Error {
     /// True when the statement broke a unique constraint (SQLSTATE 23505).
     pub fn is_unique_violation(&self) -> bool {
         self.code() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// True for an outage: the server is down, restarting, refusing
+    /// connections, or the connection broke ([`Error::Connection`]). Errors
+    /// the server sends while shutting down or starting up (SQLSTATE 57P01,
+    /// 57P02, 57P03) and class 08 are classified here too, never as
+    /// [`Error::Database`].
+    pub fn is_connection_error(&self) -> bool {
+        matches!(self, Error::Connection(_))
+    }
+
+    /// True when running the same operation again may succeed: an outage
+    /// ([`Error::is_connection_error`]), no pooled connection free in time,
+    /// or a transaction the server aborted to resolve a conflict
+    /// (serialization failure 40001, deadlock 40P01). A statement that
+    /// failed with a connection error may or may not have been applied;
+    /// retry only what is safe to repeat.
+    ///
+    /// ```
+    /// # async fn op() -> pebble_core::Result<()> { Ok(()) }
+    /// # async fn demo() -> pebble_core::Result<()> {
+    /// let mut attempts = 0;
+    /// loop {
+    ///     match op().await {
+    ///         Err(e) if e.is_retryable() && attempts < 3 => attempts += 1,
+    ///         other => break other,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connection(_) => true,
+            Error::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
+            Error::Database { code, .. } => {
+                *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+            }
+            _ => false,
+        }
     }
 
     /// True when the statement was refused because of another tenant or an
@@ -145,6 +281,9 @@ impl Error {
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            // The server going down or not yet accepting connections is an
+            // outage like a refused connect, whatever form it arrives in.
+            Some(db) if is_outage(db.code()) => Error::Connection(e),
             Some(db) => Error::Database {
                 code: db.code().clone(),
                 message: db.message().to_owned(),
@@ -153,6 +292,21 @@ impl From<tokio_postgres::Error> for Error {
             None => Error::Connection(e),
         }
     }
+}
+
+/// SQLSTATEs that mean the server (not the statement) is the problem:
+/// class 08 (connection exception), 57P01 `admin_shutdown`, 57P02
+/// `crash_shutdown`, 57P03 `cannot_connect_now` (starting up or shutting
+/// down), 53300 `too_many_connections`.
+fn is_outage(code: &SqlState) -> bool {
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code)
 }
 
 impl From<deadpool_postgres::PoolError> for Error {

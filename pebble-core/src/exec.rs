@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::ClientWrapper;
+use deadpool_postgres::{ClientWrapper, Object};
 use sea_query::PostgresQueryBuilder;
 use sea_query_postgres::{PostgresBinder, PostgresValues};
 use tokio_postgres::Row;
 
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::scope::Scope;
+use crate::table_check::TableChecks;
 use crate::transaction::TxConn;
 
 /// Where a statement runs: a fresh pooled connection, or the one a transaction holds.
@@ -59,15 +60,41 @@ impl Statement {
     }
 }
 
+/// PostgreSQL's wire protocol counts bind parameters in 16 bits.
+const MAX_PARAMETERS: usize = u16::MAX as usize;
+
+impl Statement {
+    /// Refuses a statement the server could not even parse off the wire.
+    fn check_size(&self, scope: &Scope) -> Result<()> {
+        let parameters = self.values.0.len();
+        if parameters > MAX_PARAMETERS {
+            return Err(Error::TooManyParameters {
+                table: scope.table(),
+                parameters,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Conn {
     pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
         scope.check()?;
+        stmt.check_size(scope)?;
         scope.trace(&stmt.sql);
         match self {
-            Conn::Pool(db) => query(&*db.pool().get().await?, stmt).await,
+            Conn::Pool(db) => {
+                let client = db.pool().get().await?;
+                check_table(db.tables(), &client, scope).await?;
+                query(&client, stmt).await
+            }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
-                let result = query(entered.client(), stmt).await;
+                let result = async {
+                    check_table(tx.tables(), entered.client(), scope).await?;
+                    query(entered.client(), stmt).await
+                }
+                .await;
                 entered.finish(result)
             }
         }
@@ -75,18 +102,28 @@ impl Conn {
 
     pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
         scope.check()?;
+        stmt.check_size(scope)?;
         scope.trace(&stmt.sql);
         match self {
-            Conn::Pool(db) => execute(&*db.pool().get().await?, stmt).await,
+            Conn::Pool(db) => {
+                let client = db.pool().get().await?;
+                check_table(db.tables(), &client, scope).await?;
+                execute(&client, stmt).await
+            }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
-                let result = execute(entered.client(), stmt).await;
+                let result = async {
+                    check_table(tx.tables(), entered.client(), scope).await?;
+                    execute(entered.client(), stmt).await
+                }
+                .await;
                 entered.finish(result)
             }
         }
     }
 
-    /// Runs SQL text with no parameters (DDL, several statements at once).
+    /// Runs pebble's own SQL text (DDL it generated, `BEGIN`): text that
+    /// leaves no session state behind.
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
@@ -102,8 +139,57 @@ impl Conn {
             }
         }
     }
+
+    /// Runs a user's SQL text, which may change its session (`SET`,
+    /// `BEGIN`, `PREPARE`, temporary tables...): nothing of that may reach
+    /// the next statement on the connection.
+    pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
+        tracing::debug!(target: "pebble::sql", sql, "raw SQL text");
+        match self {
+            Conn::Pool(db) => {
+                let client = db.pool().get().await?;
+                let result = client.batch_execute(sql).await.map_err(Error::from);
+                reset_session(client, result).await
+            }
+            Conn::Transaction(tx) => tx.raw_batch(sql).await,
+        }
+    }
 }
 
+/// Hands a connection back to the pool exactly as a fresh one after raw SQL
+/// text ran on it. `DISCARD ALL` resets settings, roles, prepared statements,
+/// temporary tables, cursors, listeners and advisory locks, and fails inside
+/// a transaction block: then the text left a transaction open, and the
+/// connection is closed instead, which rolls that transaction back.
+async fn reset_session(client: Object, result: Result<()>) -> Result<()> {
+    match client.batch_execute("DISCARD ALL").await {
+        Ok(()) => {
+            // The server forgot every prepared statement; so must the cache.
+            client.statement_cache.clear();
+            result
+        }
+        Err(reset) => {
+            drop(Object::take(client));
+            let in_transaction = reset.code().is_some_and(|code| {
+                *code == SqlState::ACTIVE_SQL_TRANSACTION
+                    || *code == SqlState::IN_FAILED_SQL_TRANSACTION
+            });
+            match result {
+                Ok(()) if in_transaction => Err(Error::UnterminatedTransaction),
+                // The text's own error says more than the reset's.
+                other => other,
+            }
+        }
+    }
+}
+
+/// Checks the scope's model against its live table, once per model and pool.
+async fn check_table(tables: &TableChecks, client: &ClientWrapper, scope: &Scope) -> Result<()> {
+    match scope.target() {
+        Some(target) => tables.ensure(client, target).await,
+        None => Ok(()),
+    }
+}
 async fn query(client: &ClientWrapper, stmt: &Statement) -> Result<Vec<Row>> {
     tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
     let prepared = client.prepare_cached(&stmt.sql).await?;

@@ -18,6 +18,7 @@ mod pool;
 pub mod query;
 mod scope;
 mod sql_type;
+mod table_check;
 mod tenant;
 mod transaction;
 

@@ -7,15 +7,20 @@ use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 use crate::error::{Error, Result};
 use crate::model::{ColumnDef, Model, TenantScoped};
 use crate::sql_type::{SqlType, TenantKey};
+use crate::table_check::Target;
 
 /// The confinement of a handle's statements.
 #[derive(Clone, Debug)]
 pub(crate) enum Scope {
     /// `Db` on a global model: there is no tenant column to confine by.
-    Global,
+    Global { target: Target },
     /// `TenantDb`: `column = key` is AND-ed in front of every condition and
     /// stamped into every inserted row.
-    Tenant { column: &'static str, key: Value },
+    Tenant {
+        column: &'static str,
+        key: Value,
+        target: Target,
+    },
     /// A `TenantDb` keyed by the unset value (nil UUID, `0`, empty string),
     /// typically a missing id defaulted: every statement is refused.
     UnsetTenant { key: String },
@@ -23,7 +28,7 @@ pub(crate) enum Scope {
     /// hand-written `GlobalModel` impl): every statement is refused.
     TenantModelThroughDb,
     /// `cross_tenant()`: deliberately unconfined, and every statement is traced.
-    CrossTenant,
+    CrossTenant { table: &'static str },
 }
 
 impl Scope {
@@ -32,8 +37,15 @@ impl Scope {
         if const { has_tenant_column(M::COLUMNS) } {
             Scope::TenantModelThroughDb
         } else {
-            Scope::Global
+            Scope::Global {
+                target: Target::of::<M>(),
+            }
         }
+    }
+
+    /// The scope of `cross_tenant()` statements on `M`.
+    pub(crate) fn cross_tenant<M: Model>() -> Scope {
+        Scope::CrossTenant { table: M::TABLE }
     }
 
     pub(crate) fn tenant<M: TenantScoped>(key: &M::TenantKey) -> Scope {
@@ -45,6 +57,26 @@ impl Scope {
         Scope::Tenant {
             column: M::TENANT_COLUMN,
             key: key.clone().into_sql(),
+            target: Target::of::<M>(),
+        }
+    }
+
+    /// The model to check against its live table before the first
+    /// statement (see `table_check`); none for `cross_tenant()`, which
+    /// confines nothing a table record could contradict.
+    pub(crate) fn target(&self) -> Option<&Target> {
+        match self {
+            Scope::Global { target } | Scope::Tenant { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The table statements of this scope run on, for error messages.
+    pub(crate) fn table(&self) -> &'static str {
+        match self {
+            Scope::Global { target } | Scope::Tenant { target, .. } => target.table(),
+            Scope::CrossTenant { table } => table,
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb => "",
         }
     }
 
@@ -60,7 +92,7 @@ impl Scope {
                 "a model with a #[tenant_id] column cannot be queried through Db; \
                  use db.tenant(id) (GlobalModel must come from #[pebble(global)])",
             )),
-            Scope::Global | Scope::Tenant { .. } | Scope::CrossTenant => Ok(()),
+            Scope::Global { .. } | Scope::Tenant { .. } | Scope::CrossTenant { .. } => Ok(()),
         }
     }
 
@@ -76,10 +108,10 @@ impl Scope {
     /// The tenant condition, unqualified (`"tenant_id" = $1`).
     fn condition(&self) -> Option<Expr> {
         match self {
-            Scope::Tenant { column, key } => Some(Expr::col(*column).eq(key.clone())),
+            Scope::Tenant { column, key, .. } => Some(Expr::col(*column).eq(key.clone())),
             // Never sent (see `check`); if it were, it would match nothing.
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb => Some(Expr::cust("FALSE")),
-            Scope::Global | Scope::CrossTenant => None,
+            Scope::Global { .. } | Scope::CrossTenant { .. } => None,
         }
     }
 
@@ -87,14 +119,14 @@ impl Scope {
     /// for an upsert's `DO UPDATE ... WHERE`, where `excluded` is also in scope.
     pub(crate) fn qualified_condition(&self, table: &'static str) -> Option<Expr> {
         match self {
-            Scope::Tenant { column, key } => Some(Expr::col((table, *column)).eq(key.clone())),
+            Scope::Tenant { column, key, .. } => Some(Expr::col((table, *column)).eq(key.clone())),
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb => Some(Expr::cust("FALSE")),
-            Scope::Global | Scope::CrossTenant => None,
+            Scope::Global { .. } | Scope::CrossTenant { .. } => None,
         }
     }
 
     pub(crate) fn trace(&self, sql: &str) {
-        if let Scope::CrossTenant = self {
+        if let Scope::CrossTenant { .. } = self {
             tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
         }
     }

@@ -4,15 +4,18 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use deadpool_postgres::{ClientWrapper, Object, Pool};
+use deadpool_postgres::{ClientWrapper, Object};
+use tokio::sync::RwLockReadGuard;
 
 use crate::cross::CrossTenant;
-use crate::error::{Error, Result};
+use crate::db::Db;
+use crate::error::{Error, Result, SqlState};
 use crate::exec::Conn;
 use crate::handle::{private::Sealed, unscoped_queries, Executor};
 use crate::model::GlobalModel;
 use crate::scope::Scope;
 use crate::sql_type::TenantKey;
+use crate::table_check::TableChecks;
 use crate::tenant::TenantDb;
 
 /// A transaction on one pooled connection, from [`Db::begin`](crate::Db::begin).
@@ -20,7 +23,12 @@ use crate::tenant::TenantDb;
 /// Dropped without [`commit`](Transaction::commit), it is rolled back: the
 /// connection goes back to the pool only once `ROLLBACK` has succeeded, and
 /// is discarded otherwise, so no pooled connection ever carries an open
-/// transaction. For a tenant-scoped transaction use
+/// transaction. Builders made from it and still held elsewhere do not keep
+/// it open: once the transaction has ended (committed, rolled back or
+/// dropped), each of their statements fails with
+/// [`Error::TransactionEnded`] and sends nothing.
+///
+/// For a tenant-scoped transaction use
 /// [`TenantDb::begin`](crate::TenantDb::begin) or [`Transaction::tenant`].
 pub struct Transaction {
     conn: Arc<TxConn>,
@@ -29,16 +37,31 @@ pub struct Transaction {
 /// The connection of a transaction, shared by the builders made from it.
 /// Public only inside this private module.
 pub struct TxConn {
-    // `None` only while being handed to the background rollback in `drop`.
-    client: Option<Object>,
-    /// Statements hold it shared while they run; `commit` / `rollback` take
-    /// it exclusively, so no statement can straddle the end of the transaction.
-    gate: tokio::sync::RwLock<State>,
+    /// Statements hold it shared while they run; `commit`, `rollback` and
+    /// the owner's drop take it exclusively, so no statement can straddle
+    /// the end of the transaction.
+    gate: tokio::sync::RwLock<Slot>,
+    /// The `Transaction` was dropped: no statement may start any more,
+    /// even before the rollback has taken the gate.
+    closed: AtomicBool,
+    /// The pool's table checks (see `table_check`).
+    tables: Arc<TableChecks>,
     /// A statement failed on the server, which aborts the whole transaction.
     aborted: AtomicBool,
     /// A statement was dropped before its outcome was known: it may have
     /// failed (and aborted the transaction) on the server.
     uncertain: AtomicBool,
+    /// Raw SQL text ran in the transaction: it may have changed session
+    /// settings that outlive the transaction, so the session is reset at its end.
+    raw_used: AtomicBool,
+}
+
+/// The transaction's state and its connection, while it has one.
+struct Slot {
+    state: State,
+    /// Taken out when the transaction ends, to go back to the pool at once
+    /// rather than when the last builder holding the transaction is dropped.
+    client: Option<Object>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,7 +69,7 @@ enum State {
     Open,
     /// `COMMIT` / `ROLLBACK` was sent but not confirmed.
     Ending,
-    /// Ended cleanly: the connection can go back to the pool as is.
+    /// Ended; its connection has been handed back (or to a rollback).
     Ended,
 }
 
@@ -55,29 +78,66 @@ impl TxConn {
     /// refuses once it has.
     pub(crate) async fn enter(&self) -> Result<Entered<'_>> {
         let gate = self.gate.read().await;
-        match (&self.client, *gate) {
-            (Some(client), State::Open) => Ok(Entered {
-                tx: self,
-                client,
-                _gate: gate,
-                done: false,
-            }),
-            _ => Err(Error::InvalidQuery("the transaction has already ended")),
+        if gate.state != State::Open || self.closed.load(Ordering::Acquire) {
+            return Err(Error::TransactionEnded);
         }
+        let client = RwLockReadGuard::try_map(gate, |slot| slot.client.as_ref())
+            .map_err(|_| Error::TransactionEnded)?;
+        Ok(Entered {
+            tx: self,
+            client,
+            done: false,
+        })
+    }
+
+    pub(crate) fn tables(&self) -> &TableChecks {
+        &self.tables
+    }
+
+    /// Runs a user's SQL text inside the transaction, then makes sure the
+    /// text did not end the transaction (`COMMIT`, `ROLLBACK`): the
+    /// builders' statements after it would otherwise each commit on their
+    /// own, and a later `rollback()` would undo nothing.
+    pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
+        self.raw_used.store(true, Ordering::Release);
+        let entered = self.enter().await?;
+        let result = entered
+            .client()
+            .batch_execute(sql)
+            .await
+            .map_err(Error::from);
+        let result = match result {
+            // SAVEPOINT fails outside a transaction block (SQLSTATE 25P01).
+            Ok(()) => match entered
+                .client()
+                .batch_execute("SAVEPOINT pebble_probe; RELEASE SAVEPOINT pebble_probe")
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
+                    // Whatever happens next on this connection is outside
+                    // the transaction: refuse it all, discard the connection.
+                    self.closed.store(true, Ordering::Release);
+                    Err(Error::TransactionEnded)
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        entered.finish(result)
     }
 }
 
 /// One statement running inside a transaction.
 pub(crate) struct Entered<'a> {
     tx: &'a TxConn,
-    client: &'a ClientWrapper,
-    _gate: tokio::sync::RwLockReadGuard<'a, State>,
+    client: RwLockReadGuard<'a, Object>,
     done: bool,
 }
 
 impl Entered<'_> {
     pub(crate) fn client(&self) -> &ClientWrapper {
-        self.client
+        &self.client
     }
 
     /// Records the statement's outcome: a server-side error aborts the transaction.
@@ -99,18 +159,23 @@ impl Drop for Entered<'_> {
 }
 
 impl Transaction {
-    pub(crate) async fn begin(pool: &Pool) -> Result<Transaction> {
+    pub(crate) async fn begin(db: &Db) -> Result<Transaction> {
         let tx = Transaction {
             conn: Arc::new(TxConn {
-                client: Some(pool.get().await?),
-                gate: tokio::sync::RwLock::new(State::Open),
+                gate: tokio::sync::RwLock::new(Slot {
+                    state: State::Open,
+                    client: Some(db.pool().get().await?),
+                }),
+                closed: AtomicBool::new(false),
+                tables: Arc::clone(db.tables()),
                 aborted: AtomicBool::new(false),
                 uncertain: AtomicBool::new(false),
+                raw_used: AtomicBool::new(false),
             }),
         };
         // From here on, dropping this future (or a failed BEGIN) drops `tx`,
         // which rolls back before the connection can be reused.
-        tx.batch_execute("BEGIN").await?;
+        tx.conn().batch("BEGIN").await?;
         Ok(tx)
     }
 
@@ -120,6 +185,11 @@ impl Transaction {
     /// has aborted it and would turn `COMMIT` into a silent rollback; pebble
     /// rolls back and returns [`Error::TransactionAborted`] instead. Waits
     /// for statements still running on the transaction.
+    ///
+    /// A `commit()` future dropped after it was first polled may or may not
+    /// have committed: once `COMMIT` is on the wire, only the server knows.
+    /// The connection is then rolled back (a no-op after a commit) before
+    /// it is reused, so it never carries the transaction further.
     pub async fn commit(self) -> Result<()> {
         self.finish(true).await
     }
@@ -132,23 +202,36 @@ impl Transaction {
     async fn finish(self, commit: bool) -> Result<()> {
         let tx = &self.conn;
         let mut gate = tx.gate.write().await;
-        let client = match (&tx.client, *gate) {
-            (Some(client), State::Open) => client,
-            _ => return Err(Error::InvalidQuery("the transaction has already ended")),
+        if gate.state != State::Open || tx.closed.load(Ordering::Acquire) {
+            return Err(Error::TransactionEnded);
+        }
+        let Some(client) = gate.client.as_ref() else {
+            return Err(Error::TransactionEnded);
         };
-        // Builders still holding this transaction must not start a statement
-        // that would run after it, outside any transaction.
-        *gate = State::Ending;
         let aborted = commit && is_aborted(tx, client).await;
         let sql = if commit && !aborted {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
+        // Builders still holding this transaction must not start a statement
+        // that would run after it, outside any transaction.
+        gate.state = State::Ending;
+        let Some(client) = gate.client.as_ref() else {
+            return Err(Error::TransactionEnded);
+        };
         client.batch_execute(sql).await?;
         // If this future is dropped or fails before here, dropping the
-        // connection rolls back before it is reused.
-        *gate = State::Ended;
+        // transaction rolls back before the connection is reused.
+        let client = gate.client.take();
+        gate.state = State::Ended;
+        drop(gate);
+        if let Some(client) = client {
+            if tx.raw_used.load(Ordering::Acquire) {
+                // A `SET` (not `SET LOCAL`) in raw text outlives the transaction.
+                reset_after_raw(client).await;
+            }
+        }
         if aborted {
             return Err(Error::TransactionAborted);
         }
@@ -165,9 +248,14 @@ impl Transaction {
         CrossTenant::new(self)
     }
 
-    /// Runs SQL text as is inside the transaction; **not** scoped to any tenant.
+    /// Runs SQL text as is inside the transaction; **not** scoped to any
+    /// tenant. Text that ends the transaction (`COMMIT`, `ROLLBACK`) is
+    /// refused after the fact: the call and every later statement fail with
+    /// [`Error::TransactionEnded`] and the connection is discarded. Session
+    /// settings the text changes (`SET`, not `SET LOCAL`) are reset when the
+    /// transaction ends.
     pub async fn batch_execute(&self, sql: &str) -> Result<()> {
-        self.conn().batch(sql).await
+        self.conn().raw_batch(sql).await
     }
 
     unscoped_queries!(GlobalModel, Scope::global::<M>());
@@ -183,13 +271,56 @@ async fn is_aborted(tx: &TxConn, client: &ClientWrapper) -> bool {
     tx.uncertain.load(Ordering::Acquire) && client.batch_execute("SELECT 1").await.is_err()
 }
 
-impl Drop for TxConn {
+/// Resets a session raw text may have changed, or closes the connection.
+async fn reset_after_raw(client: Object) {
+    match client.batch_execute("DISCARD ALL").await {
+        Ok(()) => client.statement_cache.clear(),
+        Err(_) => drop(Object::take(client)),
+    }
+}
+
+impl Drop for Transaction {
+    /// Ends the transaction even while builders made from it are still
+    /// held: their statements then fail with [`Error::TransactionEnded`].
     fn drop(&mut self) {
-        if *self.gate.get_mut() != State::Ended {
-            if let Some(client) = self.client.take() {
+        self.conn.closed.store(true, Ordering::Release);
+        match self.conn.gate.try_write() {
+            Ok(mut gate) => end_dropped(&mut gate, &self.conn.raw_used),
+            Err(_) => {
+                // A statement (from a builder on another task) holds the
+                // gate: roll back once it is done. Without a runtime, the
+                // last holder's drop of `TxConn` rolls back instead.
+                let conn = Arc::clone(&self.conn);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let mut gate = conn.gate.write().await;
+                        end_dropped(&mut gate, &conn.raw_used);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Rolls back a transaction that was not ended by `commit` or `rollback`.
+/// After raw SQL text the session may carry settings, so the connection is
+/// closed instead, which rolls back on the server.
+fn end_dropped(slot: &mut Slot, raw_used: &AtomicBool) {
+    if slot.state != State::Ended {
+        slot.state = State::Ended;
+        if let Some(client) = slot.client.take() {
+            if raw_used.load(Ordering::Acquire) {
+                drop(Object::take(client));
+            } else {
                 roll_back_in_background(client);
             }
         }
+    }
+}
+
+impl Drop for TxConn {
+    fn drop(&mut self) {
+        end_dropped(self.gate.get_mut(), &self.raw_used);
     }
 }
 

@@ -1,0 +1,292 @@
+//! The first statement of a model on a pool checks the model against its
+//! live table, once, and the result is cached: the table's recorded tenant
+//! column (or its record that it has none) must be the model's, the tenant
+//! column must compare keys exactly, and each field's type must match its
+//! column's. A mismatch is refused with an error naming the model, the
+//! table and the column, before the statement is sent.
+//!
+//! `create_table` writes the record as the table's comment (see
+//! [`record_comment`]). Tables pebble did not create carry no record: their
+//! tenant column is trusted (their types are still checked).
+
+use std::any::TypeId;
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use deadpool_postgres::ClientWrapper;
+
+use crate::error::{Error, Result};
+use crate::model::ColumnDef;
+
+/// The comment prefix that marks a table's record.
+const RECORD_PREFIX: &str = "pebble: ";
+const NO_TENANT: &str = "pebble: no tenant column";
+const TENANT_PREFIX: &str = "pebble: tenant column ";
+
+/// The table comment `create_table` writes: which column holds the tenant.
+pub(crate) fn record_comment(tenant_column: Option<&str>) -> String {
+    match tenant_column {
+        Some(column) => format!("{TENANT_PREFIX}{column}"),
+        None => NO_TENANT.to_owned(),
+    }
+}
+
+/// A model as the check needs it: built from the model's constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    type_id: TypeId,
+    model: &'static str,
+    table: &'static str,
+    columns: &'static [ColumnDef],
+}
+
+impl Target {
+    pub(crate) fn of<M: crate::model::Model>() -> Target {
+        Target {
+            type_id: TypeId::of::<M>(),
+            model: short_type_name(std::any::type_name::<M>()),
+            table: M::TABLE,
+            columns: M::COLUMNS,
+        }
+    }
+
+    pub(crate) fn table(&self) -> &'static str {
+        self.table
+    }
+
+    fn tenant_column(&self) -> Option<&'static ColumnDef> {
+        self.columns.iter().find(|c| c.tenant)
+    }
+}
+
+/// `crate::module::Type<Args>` as `Type<Args>`: what the user wrote.
+fn short_type_name(full: &'static str) -> &'static str {
+    let generic = full.find('<').unwrap_or(full.len());
+    match full[..generic].rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+/// The models already checked against their tables on one pool.
+#[derive(Default)]
+pub(crate) struct TableChecks {
+    passed: RwLock<HashSet<TypeId>>,
+}
+
+impl TableChecks {
+    /// Checks `target` against its table through `client`, unless it passed
+    /// before. Failures are not cached: after the table is fixed, the next
+    /// statement passes.
+    pub(crate) async fn ensure(&self, client: &ClientWrapper, target: &Target) -> Result<()> {
+        if self.has_passed(target) {
+            return Ok(());
+        }
+        if let Some(table) = LiveTable::load(client, target.table).await? {
+            table.check(target)?;
+            // A missing table is not cached: the statement reports it, and
+            // once the table exists its first statement checks it.
+            self.passed
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(target.type_id);
+        }
+        Ok(())
+    }
+
+    fn has_passed(&self, target: &Target) -> bool {
+        self.passed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&target.type_id)
+    }
+}
+
+/// What the catalog says about a table.
+struct LiveTable {
+    comment: Option<String>,
+    columns: Vec<LiveColumn>,
+}
+
+struct LiveColumn {
+    name: String,
+    /// `format_type`: `bigint`, `character(8)`, ...
+    display: String,
+    /// `pg_type.typname`: `int8`, `bpchar`, `citext`, ...
+    typname: String,
+    /// `None` when the column's collation is deterministic (or it has none).
+    nondeterministic_collation: Option<String>,
+}
+
+const CATALOG_QUERY: &str = "\
+SELECT obj_description(c.oid, 'pg_class'), a.attname::text, \
+       format_type(a.atttypid, a.atttypmod), t.typname::text, \
+       CASE WHEN co.collisdeterministic THEN NULL ELSE co.collname::text END \
+FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+WHERE c.oid = to_regclass($1)";
+
+impl LiveTable {
+    async fn load(client: &ClientWrapper, table: &str) -> Result<Option<LiveTable>> {
+        let query = client.prepare_cached(CATALOG_QUERY).await?;
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        let rows = client.query(&query, &[&quoted]).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let comment: Option<String> = first.try_get(0)?;
+        let mut columns = Vec::with_capacity(rows.len());
+        for row in &rows {
+            columns.push(LiveColumn {
+                name: row.try_get(1)?,
+                display: row.try_get(2)?,
+                typname: row.try_get(3)?,
+                nondeterministic_collation: row.try_get(4)?,
+            });
+        }
+        Ok(Some(LiveTable { comment, columns }))
+    }
+
+    fn column(&self, name: &str) -> Option<&LiveColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The recorded tenant column: `Some(Some(col))`, `Some(None)` for a
+    /// table recorded as having none, `None` for no record.
+    fn recorded_tenant(&self) -> Option<Option<&str>> {
+        let comment = self.comment.as_deref()?.trim_end();
+        if comment == NO_TENANT {
+            return Some(None);
+        }
+        match comment.strip_prefix(TENANT_PREFIX) {
+            Some(column) => Some(Some(column)),
+            None => {
+                if comment.starts_with(RECORD_PREFIX) {
+                    tracing::warn!(target: "pebble::sql", comment, "unrecognised pebble table record");
+                }
+                None
+            }
+        }
+    }
+
+    fn check(&self, target: &Target) -> Result<()> {
+        let declared = target.tenant_column();
+        if let Some(recorded) = self.recorded_tenant() {
+            if declared.map(|c| c.name) != recorded {
+                return Err(Error::TenantColumnMismatch {
+                    model: target.model,
+                    table: target.table,
+                    declared: describe(declared.map(|c| c.name)),
+                    recorded: describe(recorded),
+                });
+            }
+        }
+        if let Some(tenant) = declared {
+            if let Some(live) = self.column(tenant.name) {
+                live.check_tenant_semantics(target.table, tenant.name)?;
+            }
+        }
+        for field in target.columns {
+            let Some(live) = self.column(field.name) else {
+                continue; // the server names a missing column itself
+            };
+            if !compatible(field.sql_type, &live.typname) {
+                return Err(Error::ColumnTypeMismatch {
+                    model: target.model,
+                    table: target.table,
+                    column: field.name,
+                    field_type: field.sql_type,
+                    column_type: live.display.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LiveColumn {
+    /// Refuses a tenant column under which distinct keys compare equal.
+    fn check_tenant_semantics(&self, table: &'static str, column: &'static str) -> Result<()> {
+        let cause = if matches!(self.typname.as_str(), "citext" | "bpchar") {
+            Some(self.display.clone())
+        } else {
+            self.nondeterministic_collation
+                .as_ref()
+                .map(|collation| format!("{} COLLATE \"{collation}\"", self.display))
+        };
+        match cause {
+            Some(column_type) => Err(Error::UnsafeTenantColumn {
+                table,
+                column,
+                column_type,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn describe(tenant_column: Option<&str>) -> String {
+    match tenant_column {
+        Some(column) => format!("tenant column `{column}`"),
+        None => "no tenant column".to_owned(),
+    }
+}
+
+/// Whether a field declared as `sql_type` (pebble's built-in types) can be
+/// sent to and read from a column of type `typname` in binary format.
+/// Types pebble does not know (a custom `SqlType`) are not checked.
+fn compatible(sql_type: &str, typname: &str) -> bool {
+    let accepted: &[&str] = match sql_type {
+        "uuid" => &["uuid"],
+        "text" => &["text", "varchar", "bpchar", "name", "citext"],
+        "smallint" => &["int2"],
+        "integer" => &["int4"],
+        "bigint" => &["int8"],
+        "real" => &["float4"],
+        "double precision" => &["float8"],
+        "boolean" => &["bool"],
+        "bytea" => &["bytea"],
+        "timestamptz" => &["timestamptz"],
+        "date" => &["date"],
+        "jsonb" => &["jsonb"],
+        _ => return true,
+    };
+    accepted.contains(&typname)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names() {
+        assert_eq!(short_type_name("app::models::User"), "User");
+        assert_eq!(short_type_name("User"), "User");
+        assert_eq!(short_type_name("app::Wrap<app::User>"), "Wrap<app::User>");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let table = |comment: &str| LiveTable {
+            comment: Some(comment.to_owned()),
+            columns: Vec::new(),
+        };
+        assert_eq!(
+            table(&record_comment(Some("org_id"))).recorded_tenant(),
+            Some(Some("org_id"))
+        );
+        assert_eq!(table(&record_comment(None)).recorded_tenant(), Some(None));
+        assert_eq!(table("the users of the app").recorded_tenant(), None);
+    }
+
+    #[test]
+    fn type_compatibility() {
+        assert!(compatible("bigint", "int8"));
+        assert!(!compatible("integer", "int8"));
+        assert!(compatible("text", "varchar"));
+        assert!(!compatible("timestamptz", "timestamp"));
+        assert!(compatible("my_enum", "anything"));
+    }
+}
