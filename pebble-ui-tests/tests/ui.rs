@@ -1,5 +1,5 @@
 //! Compile-time promises: each file in tests/ui must fail to compile with
-//! the committed message (regenerate with `TRYBUILD=overwrite cargo test --test ui`
+//! the committed message (regenerate with `TRYBUILD=overwrite cargo test -p pebble-ui-tests`
 //! and review the diff).
 
 #[test]
