@@ -14,6 +14,7 @@ use crate::handle::{private::Sealed, unscoped_queries, Executor};
 use crate::model::{GlobalModel, Model};
 use crate::pool::{IntoConfig, PoolOptions};
 use crate::scope::Scope;
+use crate::send::StatementMode;
 use crate::sql_type::TenantKey;
 use crate::table_check::{TableChecks, Target};
 use crate::tenant::TenantDb;
@@ -43,6 +44,7 @@ pub struct Db {
 
 struct Shared {
     pool: Pool,
+    mode: StatementMode,
     /// Which models were checked against their live table (see `table_check`).
     tables: Arc<TableChecks>,
 }
@@ -64,7 +66,8 @@ impl Db {
 
     /// A handle whose pool opens connections only when statements need them.
     pub fn connect_lazy(config: impl IntoConfig, options: PoolOptions) -> Result<Db> {
-        Ok(Db::from_pool(options.build(config.into_config()?)?))
+        let pool = options.build(config.into_config()?)?;
+        Ok(Db::from_pool(pool).statement_mode(options.statement_mode))
     }
 
     /// Wraps an existing deadpool-postgres pool.
@@ -77,9 +80,26 @@ impl Db {
         Db {
             shared: Arc::new(Shared {
                 pool,
+                mode: StatementMode::default(),
                 tables: Arc::new(TableChecks::default()),
             }),
         }
+    }
+
+    /// This handle's pool with statements sent as `mode` says (see
+    /// [`PoolOptions::statement_mode`]). Handles already made keep theirs.
+    pub fn statement_mode(self, mode: StatementMode) -> Db {
+        Db {
+            shared: Arc::new(Shared {
+                pool: self.shared.pool.clone(),
+                mode,
+                tables: Arc::clone(&self.shared.tables),
+            }),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> StatementMode {
+        self.shared.mode
     }
 
     /// How many handles on this pool exist, counting builders made from it.
@@ -145,7 +165,9 @@ impl Db {
         let sql = create_table_sql::<M>();
         tracing::debug!(target: "pebble::sql", sql);
         client.batch_execute(&sql).await?;
-        self.tables().ensure(&client, &Target::of::<M>()).await
+        self.tables()
+            .ensure(&client, self.mode(), &Target::of::<M>())
+            .await
     }
 
     /// Runs SQL text as is, for DDL and migrations. It is **not** scoped to

@@ -95,7 +95,7 @@ pub fn create_table_sql<M: Model>() -> String {
 /// `table_check`), unless the table already has a comment: an existing
 /// record is never overwritten by another model's, so a contradicting
 /// model is refused rather than rewriting the record.
-fn record_statement(table: &str, tenant: Option<&str>) -> String {
+pub(crate) fn record_statement(table: &str, tenant: Option<&str>) -> String {
     let quoted = format!("\"{}\"", table.replace('"', "\"\""));
     let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
     format!(

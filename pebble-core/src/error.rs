@@ -199,6 +199,21 @@ pub enum Error {
         /// The column's type in the database.
         column_type: String,
     },
+
+    /// [`AuditReport::check`](crate::AuditReport::check) found gaps in row-level security.
+    #[error("row-level security audit found {} gap(s):\n{}", gaps.len(), gaps.join("\n"))]
+    RlsAudit {
+        /// Each gap, as printed in the report.
+        gaps: Vec<String>,
+    },
+
+    /// Raw SQL was sent through a handle that is not under row-level
+    /// security, where nothing would confine it to the tenant. (The typed
+    /// API does not offer it; this guards the crate's own paths.)
+    #[error(
+        "raw SQL on a tenant handle needs row-level security (an RlsDb): nothing else confines it"
+    )]
+    RawSqlNeedsRls,
 }
 
 impl Error {

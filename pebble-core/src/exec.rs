@@ -1,16 +1,19 @@
-//! Running a built statement on a pooled connection or inside a transaction,
-//! with the statement prepared once per connection.
+//! Running a built statement where its handle says: a pooled connection,
+//! a pooled connection under row-level security (inside the tenant's
+//! context), or a transaction. How it goes on the wire is `send`'s concern.
 
 use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use sea_query::PostgresQueryBuilder;
 use sea_query_postgres::{PostgresBinder, PostgresValues};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use crate::db::Db;
 use crate::error::{Error, Result, SqlState};
 use crate::scope::Scope;
+use crate::send::{self, InFlight, Output, StatementMode, Want};
 use crate::table_check::TableChecks;
 use crate::transaction::TxConn;
 
@@ -23,6 +26,9 @@ use crate::transaction::TxConn;
 pub enum Conn {
     /// A builder holds a `Db` (an `Arc` clone), which counts as a handle in use.
     Pool(Db),
+    /// A pool under row-level security: a tenant statement runs in a
+    /// transaction that first sets the tenant (see `send::in_tenant_context`).
+    Rls(Db),
     Transaction(Arc<TxConn>),
 }
 
@@ -77,22 +83,65 @@ impl Statement {
     }
 }
 
+impl Statement {
+    /// The bind values with their PostgreSQL types, for unnamed statements.
+    pub(crate) fn typed_params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.values
+            .0
+            .iter()
+            .zip(self.values.as_types())
+            .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+            .collect()
+    }
+}
+
 impl Conn {
     pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
+        Ok(self.run(stmt, scope, Want::Rows).await?.into_rows())
+    }
+
+    pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
+        Ok(self.run(stmt, scope, Want::Count).await?.into_count())
+    }
+
+    async fn run(&self, stmt: &Statement, scope: &Scope, want: Want) -> Result<Output> {
         scope.check()?;
         stmt.check_size(scope)?;
         scope.trace(&stmt.sql);
+        tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
         match self {
             Conn::Pool(db) => {
                 let client = db.pool().get().await?;
-                check_table(db.tables(), &client, scope).await?;
-                query(&client, stmt).await
+                check_table(db.tables(), &client, db.mode(), scope).await?;
+                plain(&client, db.mode(), stmt, want).await
+            }
+            Conn::Rls(db) => {
+                let client = db.pool().get().await?;
+                check_table(db.tables(), &client, db.mode(), scope).await?;
+                match scope.tenant_context() {
+                    Some(tenant) => {
+                        let flight = InFlight::new(client);
+                        let output = send::in_tenant_context(
+                            flight.client()?,
+                            db.mode(),
+                            &tenant,
+                            stmt,
+                            want,
+                        )
+                        .await;
+                        flight.done();
+                        output
+                    }
+                    // A shared model: no tenant to set, and a tenant table
+                    // reached without one shows and accepts nothing.
+                    None => plain(&client, db.mode(), stmt, want).await,
+                }
             }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = async {
-                    check_table(tx.tables(), entered.client(), scope).await?;
-                    query(entered.client(), stmt).await
+                    check_table(tx.tables(), entered.client(), tx.mode(), scope).await?;
+                    plain(entered.client(), tx.mode(), stmt, want).await
                 }
                 .await;
                 entered.finish(result)
@@ -100,25 +149,64 @@ impl Conn {
         }
     }
 
-    pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
-        scope.check()?;
-        stmt.check_size(scope)?;
-        scope.trace(&stmt.sql);
+    /// Raw SQL through a handle under row-level security: the database
+    /// confines it to `tenant` (a pool) or to the transaction's tenant.
+    pub(crate) async fn raw_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        tenant: &str,
+    ) -> Result<Vec<Row>> {
+        Ok(self.raw(sql, params, tenant, Want::Rows).await?.into_rows())
+    }
+
+    pub(crate) async fn raw_execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        tenant: &str,
+    ) -> Result<u64> {
+        Ok(self
+            .raw(sql, params, tenant, Want::Count)
+            .await?
+            .into_count())
+    }
+
+    async fn raw(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        tenant: &str,
+        want: Want,
+    ) -> Result<Output> {
+        tracing::debug!(target: "pebble::sql", sql, "raw SQL under row-level security");
         match self {
-            Conn::Pool(db) => {
-                let client = db.pool().get().await?;
-                check_table(db.tables(), &client, scope).await?;
-                execute(&client, stmt).await
+            Conn::Rls(db) => {
+                let flight = InFlight::new(db.pool().get().await?);
+                let output = send::raw_in_tenant_context(
+                    flight.client()?,
+                    db.mode(),
+                    tenant,
+                    sql,
+                    params,
+                    want,
+                )
+                .await;
+                if output.is_ok() {
+                    flight.done();
+                }
+                // On an error the transaction may still be open: `flight`
+                // closes the connection instead of handing it back.
+                output
             }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
-                let result = async {
-                    check_table(tx.tables(), entered.client(), scope).await?;
-                    execute(entered.client(), stmt).await
-                }
-                .await;
+                let result =
+                    send::raw_in_transaction(entered.client(), tx.mode(), sql, params, want).await;
                 entered.finish(result)
             }
+            // Raw SQL is only offered on handles under row-level security.
+            Conn::Pool(_) => Err(Error::RawSqlNeedsRls),
         }
     }
 
@@ -127,7 +215,7 @@ impl Conn {
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
-            Conn::Pool(db) => Ok(db.pool().get().await?.batch_execute(sql).await?),
+            Conn::Pool(db) | Conn::Rls(db) => Ok(db.pool().get().await?.batch_execute(sql).await?),
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = entered
@@ -146,13 +234,26 @@ impl Conn {
     pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql, "raw SQL text");
         match self {
-            Conn::Pool(db) => {
+            Conn::Pool(db) | Conn::Rls(db) => {
                 let client = db.pool().get().await?;
                 let result = client.batch_execute(sql).await.map_err(Error::from);
                 reset_session(client, result).await
             }
             Conn::Transaction(tx) => tx.raw_batch(sql).await,
         }
+    }
+}
+
+/// A statement outside any tenant context.
+async fn plain(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    stmt: &Statement,
+    want: Want,
+) -> Result<Output> {
+    match want {
+        Want::Rows => send::query(client, mode, stmt).await.map(Output::Rows),
+        Want::Count => send::execute(client, mode, stmt).await.map(Output::Count),
     }
 }
 
@@ -184,20 +285,14 @@ async fn reset_session(client: Object, result: Result<()>) -> Result<()> {
 }
 
 /// Checks the scope's model against its live table, once per model and pool.
-async fn check_table(tables: &TableChecks, client: &ClientWrapper, scope: &Scope) -> Result<()> {
+async fn check_table(
+    tables: &TableChecks,
+    client: &ClientWrapper,
+    mode: StatementMode,
+    scope: &Scope,
+) -> Result<()> {
     match scope.target() {
-        Some(target) => tables.ensure(client, target).await,
+        Some(target) => tables.ensure(client, mode, target).await,
         None => Ok(()),
     }
-}
-async fn query(client: &ClientWrapper, stmt: &Statement) -> Result<Vec<Row>> {
-    tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
-    let prepared = client.prepare_cached(&stmt.sql).await?;
-    Ok(client.query(&prepared, &stmt.values.as_params()).await?)
-}
-
-async fn execute(client: &ClientWrapper, stmt: &Statement) -> Result<u64> {
-    tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
-    let prepared = client.prepare_cached(&stmt.sql).await?;
-    Ok(client.execute(&prepared, &stmt.values.as_params()).await?)
 }

@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
+use crate::send::StatementMode;
 
 /// Where to connect: a URL (`postgres://user@host:5432/db`), a key-value
 /// string (`host=... dbname=...`) or a ready [`tokio_postgres::Config`].
@@ -57,6 +58,7 @@ pub struct PoolOptions {
     pub(crate) max_size: usize,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) create_timeout: Option<Duration>,
+    pub(crate) statement_mode: StatementMode,
 }
 
 impl Default for PoolOptions {
@@ -65,6 +67,7 @@ impl Default for PoolOptions {
             max_size: 10,
             wait_timeout: Some(Duration::from_secs(30)),
             create_timeout: Some(Duration::from_secs(10)),
+            statement_mode: StatementMode::Prepared,
         }
     }
 }
@@ -85,6 +88,20 @@ impl PoolOptions {
     /// How long opening a connection may take; `None` waits forever.
     pub fn create_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.create_timeout = timeout;
+        self
+    }
+
+    /// How statements are sent: prepared once per connection (the default),
+    /// or unnamed with their parameter types, for a pooler in transaction
+    /// mode that does not keep named statements (PgBouncer before 1.21).
+    /// Either way a statement is one network round trip.
+    ///
+    /// ```
+    /// use pebble_core::{PoolOptions, StatementMode};
+    /// let behind_pgbouncer = PoolOptions::default().statement_mode(StatementMode::Unnamed);
+    /// ```
+    pub fn statement_mode(mut self, mode: StatementMode) -> Self {
+        self.statement_mode = mode;
         self
     }
 

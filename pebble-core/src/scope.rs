@@ -71,6 +71,15 @@ impl Scope {
         }
     }
 
+    /// The tenant as text for `pebble.tenant_id` (row-level security), if
+    /// this scope has one.
+    pub(crate) fn tenant_context(&self) -> Option<String> {
+        match self {
+            Scope::Tenant { key, .. } => context_of(key),
+            _ => None,
+        }
+    }
+
     /// The table statements of this scope run on, for error messages.
     pub(crate) fn table(&self) -> &'static str {
         match self {
@@ -129,6 +138,18 @@ impl Scope {
         if let Scope::CrossTenant { .. } = self {
             tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
         }
+    }
+}
+
+/// A tenant key as the text `pebble_tenant()` casts back to the column type.
+pub(crate) fn context_of(key: &Value) -> Option<String> {
+    match key {
+        Value::Uuid(Some(key)) => Some(key.to_string()),
+        Value::BigInt(Some(key)) => Some(key.to_string()),
+        Value::Int(Some(key)) => Some(key.to_string()),
+        Value::SmallInt(Some(key)) => Some(key.to_string()),
+        Value::String(Some(key)) => Some(key.clone()),
+        _ => None,
     }
 }
 

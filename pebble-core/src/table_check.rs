@@ -17,6 +17,8 @@ use deadpool_postgres::ClientWrapper;
 
 use crate::error::{Error, Result};
 use crate::model::ColumnDef;
+use crate::send::StatementMode;
+use tokio_postgres::types::Type;
 
 /// The comment prefix that marks a table's record.
 const RECORD_PREFIX: &str = "pebble: ";
@@ -78,11 +80,16 @@ impl TableChecks {
     /// Checks `target` against its table through `client`, unless it passed
     /// before. Failures are not cached: after the table is fixed, the next
     /// statement passes.
-    pub(crate) async fn ensure(&self, client: &ClientWrapper, target: &Target) -> Result<()> {
+    pub(crate) async fn ensure(
+        &self,
+        client: &ClientWrapper,
+        mode: StatementMode,
+        target: &Target,
+    ) -> Result<()> {
         if self.has_passed(target) {
             return Ok(());
         }
-        if let Some(table) = LiveTable::load(client, target.table).await? {
+        if let Some(table) = LiveTable::load(client, mode, target.table).await? {
             table.check(target)?;
             // A missing table is not cached: the statement reports it, and
             // once the table exists its first statement checks it.
@@ -129,10 +136,23 @@ LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
 WHERE c.oid = to_regclass($1)";
 
 impl LiveTable {
-    async fn load(client: &ClientWrapper, table: &str) -> Result<Option<LiveTable>> {
-        let query = client.prepare_cached(CATALOG_QUERY).await?;
+    async fn load(
+        client: &ClientWrapper,
+        mode: StatementMode,
+        table: &str,
+    ) -> Result<Option<LiveTable>> {
         let quoted = format!("\"{}\"", table.replace('"', "\"\""));
-        let rows = client.query(&query, &[&quoted]).await?;
+        let rows = match mode {
+            StatementMode::Prepared => {
+                let query = client.prepare_cached(CATALOG_QUERY).await?;
+                client.query(&query, &[&quoted]).await?
+            }
+            StatementMode::Unnamed => {
+                client
+                    .query_typed(CATALOG_QUERY, &[(&quoted, Type::TEXT)])
+                    .await?
+            }
+        };
         let Some(first) = rows.first() else {
             return Ok(None);
         };

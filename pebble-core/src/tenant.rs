@@ -63,6 +63,15 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         &self.key
     }
 
+    /// What statements run on.
+    pub(crate) fn executor(&self) -> &E {
+        &self.exec
+    }
+
+    pub(crate) fn into_executor(self) -> E {
+        self.exec
+    }
+
     fn scope<M: ScopedBy<K>>(&self) -> Scope {
         Scope::tenant::<M>(&self.key)
     }

@@ -14,6 +14,7 @@ use crate::exec::Conn;
 use crate::handle::{private::Sealed, unscoped_queries, Executor};
 use crate::model::GlobalModel;
 use crate::scope::Scope;
+use crate::send::{self, StatementMode};
 use crate::sql_type::TenantKey;
 use crate::table_check::TableChecks;
 use crate::tenant::TenantDb;
@@ -46,6 +47,8 @@ pub struct TxConn {
     closed: AtomicBool,
     /// The pool's table checks (see `table_check`).
     tables: Arc<TableChecks>,
+    /// How the pool sends statements.
+    mode: StatementMode,
     /// A statement failed on the server, which aborts the whole transaction.
     aborted: AtomicBool,
     /// A statement was dropped before its outcome was known: it may have
@@ -92,6 +95,10 @@ impl TxConn {
 
     pub(crate) fn tables(&self) -> &TableChecks {
         &self.tables
+    }
+
+    pub(crate) fn mode(&self) -> StatementMode {
+        self.mode
     }
 
     /// Runs a user's SQL text inside the transaction, then makes sure the
@@ -160,7 +167,26 @@ impl Drop for Entered<'_> {
 
 impl Transaction {
     pub(crate) async fn begin(db: &Db) -> Result<Transaction> {
-        let tx = Transaction {
+        let tx = Transaction::on(db).await?;
+        // From here on, dropping this future (or a failed BEGIN) drops `tx`,
+        // which rolls back before the connection can be reused.
+        tx.conn().batch("BEGIN").await?;
+        Ok(tx)
+    }
+
+    /// A transaction whose tenant (for row-level security) is set once,
+    /// right after `BEGIN`, in the same round trip.
+    pub(crate) async fn begin_in_tenant_context(db: &Db, tenant: &str) -> Result<Transaction> {
+        let tx = Transaction::on(db).await?;
+        let entered = tx.conn.enter().await?;
+        let result = send::begin_in_tenant_context(entered.client(), db.mode(), tenant).await;
+        entered.finish(result)?;
+        Ok(tx)
+    }
+
+    /// A transaction not yet begun on a connection of `db`'s pool.
+    async fn on(db: &Db) -> Result<Transaction> {
+        Ok(Transaction {
             conn: Arc::new(TxConn {
                 gate: tokio::sync::RwLock::new(Slot {
                     state: State::Open,
@@ -168,15 +194,12 @@ impl Transaction {
                 }),
                 closed: AtomicBool::new(false),
                 tables: Arc::clone(db.tables()),
+                mode: db.mode(),
                 aborted: AtomicBool::new(false),
                 uncertain: AtomicBool::new(false),
                 raw_used: AtomicBool::new(false),
             }),
-        };
-        // From here on, dropping this future (or a failed BEGIN) drops `tx`,
-        // which rolls back before the connection can be reused.
-        tx.conn().batch("BEGIN").await?;
-        Ok(tx)
+        })
     }
 
     /// Commits. If the commit fails the server has rolled back.

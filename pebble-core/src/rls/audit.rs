@@ -1,0 +1,334 @@
+//! What row-level security does and does not cover, checked on the live
+//! database for the connected role.
+
+use std::fmt;
+
+use deadpool_postgres::ClientWrapper;
+
+use super::install::policy_marker;
+use super::{quote_ident, RlsTable, TENANT_POLICY};
+use crate::error::{Error, Result};
+use crate::send::StatementMode;
+use tokio_postgres::types::{ToSql, Type};
+
+/// The outcome of [`Db::audit_rls`](crate::Db::audit_rls): the connected
+/// role's attributes and, per table, what is in place. Print it
+/// (`Display`), inspect [`AuditReport::findings`], or fail a deployment
+/// with [`AuditReport::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditReport {
+    /// The role the audit connected as (`current_user`).
+    pub role: String,
+    /// The role is a superuser: it bypasses row-level security, even FORCEd.
+    pub superuser: bool,
+    /// The role has BYPASSRLS.
+    pub bypass_rls: bool,
+    /// Per audited table.
+    pub tables: Vec<TableAudit>,
+}
+
+/// What is in place on one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableAudit {
+    /// The table.
+    pub table: &'static str,
+    /// The table exists.
+    pub exists: bool,
+    /// `ENABLE ROW LEVEL SECURITY`.
+    pub enabled: bool,
+    /// `FORCE ROW LEVEL SECURITY` (the owner is subject to it too).
+    pub forced: bool,
+    /// pebble's restrictive tenant policy is there, as this version installs it.
+    pub policy_as_expected: bool,
+    /// The connected role owns the table (or is a member of its owner):
+    /// it bypasses row-level security unless FORCEd, and can turn it off.
+    pub owned_by_role: bool,
+    /// The connected role may TRUNCATE it, which ignores row-level
+    /// security and empties every tenant.
+    pub can_truncate: bool,
+    /// Unique indexes that do not include the tenant column: an insert
+    /// that conflicts tells a tenant that another tenant holds the value.
+    pub unique_without_tenant: Vec<String>,
+    /// Views over the table that run with their owner's rights (no
+    /// `security_invoker`): they may bypass the policy.
+    pub definer_views: Vec<String>,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Row-level security does not confine the role here: fails [`AuditReport::check`].
+    Gap,
+    /// Worth knowing, not a leak of rows: reported, does not fail the check.
+    Warning,
+}
+
+/// One thing the audit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How serious it is.
+    pub severity: Severity,
+    /// The table it concerns, or `None` for the role.
+    pub table: Option<&'static str>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Gap => "GAP",
+            Severity::Warning => "warning",
+        };
+        match self.table {
+            Some(table) => write!(f, "{severity}: table `{table}`: {}", self.message),
+            None => write!(f, "{severity}: role: {}", self.message),
+        }
+    }
+}
+
+impl AuditReport {
+    /// Everything found, gaps first.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let role = |message: String| Finding {
+            severity: Severity::Gap,
+            table: None,
+            message,
+        };
+        if self.superuser {
+            found.push(role(format!(
+                "`{}` is a superuser, which bypasses row-level security even when FORCEd; \
+                 connect the application as a NOSUPERUSER role",
+                self.role
+            )));
+        }
+        if self.bypass_rls {
+            found.push(role(format!(
+                "`{}` has BYPASSRLS; only the cross-tenant role should",
+                self.role
+            )));
+        }
+        for t in &self.tables {
+            t.findings(&self.role, &mut found);
+        }
+        found.sort_by_key(|f| f.severity == Severity::Warning);
+        found
+    }
+
+    /// `Ok` when nothing lets the role past row-level security (warnings
+    /// allowed); otherwise [`Error::RlsAudit`] listing every gap.
+    pub fn check(&self) -> Result<()> {
+        let gaps: Vec<String> = self
+            .findings()
+            .into_iter()
+            .filter(|f| f.severity == Severity::Gap)
+            .map(|f| f.to_string())
+            .collect();
+        if gaps.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::RlsAudit { gaps })
+        }
+    }
+}
+
+impl TableAudit {
+    fn findings(&self, role: &str, found: &mut Vec<Finding>) {
+        let mut push = |severity, message: String| {
+            found.push(Finding {
+                severity,
+                table: Some(self.table),
+                message,
+            })
+        };
+        if !self.exists {
+            push(Severity::Gap, "does not exist".to_owned());
+            return;
+        }
+        if !self.enabled {
+            push(
+                Severity::Gap,
+                "row-level security is not enabled; run install_rls".to_owned(),
+            );
+        }
+        if !self.forced {
+            push(
+                Severity::Gap,
+                "row-level security is not FORCEd: the owner bypasses it; run install_rls"
+                    .to_owned(),
+            );
+        }
+        if !self.policy_as_expected {
+            push(
+                Severity::Gap,
+                format!("pebble's restrictive `{TENANT_POLICY}` policy is missing or changed; run install_rls"),
+            );
+        }
+        if self.owned_by_role {
+            push(
+                Severity::Gap,
+                format!(
+                    "`{role}` owns it (or is a member of its owner): an owner can turn row-level \
+                     security off; connect the application as a role that does not own the tables"
+                ),
+            );
+        }
+        if self.can_truncate {
+            push(
+                Severity::Gap,
+                format!("`{role}` may TRUNCATE it, which empties every tenant; revoke TRUNCATE"),
+            );
+        }
+        for index in &self.unique_without_tenant {
+            push(
+                Severity::Warning,
+                format!(
+                    "unique index `{index}` does not include the tenant column: a conflicting \
+                     insert reveals that another tenant holds the value; lead it with the tenant column"
+                ),
+            );
+        }
+        for view in &self.definer_views {
+            push(
+                Severity::Warning,
+                format!(
+                    "view `{view}` runs with its owner's rights; create it WITH (security_invoker = true)"
+                ),
+            );
+        }
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "row-level security audit as role `{}` (superuser: {}, bypassrls: {})",
+            self.role, self.superuser, self.bypass_rls
+        )?;
+        for t in &self.tables {
+            writeln!(
+                f,
+                "  {}: enabled {}, forced {}, policy {}, owned by role {}, truncate {}",
+                t.table,
+                yes(t.enabled),
+                yes(t.forced),
+                if t.policy_as_expected {
+                    "ok"
+                } else {
+                    "MISSING"
+                },
+                yes(t.owned_by_role),
+                yes(t.can_truncate),
+            )?;
+        }
+        let findings = self.findings();
+        if findings.is_empty() {
+            writeln!(f, "no findings")
+        } else {
+            findings
+                .iter()
+                .try_for_each(|finding| writeln!(f, "  {finding}"))
+        }
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+const TABLE_QUERY: &str = "\
+SELECT c.relrowsecurity, c.relforcerowsecurity, \
+  pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'), \
+  pg_catalog.has_table_privilege(current_user, c.oid, 'TRUNCATE'), \
+  (SELECT pg_catalog.obj_description(p.oid, 'pg_policy') FROM pg_catalog.pg_policy p \
+   WHERE p.polrelid = c.oid AND p.polname = $3 AND NOT p.polpermissive), \
+  ARRAY(SELECT ic.relname::text FROM pg_catalog.pg_index i \
+        JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+        WHERE i.indrelid = c.oid AND i.indisunique \
+        AND NOT (SELECT a.attnum FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attname = $2) = ANY (i.indkey::int2[]) \
+        ORDER BY 1), \
+  ARRAY(SELECT DISTINCT v.relname::text FROM pg_catalog.pg_depend d \
+        JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+        JOIN pg_catalog.pg_class v ON v.oid = r.ev_class \
+        WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = c.oid \
+        AND v.relkind = 'v' AND v.oid <> c.oid \
+        AND NOT COALESCE((SELECT o.option_value::bool FROM pg_catalog.pg_options_to_table(v.reloptions) o \
+                          WHERE o.option_name = 'security_invoker'), false) \
+        ORDER BY 1) \
+FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+
+pub(crate) async fn run(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    tables: &[RlsTable],
+) -> Result<AuditReport> {
+    let role = match mode {
+        StatementMode::Prepared => client.query_one(ROLE_QUERY, &[]).await?,
+        StatementMode::Unnamed => client.query_typed_one(ROLE_QUERY, &[]).await?,
+    };
+    let mut report = AuditReport {
+        role: role.try_get(0)?,
+        superuser: role.try_get(1)?,
+        bypass_rls: role.try_get(2)?,
+        tables: Vec::with_capacity(tables.len()),
+    };
+    for table in tables {
+        let name = quote_ident(table.table());
+        let (column, policy) = (table.tenant_column(), TENANT_POLICY);
+        let row = match mode {
+            StatementMode::Prepared => {
+                let query = client.prepare_cached(TABLE_QUERY).await?;
+                client.query_opt(&query, &[&name, &column, &policy]).await?
+            }
+            StatementMode::Unnamed => {
+                let params: [(&(dyn ToSql + Sync), Type); 3] = [
+                    (&name, Type::TEXT),
+                    (&column, Type::TEXT),
+                    (&policy, Type::TEXT),
+                ];
+                client.query_typed_opt(TABLE_QUERY, &params).await?
+            }
+        };
+        let audit = match row {
+            None => TableAudit {
+                table: table.table(),
+                exists: false,
+                enabled: false,
+                forced: false,
+                policy_as_expected: false,
+                owned_by_role: false,
+                can_truncate: false,
+                unique_without_tenant: Vec::new(),
+                definer_views: Vec::new(),
+            },
+            Some(row) => {
+                let marker: Option<String> = row.try_get(4)?;
+                TableAudit {
+                    table: table.table(),
+                    exists: true,
+                    enabled: row.try_get(0)?,
+                    forced: row.try_get(1)?,
+                    owned_by_role: row.try_get(2)?,
+                    can_truncate: row.try_get(3)?,
+                    policy_as_expected: marker.as_deref() == Some(policy_marker(table).as_str()),
+                    unique_without_tenant: row.try_get(5)?,
+                    definer_views: row.try_get(6)?,
+                }
+            }
+        };
+        report.tables.push(audit);
+    }
+    Ok(report)
+}

@@ -1,0 +1,252 @@
+//! [`RlsDb`]: the application's handle under row-level security, and what
+//! it alone offers: tenant handles whose statements the database confines
+//! too, and parameterised raw SQL on them.
+
+use std::fmt;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::exec::Conn;
+use crate::handle::{private::Sealed, unscoped_queries, Executor};
+use crate::model::{GlobalModel, Model};
+use crate::pool::{IntoConfig, PoolOptions};
+use crate::scope::{context_of, Scope};
+use crate::sql_type::TenantKey;
+use crate::tenant::TenantDb;
+use crate::transaction::Transaction;
+
+use super::audit::AuditReport;
+use super::RlsTable;
+
+/// A pool whose tenant statements PostgreSQL confines too, through the
+/// row-level security policies [`Db::install_rls`] puts on each tenant
+/// table. Connect it as the application role (see
+/// [`Db::create_app_role`]): NOSUPERUSER, NOBYPASSRLS and not the owner of
+/// the tables, or the policies do not apply to it ([`RlsDb::audit`] says).
+///
+/// Every statement of [`RlsDb::tenant`]'s handle runs as
+/// `BEGIN; SELECT set_config('pebble.tenant_id', <tenant>, true); <statement>; COMMIT`,
+/// all four sent before the first reply is read: still one network round
+/// trip. The setting is transaction-local, so nothing survives on the
+/// pooled connection (safe behind PgBouncer in transaction mode), and the
+/// row condition pebble adds stays as a second line of defence. A
+/// statement with no tenant set (raw SQL elsewhere, another client as
+/// this role) sees no row of a protected table and can write none.
+///
+/// ```no_run
+/// # use pebble::{Model, RlsDb};
+/// # use uuid::Uuid;
+/// # #[derive(Model)] struct Task { #[pebble(primary_key)] id: i64, #[tenant_id] org: Uuid, title: String }
+/// # async fn demo(acme: Uuid) -> pebble::Result<()> {
+/// let app = RlsDb::connect("postgres://app@db.internal/saas").await?;
+/// let tenant = app.tenant(acme);
+/// let open = tenant.select::<Task>().count().await?;
+/// // Raw SQL is offered here, and only here: the database confines it.
+/// let rows = tenant.query("SELECT title FROM task WHERE title ILIKE $1", &[&"%urgent%"]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RlsDb {
+    db: Db,
+}
+
+impl RlsDb {
+    /// Connects with default [`PoolOptions`], checking the server is reachable.
+    pub async fn connect(config: impl IntoConfig) -> Result<RlsDb> {
+        Ok(RlsDb::from_db(Db::connect(config).await?))
+    }
+
+    /// Connects with the given pool options (size, timeouts,
+    /// [`StatementMode`](crate::StatementMode) for PgBouncer).
+    pub async fn connect_with(config: impl IntoConfig, options: PoolOptions) -> Result<RlsDb> {
+        Ok(RlsDb::from_db(Db::connect_with(config, options).await?))
+    }
+
+    /// Uses `db`'s pool under row-level security.
+    pub fn from_db(db: Db) -> RlsDb {
+        RlsDb { db }
+    }
+
+    /// The plain handle on the same pool (statements on shared models,
+    /// status). Its tenant handles set no tenant: through them, tables
+    /// under row-level security show and accept nothing.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A handle confined to tenant `key`, by pebble's row condition and by
+    /// the database's policy. A handle keyed by the unset value (nil UUID,
+    /// `0`, empty string) runs nothing.
+    pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, RlsDb> {
+        TenantDb::new(self.clone(), key)
+    }
+
+    /// Audits `tables` as this pool's role: see [`Db::audit_rls`].
+    pub async fn audit(&self, tables: &[RlsTable]) -> Result<AuditReport> {
+        self.db.audit_rls(tables).await
+    }
+
+    unscoped_queries!(GlobalModel, Scope::global::<M>());
+}
+
+impl Executor for RlsDb {}
+
+impl Sealed for RlsDb {
+    fn conn(&self) -> Conn {
+        Conn::Rls(self.db.clone())
+    }
+}
+
+impl fmt::Debug for RlsDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RlsDb").field("db", &self.db).finish()
+    }
+}
+
+/// A transaction under row-level security whose tenant was set once, right
+/// after `BEGIN` (in the same round trip), from [`TenantDb::begin`] on an
+/// [`RlsDb`] tenant handle. Rolled back if dropped without commit.
+pub struct RlsTransaction {
+    tx: Transaction,
+}
+
+/// A tenant transaction under row-level security.
+pub type RlsTenantTransaction<K> = TenantDb<K, RlsTransaction>;
+
+impl Executor for RlsTransaction {}
+
+impl Sealed for RlsTransaction {
+    fn conn(&self) -> Conn {
+        self.tx.conn()
+    }
+}
+
+impl fmt::Debug for RlsTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RlsTransaction")
+            .field("tx", &self.tx)
+            .finish()
+    }
+}
+
+impl<K: TenantKey> TenantDb<K, RlsDb> {
+    /// Starts a transaction for this tenant: `BEGIN` and `set_config`, one
+    /// round trip; every statement of it is confined by the database.
+    pub async fn begin(&self) -> Result<RlsTenantTransaction<K>> {
+        let tenant = tenant_context(self.key())?;
+        let tx = Transaction::begin_in_tenant_context(&self.executor().db, &tenant).await?;
+        Ok(TenantDb::new(RlsTransaction { tx }, self.key().clone()))
+    }
+}
+
+impl<K: TenantKey> TenantDb<K, RlsTransaction> {
+    /// Commits the transaction (see [`Transaction::commit`]).
+    pub async fn commit(self) -> Result<()> {
+        self.into_executor().tx.commit().await
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(self) -> Result<()> {
+        self.into_executor().tx.rollback().await
+    }
+}
+
+/// A handle on which the database itself confines statements to the
+/// tenant, so raw SQL can be offered: [`RlsDb`] and [`RlsTransaction`].
+#[diagnostic::on_unimplemented(
+    message = "raw SQL needs row-level security: nothing would confine it to the tenant on `{Self}`",
+    label = "this tenant handle is confined by pebble's builders only",
+    note = "connect with `RlsDb` (after `install_rls`) to run parameterised raw SQL on a tenant \
+            handle: there the database confines it; the typed builders work on every handle"
+)]
+pub trait RawSql: Executor + raw::Sealed {}
+
+mod raw {
+    pub trait Sealed {}
+}
+
+impl RawSql for RlsDb {}
+impl raw::Sealed for RlsDb {}
+impl RawSql for RlsTransaction {}
+impl raw::Sealed for RlsTransaction {}
+
+/// The tenant as `pebble.tenant_id` text; the unset value is refused.
+fn tenant_context<K: TenantKey>(key: &K) -> Result<String> {
+    let refused = || Error::InvalidTenantId {
+        id: format!("{key:?}"),
+        reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+    };
+    if key.is_unset() {
+        return Err(refused());
+    }
+    context_of(&key.clone().into_sql()).ok_or_else(refused)
+}
+
+impl<K: TenantKey, E: Executor> TenantDb<K, E> {
+    /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and
+    /// returns its rows. Only on handles under row-level security: the
+    /// database confines every table with pebble's policy to the tenant,
+    /// whatever the text says (a forgotten `WHERE`, a hand-written join).
+    ///
+    /// The confinement is against mistakes, not against SQL written to
+    /// defeat it: text that calls `set_config('pebble.tenant_id', ...)`
+    /// itself picks its tenant. Never build the text from user input.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>>
+    where
+        E: RawSql,
+    {
+        let tenant = tenant_context(self.key())?;
+        self.executor().conn().raw_rows(sql, params, &tenant).await
+    }
+
+    /// Like [`TenantDb::query`], for exactly one row: [`Error::NotFound`] if none.
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row>
+    where
+        E: RawSql,
+    {
+        self.query_opt(sql, params)
+            .await?
+            .ok_or(Error::NotFound { table: "(raw SQL)" })
+    }
+
+    /// Like [`TenantDb::query`], for at most one row (the first).
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>>
+    where
+        E: RawSql,
+    {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs parameterised raw SQL as this tenant; the number of rows it wrote.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64>
+    where
+        E: RawSql,
+    {
+        let tenant = tenant_context(self.key())?;
+        self.executor()
+            .conn()
+            .raw_execute(sql, params, &tenant)
+            .await
+    }
+
+    /// Runs parameterised raw SQL as this tenant and decodes each row as a
+    /// `M`: the query must return `M`'s columns in `M`'s field order (as
+    /// `SELECT *` does on a table pebble created for `M`).
+    pub async fn query_as<M: Model>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<M>>
+    where
+        E: RawSql,
+    {
+        self.query(sql, params)
+            .await?
+            .iter()
+            .map(M::from_row)
+            .collect()
+    }
+}

@@ -1,0 +1,113 @@
+//! The idempotent DDL that puts a tenant table under row-level security.
+//!
+//! Safe to run at every deploy: each part is only (re)created when it is
+//! missing or differs from what this version of pebble installs (known by
+//! a marker comment on the policy), so an unchanged table takes no lock
+//! beyond a catalog read.
+
+use super::{quote_ident, quote_literal, RlsTable, BASE_POLICY, TENANT_POLICY, TENANT_SETTING};
+
+/// Bumped whenever the policy's text changes, so installs replace it.
+const POLICY_VERSION: &str = "1";
+
+/// `pebble_tenant()`: the current transaction's tenant, or NULL when none is
+/// set. `current_setting(.., true)` is NULL if the setting was never set in
+/// the session, but `''` after a transaction that set it locally has
+/// ended, hence the NULLIF: both mean "no tenant", and NULL matches no row.
+pub(crate) fn function_sql() -> String {
+    let body = format!(
+        "SELECT NULLIF(pg_catalog.current_setting({}, true), '')",
+        quote_literal(TENANT_SETTING)
+    );
+    format!(
+        "DO $pebble$ BEGIN \
+         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'pebble_tenant' \
+         AND pronamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema()) \
+         AND prosrc = {src}) THEN \
+         CREATE OR REPLACE FUNCTION pebble_tenant() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE \
+         AS {src}; \
+         END IF; END $pebble$",
+        src = quote_literal(&body),
+    )
+}
+
+/// The marker comment of an installed tenant policy.
+pub(crate) fn policy_marker(table: &RlsTable) -> String {
+    format!(
+        "pebble v{POLICY_VERSION}: {} {}",
+        table.tenant_column(),
+        table.tenant_type()
+    )
+}
+
+/// The policy's condition: `col = (SELECT pebble_tenant()::type)`. The
+/// sub-select makes PostgreSQL evaluate it once per statement (an initplan),
+/// not once per row, and lets the planner use the tenant column's index.
+pub(crate) fn condition(table: &RlsTable) -> String {
+    format!(
+        "{} = (SELECT pebble_tenant()::{})",
+        quote_ident(table.tenant_column()),
+        table.tenant_type()
+    )
+}
+
+/// ENABLE + FORCE row-level security on `table`, a permissive base policy
+/// (row-level security with only restrictive policies grants nothing) and
+/// the restrictive tenant policy: declared restrictive, a policy a user
+/// adds later can only narrow access, never widen it across tenants.
+pub(crate) fn table_sql(table: &RlsTable) -> String {
+    let name = quote_ident(table.table());
+    let regclass = format!("{}::regclass", quote_literal(&name));
+    let condition = condition(table);
+    let marker = quote_literal(&policy_marker(table));
+    format!(
+        "DO $pebble$ BEGIN \
+         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = {regclass} \
+         AND p.polname = '{TENANT_POLICY}' AND NOT p.polpermissive \
+         AND pg_catalog.obj_description(p.oid, 'pg_policy') = {marker}) THEN \
+         DROP POLICY IF EXISTS {TENANT_POLICY} ON {name}; \
+         CREATE POLICY {TENANT_POLICY} ON {name} AS RESTRICTIVE FOR ALL \
+         USING ({condition}) WITH CHECK ({condition}); \
+         COMMENT ON POLICY {TENANT_POLICY} ON {name} IS {marker}; \
+         END IF; \
+         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = {regclass} \
+         AND p.polname = '{BASE_POLICY}' AND p.polpermissive) THEN \
+         DROP POLICY IF EXISTS {BASE_POLICY} ON {name}; \
+         CREATE POLICY {BASE_POLICY} ON {name} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true); \
+         END IF; \
+         IF NOT (SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = {regclass}) THEN \
+         ALTER TABLE {name} ENABLE ROW LEVEL SECURITY; \
+         END IF; \
+         IF NOT (SELECT relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = {regclass}) THEN \
+         ALTER TABLE {name} FORCE ROW LEVEL SECURITY; \
+         END IF; \
+         END $pebble$"
+    )
+}
+
+/// Everything `install` runs for `tables`, in one transaction.
+pub(crate) fn install_sql(tables: &[RlsTable]) -> String {
+    let mut statements = vec![function_sql()];
+    statements.extend(tables.iter().map(table_sql));
+    statements.join(";\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_condition_casts_the_context_to_the_column_type() {
+        let table = RlsTable {
+            table: "tasks",
+            column: "org",
+            sql_type: "bigint",
+        };
+        assert_eq!(
+            condition(&table),
+            r#""org" = (SELECT pebble_tenant()::bigint)"#
+        );
+        assert!(table_sql(&table).contains("AS RESTRICTIVE FOR ALL"));
+        assert_eq!(policy_marker(&table), "pebble v1: org bigint");
+    }
+}

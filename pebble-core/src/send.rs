@@ -1,0 +1,335 @@
+//! How a statement goes on the wire: as a statement prepared once per
+//! connection, or unnamed with its parameter types (for PgBouncer in
+//! transaction mode); and, for row-level security, inside a transaction
+//! that first sets the tenant, pipelined into one network round trip.
+
+use std::future::poll_fn;
+use std::pin::pin;
+
+use deadpool_postgres::{ClientWrapper, Object};
+use futures_util::Stream;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Row;
+
+use crate::error::{Error, Result};
+use crate::exec::Statement;
+
+/// The setting that carries the tenant of the current transaction, read by
+/// the `pebble_tenant()` function the row-level security policies call.
+pub(crate) const TENANT_SETTING: &str = "pebble.tenant_id";
+
+/// How pebble sends statements; see [`PoolOptions::statement_mode`](crate::PoolOptions::statement_mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatementMode {
+    /// Each statement text is prepared once per connection and kept
+    /// (deadpool's statement cache): a repeated statement is one round trip
+    /// with no parsing. The default, and the fastest on a direct connection.
+    #[default]
+    Prepared,
+    /// Each statement is sent unnamed with its parameter types (Parse,
+    /// Bind, Execute in one message: still one round trip), and nothing is
+    /// kept on the server. For poolers that hand each transaction a
+    /// different server connection and do not carry named statements
+    /// between them, such as PgBouncer before 1.21 in transaction mode.
+    Unnamed,
+}
+
+const SET_CONTEXT: &str = "SELECT pg_catalog.set_config($1, $2, true)";
+
+/// The rows of `stmt`.
+pub(crate) async fn query(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    stmt: &Statement,
+) -> Result<Vec<Row>> {
+    match mode {
+        StatementMode::Prepared => {
+            let prepared = client.prepare_cached(stmt.sql()).await?;
+            Ok(client.query(&prepared, &stmt.params()).await?)
+        }
+        StatementMode::Unnamed => Ok(client.query_typed(stmt.sql(), &stmt.typed_params()).await?),
+    }
+}
+
+/// The number of rows `stmt` wrote.
+pub(crate) async fn execute(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    stmt: &Statement,
+) -> Result<u64> {
+    match mode {
+        StatementMode::Prepared => {
+            let prepared = client.prepare_cached(stmt.sql()).await?;
+            Ok(client.execute(&prepared, &stmt.params()).await?)
+        }
+        StatementMode::Unnamed => execute_typed(client, stmt.sql(), &stmt.typed_params()).await,
+    }
+}
+
+/// `execute` for an unnamed statement: tokio-postgres only offers typed
+/// statements as a row stream, whose end carries the row count.
+async fn execute_typed(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<u64> {
+    let stream = client
+        .query_typed_raw(sql, params.iter().map(|(value, ty)| (*value, ty.clone())))
+        .await?;
+    let mut stream = pin!(stream);
+    while let Some(row) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        row?;
+    }
+    Ok(stream.rows_affected().unwrap_or(0))
+}
+
+/// What a statement returns: its rows, or the count of rows it wrote.
+pub(crate) enum Output {
+    Rows(Vec<Row>),
+    Count(u64),
+}
+
+impl Output {
+    pub(crate) fn into_rows(self) -> Vec<Row> {
+        match self {
+            Output::Rows(rows) => rows,
+            Output::Count(_) => Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_count(self) -> u64 {
+        match self {
+            Output::Rows(rows) => rows.len() as u64,
+            Output::Count(n) => n,
+        }
+    }
+}
+
+/// What to run inside the tenant's transaction.
+#[derive(Clone, Copy)]
+pub(crate) enum Want {
+    Rows,
+    Count,
+}
+
+/// Runs `stmt` inside `BEGIN; set_config('pebble.tenant_id', tenant, true);
+/// ...; COMMIT`, all four written before the first reply is awaited: one
+/// round trip. Each must go out as one message (an already prepared
+/// statement, or an unnamed typed one): a statement still to be prepared
+/// would wait for its Parse reply and run after COMMIT, with no tenant set.
+/// The four are polled with `join!`, never `try_join!`: an early return
+/// could leave `COMMIT` unsent.
+pub(crate) async fn in_tenant_context(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    tenant: &str,
+    stmt: &Statement,
+    want: Want,
+) -> Result<Output> {
+    let setting = TENANT_SETTING;
+    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
+    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
+    match mode {
+        StatementMode::Prepared => {
+            let set = client.prepare_cached(SET_CONTEXT).await?;
+            let prepared = client.prepare_cached(stmt.sql()).await?;
+            let params = stmt.params();
+            let run = async {
+                match want {
+                    Want::Rows => client.query(&prepared, &params).await.map(Output::Rows),
+                    Want::Count => client.execute(&prepared, &params).await.map(Output::Count),
+                }
+            };
+            let (begin, set, output, commit) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query(&set, &context),
+                run,
+                client.batch_execute("COMMIT"),
+            );
+            settle(begin, set.map(drop), output.map_err(Error::from), commit)
+        }
+        StatementMode::Unnamed => {
+            let params = stmt.typed_params();
+            let run = async {
+                match want {
+                    Want::Rows => client
+                        .query_typed(stmt.sql(), &params)
+                        .await
+                        .map(Output::Rows)
+                        .map_err(Error::from),
+                    Want::Count => execute_typed(client, stmt.sql(), &params)
+                        .await
+                        .map(Output::Count),
+                }
+            };
+            let (begin, set, output, commit) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_typed(SET_CONTEXT, &typed_context),
+                run,
+                client.batch_execute("COMMIT"),
+            );
+            settle(begin, set.map(drop), output, commit)
+        }
+    }
+}
+
+/// Raw SQL inside the tenant's context. With prepared statements this is
+/// one round trip, like a builder's statement. Unnamed, the parameters'
+/// types are unknown until the server has parsed the text, so it takes
+/// two: `BEGIN`, `set_config` and a Parse (whose named statement is closed
+/// again inside the transaction, so a pooler never sees it outlive the
+/// transaction), then the typed statement and `COMMIT`. On an error the
+/// transaction may be open: the caller discards the connection.
+pub(crate) async fn raw_in_tenant_context(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    tenant: &str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    want: Want,
+) -> Result<Output> {
+    let setting = TENANT_SETTING;
+    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
+    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
+    match mode {
+        StatementMode::Prepared => {
+            let set = client.prepare_cached(SET_CONTEXT).await?;
+            let prepared = client.prepare_cached(sql).await?;
+            let run = async {
+                match want {
+                    Want::Rows => client.query(&prepared, params).await.map(Output::Rows),
+                    Want::Count => client.execute(&prepared, params).await.map(Output::Count),
+                }
+            };
+            let (begin, set, output, commit) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query(&set, &context),
+                run,
+                client.batch_execute("COMMIT"),
+            );
+            settle(begin, set.map(drop), output.map_err(Error::from), commit)
+        }
+        StatementMode::Unnamed => {
+            let (begin, set, parsed) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_typed(SET_CONTEXT, &typed_context),
+                client.prepare(sql),
+            );
+            begin?;
+            set?;
+            let types = parsed?.params().to_vec(); // dropping it sends Close, in the transaction
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+                params.iter().copied().zip(types).collect();
+            let run = async {
+                match want {
+                    Want::Rows => client
+                        .query_typed(sql, &typed)
+                        .await
+                        .map(Output::Rows)
+                        .map_err(Error::from),
+                    Want::Count => execute_typed(client, sql, &typed).await.map(Output::Count),
+                }
+            };
+            let (output, commit) = tokio::join!(run, client.batch_execute("COMMIT"));
+            let output = output?;
+            commit?;
+            Ok(output)
+        }
+    }
+}
+
+/// Raw SQL inside a transaction that already carries its tenant.
+pub(crate) async fn raw_in_transaction(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    want: Want,
+) -> Result<Output> {
+    // Inside a transaction a pooler keeps the same server connection, so a
+    // statement prepared here can be used here; unnamed mode just does not
+    // keep it (dropping it closes it before the transaction ends).
+    let prepared = match mode {
+        StatementMode::Prepared => client.prepare_cached(sql).await?,
+        StatementMode::Unnamed => client.prepare(sql).await?,
+    };
+    Ok(match want {
+        Want::Rows => Output::Rows(client.query(&prepared, params).await?),
+        Want::Count => Output::Count(client.execute(&prepared, params).await?),
+    })
+}
+
+/// `BEGIN` and `set_config` on a transaction's connection, pipelined.
+pub(crate) async fn begin_in_tenant_context(
+    client: &ClientWrapper,
+    mode: StatementMode,
+    tenant: &str,
+) -> Result<()> {
+    let setting = TENANT_SETTING;
+    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
+    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
+    let (begin, set) = match mode {
+        StatementMode::Prepared => {
+            let set = client.prepare_cached(SET_CONTEXT).await?;
+            let (begin, set) =
+                tokio::join!(client.batch_execute("BEGIN"), client.query(&set, &context));
+            (begin, set.map(drop))
+        }
+        StatementMode::Unnamed => {
+            let (begin, set) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_typed(SET_CONTEXT, &typed_context)
+            );
+            (begin, set.map(drop))
+        }
+    };
+    begin?;
+    Ok(set?)
+}
+
+/// The outcome of a pipelined transaction, first failure first: a failed
+/// `BEGIN` or `set_config` explains the statement's failure, not the reverse.
+fn settle(
+    begin: std::result::Result<(), tokio_postgres::Error>,
+    set: std::result::Result<(), tokio_postgres::Error>,
+    output: Result<Output>,
+    commit: std::result::Result<(), tokio_postgres::Error>,
+) -> Result<Output> {
+    begin?;
+    set?;
+    let output = output?;
+    commit?;
+    Ok(output)
+}
+
+/// A pooled connection running a pipelined transaction. Dropped before the
+/// transaction's outcome is known (the caller's future was cancelled), the
+/// connection is detached from the pool and closed rather than reused: its
+/// server session may still be inside the tenant's transaction.
+pub(crate) struct InFlight(Option<Object>);
+
+impl InFlight {
+    pub(crate) fn new(client: Object) -> Self {
+        InFlight(Some(client))
+    }
+
+    pub(crate) fn client(&self) -> Result<&ClientWrapper> {
+        self.0.as_deref().ok_or(Error::TransactionEnded)
+    }
+
+    /// The transaction finished (committed or failed): back to the pool.
+    pub(crate) fn done(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
