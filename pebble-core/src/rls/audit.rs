@@ -240,7 +240,7 @@ fn yes(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
-        "NO"
+        "no"
     }
 }
 
