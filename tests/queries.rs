@@ -585,7 +585,7 @@ async fn scoped_sql_text() {
     );
     assert_eq!(
         tenant.insert(User::new("x", 1)).to_sql().unwrap(),
-        r#"INSERT INTO "users" ("tenant_id", "email", "name", "age", "nickname") VALUES ($1, $2, $3, $4, $5)"#
+        r#"INSERT INTO "users" ("id", "tenant_id", "email", "name", "age", "nickname") VALUES (DEFAULT, $1, $2, $3, $4, $5)"#
     );
     assert_eq!(
         t.db.tenant(ORG_A)
@@ -594,7 +594,7 @@ async fn scoped_sql_text() {
             .do_update(Document::TITLE)
             .to_sql()
             .unwrap(),
-        r#"INSERT INTO "documents" ("id", "org_id", "title", "pages") VALUES ($1, $2, $3, $4) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title" WHERE "documents"."org_id" = $5"#
+        r#"INSERT INTO "documents" ("id", "org_id", "title", "pages", "created_at") VALUES ($1, $2, $3, $4, DEFAULT) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title" WHERE "documents"."org_id" = $5"#
     );
 }
 

@@ -25,12 +25,17 @@ pub enum Many {}
 /// that carries another tenant makes the whole insert fail with
 /// [`Error::TenantMismatch`] before anything is sent.
 ///
+/// Every column is listed. A `#[pebble(default)]` field holding its type's
+/// [unset](crate::SqlType::is_unset) value (nil UUID, `0`, the Unix epoch,
+/// `None`) is written as `DEFAULT`, so the database fills it; any other
+/// value is sent as it is.
+///
 /// ```no_run
 /// # use pebble::{Model, Db};
 /// # #[derive(Model)] struct User { #[pebble(primary_key, default)] id: i64, #[tenant_id] tenant_id: i64, name: String }
 /// # async fn demo(db: Db) -> pebble::Result<()> {
 /// let alice = db.tenant(7_i64)
-///     .insert(User { id: 0, tenant_id: 0, name: "alice".into() })
+///     .insert(User { id: 0, tenant_id: 0, name: "alice".into() }) // id 0: the database generates it
 ///     .returning() // the stored row: database defaults filled, tenant stamped
 ///     .await?;
 /// # Ok(()) }
@@ -59,11 +64,13 @@ impl<M: Model, R> Insert<M, R> {
             rows: 0,
             _marker: PhantomData,
         };
-        let inserted = M::COLUMNS.iter().filter(|c| c.is_inserted());
-        let width = inserted.clone().count();
+        // Every column, always: whether a defaulted column is filled by the
+        // database is decided per row, in VALUES, so rows that differ on it
+        // still share one statement.
+        let width = M::COLUMNS.len();
         // Exactly sized: sea-query then allocates its column list once.
         let mut columns = Vec::with_capacity(width);
-        columns.extend(inserted.map(|c| c.name));
+        columns.extend(M::COLUMNS.iter().map(|c| c.name));
         insert.stmt.into_table(M::TABLE).columns(columns);
         for row in rows {
             let row = match row {
@@ -75,10 +82,14 @@ impl<M: Model, R> Insert<M, R> {
             };
             let mut values = Vec::with_capacity(width);
             let mut columns = M::COLUMNS.iter();
-            row.into_values(|value| {
-                if columns.next().is_some_and(|c| c.is_inserted()) {
-                    values.push(Expr::from(value));
-                }
+            row.into_values(|value, unset| {
+                let defaulted = columns.next().is_some_and(|c| c.default.is_some());
+                let filled_by_database = unset && defaulted;
+                values.push(if filled_by_database {
+                    Expr::cust("DEFAULT")
+                } else {
+                    Expr::from(value)
+                });
             });
             // An exactly sized `Vec`: sea-query collects it in place.
             if insert.stmt.values(values).is_err() {
@@ -88,12 +99,6 @@ impl<M: Model, R> Insert<M, R> {
                 break;
             }
             insert.rows += 1;
-        }
-        if width == 0 {
-            // Every column is filled by the database: `VALUES (DEFAULT), ...`.
-            insert
-                .stmt
-                .or_default_values_many(u32::try_from(insert.rows).unwrap_or(u32::MAX));
         }
         insert
     }
