@@ -1,11 +1,12 @@
-//! The builders tell the truth: a value a caller set is stored, and an unset
-//! `#[pebble(default)]` field gets the database default.
+//! The builders tell the truth: a value a caller set is stored (and an unset
+//! `#[pebble(default)]` field gets the database default), and `update_model`
+//! stamps an unset tenant like insert does.
 
 mod common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use common::setup;
-use pebble::{Db, Model};
+use common::{setup, Membership};
+use pebble::{Db, Error, Model};
 use pebble_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -208,5 +209,61 @@ async fn upserts_send_set_values_and_defaults_alike() {
     assert_eq!(
         tenant.find::<Ticket>(42).one().await.unwrap().title,
         "second"
+    );
+}
+
+#[tokio::test]
+async fn update_model_stamps_an_unset_tenant_in_the_primary_key() {
+    let (_test_db, db) = setup().await;
+    let (mine, theirs) = (db.tenant(7_i32), db.tenant(8_i32));
+    let member = |org, role: &str| Membership {
+        org,
+        user_name: "ann".into(),
+        role: role.into(),
+    };
+    mine.insert(member(0, "member")).exec().await.unwrap();
+    theirs.insert(member(0, "member")).exec().await.unwrap();
+
+    // The tenant part of the key is unset, as on a row built for insert.
+    let stored = mine.update_model(&member(0, "admin")).await.unwrap();
+    assert_eq!(stored, member(7, "admin"));
+    assert_eq!(
+        mine.find::<Membership>((7, "ann".into()))
+            .one()
+            .await
+            .unwrap(),
+        member(7, "admin")
+    );
+    // The other tenant's row with the same user name is untouched.
+    assert_eq!(
+        theirs
+            .find::<Membership>((8, "ann".into()))
+            .one()
+            .await
+            .unwrap(),
+        member(8, "member")
+    );
+
+    // Stamped, not widened: a key this tenant does not have is still not found.
+    let ghost = Membership {
+        user_name: "ghost".into(),
+        ..member(0, "admin")
+    };
+    let err = mine.update_model(&ghost).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { table: "memberships" }),
+        "{err}"
+    );
+    // And a key naming the other tenant is refused before anything is sent.
+    let err = mine.update_model(&member(8, "owner")).await.unwrap_err();
+    assert!(matches!(err, Error::TenantMismatch { .. }), "{err}");
+    assert_eq!(
+        theirs
+            .find::<Membership>((8, "ann".into()))
+            .one()
+            .await
+            .unwrap()
+            .role,
+        "member"
     );
 }

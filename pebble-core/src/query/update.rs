@@ -70,7 +70,16 @@ impl<M: Model> Update<M> {
                 }
             }
         });
+        let confined = matches!(update.scope, Scope::Tenant { .. });
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
+            // Under a tenant scope the key's tenant part is already the
+            // statement's first condition, with the handle's tenant: the
+            // row's own value adds nothing when it is that tenant, and when
+            // it is unset (not stamped, as on insert) it would match no row.
+            // The handle has refused any other tenant before this point.
+            if confined && M::COLUMNS.iter().any(|c| c.tenant && c.name == *column) {
+                continue;
+            }
             update.stmt.and_where(Expr::col(*column).eq(value));
         }
         update
