@@ -35,6 +35,7 @@ fn select(c: &mut Criterion) {
             .order_by(User::NAME.asc())
             .limit(20)
             .build()
+            .expect("a valid select")
     };
     let by_hand = || {
         Query::select()

@@ -1,12 +1,13 @@
 //! The builders tell the truth: a value a caller set is stored (and an unset
-//! `#[pebble(default)]` field gets the database default), and `update_model`
-//! stamps an unset tenant like insert does.
+//! `#[pebble(default)]` field gets the database default), `update_model`
+//! stamps an unset tenant like insert does, and `to_sql()` is exactly the
+//! text the server receives, or the reason nothing would be sent.
 
 mod common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use common::{setup, Membership};
-use pebble::{Db, Error, Model};
+use pebble::{Column, Db, Error, Model, PoolOptions};
 use pebble_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -266,4 +267,254 @@ async fn update_model_stamps_an_unset_tenant_in_the_primary_key() {
             .role,
         "member"
     );
+}
+
+/// A pool of one connection whose statements a second connection can read
+/// back from `pg_stat_activity`, inside a transaction so that nothing else
+/// runs on that connection between the statement and the look.
+struct Probe {
+    db: Db,
+    observer: tokio_postgres::Client,
+    _test_db: TestDatabase,
+}
+
+const PROBE: &str = "pebble_builders_probe";
+
+async fn probe() -> Probe {
+    let (test_db, setup_db) = tickets().await;
+    setup_db.close();
+    let mut config = test_db.config();
+    config.application_name(PROBE);
+    let db = Db::connect_with(config, PoolOptions::default().max_size(1))
+        .await
+        .unwrap();
+    let (observer, connection) = test_db
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    Probe {
+        db,
+        observer,
+        _test_db: test_db,
+    }
+}
+
+impl Probe {
+    /// The text of the last statement the probe connection received.
+    async fn last_sent(&self) -> String {
+        let row = self
+            .observer
+            .query_one(
+                "SELECT query FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1",
+                &[&PROBE],
+            )
+            .await
+            .unwrap();
+        row.get(0)
+    }
+}
+
+fn returning_all() -> String {
+    let columns: Vec<String> = Ticket::COLUMNS
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    format!(" RETURNING {}", columns.join(", "))
+}
+
+#[tokio::test]
+async fn to_sql_is_what_the_server_receives_and_returning_only_adds_returning() {
+    let p = probe().await;
+    let tx = p.db.tenant(ORG).begin().await.unwrap();
+    let returning = returning_all();
+
+    let insert = tx.insert(set(101, "a"));
+    let sql = insert.to_sql().unwrap();
+    insert.exec().await.unwrap();
+    assert_eq!(p.last_sent().await, sql);
+
+    let insert = tx.insert_many([unset("b"), set(102, "c")]);
+    let sql = insert.to_sql().unwrap();
+    assert_eq!(insert.returning().await.unwrap().len(), 2);
+    assert_eq!(p.last_sent().await, sql.clone() + &returning);
+
+    let upsert = tx
+        .insert(set(101, "d"))
+        .on_conflict(Ticket::ID)
+        .do_update(Ticket::TITLE);
+    let sql = upsert.to_sql().unwrap();
+    assert!(upsert.returning().await.unwrap().is_some());
+    assert_eq!(p.last_sent().await, sql.clone() + &returning);
+
+    let select = tx
+        .select::<Ticket>()
+        .filter(Ticket::TITLE.ne("x") | Ticket::PRIORITY.is_null())
+        .order_by(Ticket::ID.asc())
+        .limit(5);
+    let sql = select.to_sql().unwrap();
+    assert_eq!(select.all().await.unwrap().len(), 3);
+    assert_eq!(p.last_sent().await, sql);
+
+    let update = tx
+        .update::<Ticket>()
+        .set(Ticket::PRIORITY, 1)
+        .filter(Ticket::ID.eq(101));
+    let sql = update.to_sql().unwrap();
+    assert_eq!(update.exec().await.unwrap(), 1);
+    assert_eq!(p.last_sent().await, sql);
+
+    let update = tx
+        .update::<Ticket>()
+        .set(Ticket::STATUS, "done")
+        .filter(Ticket::ID.eq(102));
+    let sql = update.to_sql().unwrap();
+    assert_eq!(update.returning().await.unwrap().len(), 1);
+    assert_eq!(p.last_sent().await, sql.clone() + &returning);
+
+    let delete = tx.delete::<Ticket>().filter(Ticket::ID.eq(102));
+    let sql = delete.to_sql().unwrap();
+    assert_eq!(delete.returning().await.unwrap().len(), 1);
+    assert_eq!(p.last_sent().await, sql.clone() + &returning);
+
+    let delete = tx.delete::<Ticket>().filter(Ticket::ID.eq(101));
+    let sql = delete.to_sql().unwrap();
+    assert_eq!(delete.exec().await.unwrap(), 1);
+    assert_eq!(p.last_sent().await, sql);
+
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_update_without_set_says_so_in_to_sql_and_sends_nothing() {
+    let p = probe().await;
+    let tx = p.db.tenant(ORG).begin().await.unwrap();
+    tx.insert(set(101, "kept")).exec().await.unwrap();
+    let before = p.last_sent().await;
+
+    let update = tx.update::<Ticket>().filter(Ticket::ID.eq(101));
+    let why = update.to_sql().unwrap_err();
+    assert!(matches!(why, Error::InvalidQuery(_)), "{why}");
+    assert!(why.to_string().contains("at least one `set`"), "{why}");
+    assert!(update.build().is_err());
+    let err = update.exec().await.unwrap_err();
+    assert_eq!(err.to_string(), why.to_string());
+    let err = tx
+        .update::<Ticket>()
+        .filter(Ticket::ID.eq(101))
+        .returning()
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), why.to_string());
+
+    assert_eq!(p.last_sent().await, before, "nothing was sent");
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forged_tenant_set_is_refused_by_to_sql_as_by_exec() {
+    let p = probe().await;
+    let tx = p.db.tenant(ORG).begin().await.unwrap();
+    tx.insert(set(101, "kept")).exec().await.unwrap();
+    let before = p.last_sent().await;
+
+    // `set` does not take `Ticket::ORG` (a `TenantColumn`); a hand-made
+    // `Column` naming the tenant column is the forgery.
+    let forged: Column<Ticket, i64> = Column::new("org");
+    let forge = || {
+        tx.update::<Ticket>()
+            .set(Ticket::TITLE, "moved")
+            .set(forged, 8)
+            .filter(Ticket::ID.eq(101))
+    };
+    let why = forge().to_sql().unwrap_err();
+    assert!(
+        why.to_string().contains("the tenant column cannot be updated"),
+        "{why}"
+    );
+    assert_eq!(
+        forge().exec().await.unwrap_err().to_string(),
+        why.to_string()
+    );
+    assert_eq!(
+        forge().returning().await.unwrap_err().to_string(),
+        why.to_string()
+    );
+    assert_eq!(p.last_sent().await, before, "nothing was sent");
+
+    let kept = tx.find::<Ticket>(101).one().await.unwrap();
+    assert_eq!((kept.org, kept.title.as_str()), (ORG, "kept"));
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_inserts_say_why_in_to_sql() {
+    let (_test_db, db) = tickets().await;
+    let tenant = db.tenant(ORG);
+
+    // A row of another tenant: the refusal `exec` reports, every time.
+    let foreign = Ticket {
+        org: 8,
+        ..set(101, "foreign")
+    };
+    let insert = tenant.insert_many([set(102, "mine"), foreign.clone()]);
+    for _ in 0..2 {
+        let why = insert.to_sql().unwrap_err();
+        assert!(matches!(why, Error::TenantMismatch { .. }), "{why}");
+    }
+    let upsert = tenant
+        .insert(foreign.clone())
+        .on_conflict(Ticket::ID)
+        .do_nothing();
+    assert!(matches!(upsert.to_sql(), Err(Error::TenantMismatch { .. })));
+    let err = insert.exec().await.unwrap_err();
+    assert!(matches!(err, Error::TenantMismatch { .. }), "{err}");
+    assert_eq!(tenant.select::<Ticket>().count().await.unwrap(), 0);
+
+    // No rows: nothing to send, which running does not treat as an error.
+    let none = tenant.insert_many(Vec::<Ticket>::new());
+    let why = none.to_sql().unwrap_err();
+    assert!(
+        matches!(why, Error::NothingToInsert { table: "tickets" }),
+        "{why}"
+    );
+    assert_eq!(none.exec().await.unwrap(), 0);
+    let none = tenant
+        .insert_many(Vec::<Ticket>::new())
+        .on_conflict(Ticket::ID)
+        .do_nothing();
+    assert!(matches!(none.to_sql(), Err(Error::NothingToInsert { .. })));
+    assert!(none.returning().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unset_tenant_handle_has_no_sql_to_show() {
+    let (_test_db, db) = tickets().await;
+    let nobody = db.tenant(0_i64);
+    let is_invalid_tenant = |result: pebble::Result<String>| {
+        matches!(result, Err(Error::InvalidTenantId { .. }))
+    };
+    assert!(is_invalid_tenant(nobody.select::<Ticket>().to_sql()));
+    assert!(is_invalid_tenant(nobody.delete::<Ticket>().to_sql()));
+    assert!(is_invalid_tenant(
+        nobody
+            .update::<Ticket>()
+            .set(Ticket::TITLE, "x")
+            .to_sql()
+    ));
+    assert!(is_invalid_tenant(nobody.insert(unset("x")).to_sql()));
+    assert!(is_invalid_tenant(
+        nobody
+            .insert(unset("x"))
+            .on_conflict(Ticket::ID)
+            .do_nothing()
+            .to_sql()
+    ));
+    // Running them is refused the same way.
+    let err = nobody.select::<Ticket>().all().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTenantId { .. }), "{err}");
+    let err = nobody.insert(unset("x")).exec().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTenantId { .. }), "{err}");
 }

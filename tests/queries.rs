@@ -568,7 +568,8 @@ async fn scoped_sql_text() {
             .filter(User::AGE.gt(30).or(User::NAME.eq("ann")))
             .order_by(User::NAME.asc())
             .limit(10)
-            .to_sql(),
+            .to_sql()
+            .unwrap(),
         r#"SELECT "id", "tenant_id", "email", "name", "age", "nickname" FROM "users" WHERE "tenant_id" = $1 AND ("age" > $2 OR "name" = $3) ORDER BY "name" ASC LIMIT $4"#
     );
     assert_eq!(
@@ -576,11 +577,16 @@ async fn scoped_sql_text() {
             .update::<User>()
             .set(User::AGE, 1)
             .filter(User::NAME.eq("ann"))
-            .to_sql(),
+            .to_sql()
+            .unwrap(),
         r#"UPDATE "users" SET "age" = $1 WHERE "tenant_id" = $2 AND "name" = $3"#
     );
     assert_eq!(
-        tenant.delete::<User>().filter(User::AGE.lt(1)).to_sql(),
+        tenant
+            .delete::<User>()
+            .filter(User::AGE.lt(1))
+            .to_sql()
+            .unwrap(),
         r#"DELETE FROM "users" WHERE "tenant_id" = $1 AND "age" < $2"#
     );
     assert_eq!(

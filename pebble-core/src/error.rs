@@ -103,6 +103,15 @@ pub enum Error {
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// From an insert's `build()` / `to_sql()`: there are no rows, so no
+    /// statement would be sent. Running the insert is not an error: `exec()`
+    /// returns `0` and `returning()` no rows, without going to the server.
+    #[error("an insert of no rows into `{table}` sends no statement")]
+    NothingToInsert {
+        /// The table the rows were meant for.
+        table: &'static str,
+    },
 }
 
 impl Error {

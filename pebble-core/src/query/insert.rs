@@ -113,43 +113,85 @@ impl<M: Model, R> Insert<M, R> {
         }
     }
 
-    /// The statement `exec()` sends: SQL text and bind values; `None` when
-    /// a row was refused (running the insert reports why).
-    pub fn build(&self) -> Option<Statement> {
-        self.refused.is_none().then(|| Statement::new(&self.stmt))
+    /// The statement `exec()` sends: SQL text and bind values. `returning()`
+    /// sends the same statement followed by `RETURNING` and every column.
+    ///
+    /// An error when nothing would be sent, saying why: the refusal
+    /// `exec()` reports ([`Error::TenantMismatch`], [`Error::InvalidTenantId`]),
+    /// or [`Error::NothingToInsert`] for an `insert_many` of no rows (which
+    /// `exec()` answers with `0` without going to the server).
+    ///
+    /// ```
+    /// # use pebble::{Db, Model, PoolOptions};
+    /// # #[derive(Model)] struct User { #[pebble(primary_key, default)] id: i64, #[tenant_id] org: i64, name: String }
+    /// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
+    /// let insert = db.tenant(7_i64).insert(User { id: 0, org: 0, name: "ann".into() });
+    /// assert_eq!(
+    ///     insert.to_sql()?,
+    ///     r#"INSERT INTO "user" ("id", "org", "name") VALUES (DEFAULT, $1, $2)"#
+    /// );
+    /// let foreign = db.tenant(7_i64).insert(User { id: 0, org: 8, name: "eve".into() });
+    /// assert!(matches!(foreign.to_sql(), Err(pebble::Error::TenantMismatch { .. })));
+    /// # Ok::<(), pebble::Error>(())
+    /// ```
+    pub fn build(&self) -> Result<Statement> {
+        self.check()?;
+        Ok(Statement::new(&self.stmt))
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
-    pub fn to_sql(&self) -> Option<String> {
+    /// The SQL text of [`Insert::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
         self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// Runs the insert; returns the number of rows written.
     pub async fn exec(self) -> Result<u64> {
-        if let Some(refusal) = self.refused {
-            return Err(refusal);
-        }
-        if self.rows == 0 {
-            return Ok(0);
-        }
-        self.exec
-            .execute(&Statement::new(&self.stmt), &self.scope)
-            .await
+        let stmt = match self.build() {
+            Err(Error::NothingToInsert { .. }) => return Ok(0),
+            other => other?,
+        };
+        self.exec.execute(&stmt, &self.scope).await
     }
 
     async fn returning_rows(mut self) -> Result<Vec<M>> {
-        if let Some(refusal) = self.refused {
-            return Err(refusal);
-        }
-        if self.rows == 0 {
-            return Ok(Vec::new());
+        match self.check() {
+            Err(Error::NothingToInsert { .. }) => return Ok(Vec::new()),
+            other => other?,
         }
         self.stmt.returning(returning::<M>());
-        decode_all(
-            self.exec
-                .rows(&Statement::new(&self.stmt), &self.scope)
-                .await?,
-        )
+        let stmt = self.build()?;
+        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+    }
+
+    /// Why nothing would be sent, if nothing would; in the order `exec()` meets them.
+    fn check(&self) -> Result<()> {
+        if let Some(refusal) = &self.refused {
+            return Err(copy_refusal(refusal));
+        }
+        if self.rows == 0 {
+            return Err(Error::NothingToInsert { table: M::TABLE });
+        }
+        self.scope.check()
+    }
+}
+
+/// The refusal recorded when the builder was made, again for each
+/// `build()`. Refusals are made by pebble before anything is sent (a row of
+/// another tenant, a malformed row), so none carries a driver error, the one
+/// kind of `Error` that cannot be copied.
+fn copy_refusal(refusal: &Error) -> Error {
+    match refusal {
+        Error::TenantMismatch {
+            table,
+            expected,
+            found,
+        } => Error::TenantMismatch {
+            table,
+            expected: expected.clone(),
+            found: found.clone(),
+        },
+        Error::InvalidQuery(why) => Error::InvalidQuery(why),
+        _ => Error::InvalidQuery("a row of this insert was refused"),
     }
 }
 
@@ -215,14 +257,15 @@ impl<M: Model, R> Upsert<M, R> {
         self.insert.exec().await
     }
 
-    /// The statement `exec()` sends; `None` when a row was refused
-    /// (running the upsert reports why).
-    pub fn build(&self) -> Option<Statement> {
+    /// The statement `exec()` sends; `returning()` sends it followed by
+    /// `RETURNING` and every column. An error when nothing would be sent,
+    /// saying why (see [`Insert::build`]).
+    pub fn build(&self) -> Result<Statement> {
         self.insert.build()
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
-    pub fn to_sql(&self) -> Option<String> {
+    /// The SQL text of [`Upsert::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
         self.insert.to_sql()
     }
 }
