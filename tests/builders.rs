@@ -168,7 +168,10 @@ async fn upserts_send_set_values_and_defaults_alike() {
         .await
         .unwrap()
         .expect("the tenant's own row is updated");
-    assert_eq!((updated.title.as_str(), updated.priority), ("second", Some(9)));
+    assert_eq!(
+        (updated.title.as_str(), updated.priority),
+        ("second", Some(9))
+    );
 
     // A conflicting row whose status is unset: `excluded` carries the
     // database default, as the plain insert would have stored.
@@ -252,7 +255,12 @@ async fn update_model_stamps_an_unset_tenant_in_the_primary_key() {
     };
     let err = mine.update_model(&ghost).await.unwrap_err();
     assert!(
-        matches!(err, Error::NotFound { table: "memberships" }),
+        matches!(
+            err,
+            Error::NotFound {
+                table: "memberships"
+            }
+        ),
         "{err}"
     );
     // And a key naming the other tenant is refused before anything is sent.
@@ -431,7 +439,8 @@ async fn a_forged_tenant_set_is_refused_by_to_sql_as_by_exec() {
     };
     let why = forge().to_sql().unwrap_err();
     assert!(
-        why.to_string().contains("the tenant column cannot be updated"),
+        why.to_string()
+            .contains("the tenant column cannot be updated"),
         "{why}"
     );
     assert_eq!(
@@ -493,16 +502,12 @@ async fn refused_inserts_say_why_in_to_sql() {
 async fn an_unset_tenant_handle_has_no_sql_to_show() {
     let (_test_db, db) = tickets().await;
     let nobody = db.tenant(0_i64);
-    let is_invalid_tenant = |result: pebble::Result<String>| {
-        matches!(result, Err(Error::InvalidTenantId { .. }))
-    };
+    let is_invalid_tenant =
+        |result: pebble::Result<String>| matches!(result, Err(Error::InvalidTenantId { .. }));
     assert!(is_invalid_tenant(nobody.select::<Ticket>().to_sql()));
     assert!(is_invalid_tenant(nobody.delete::<Ticket>().to_sql()));
     assert!(is_invalid_tenant(
-        nobody
-            .update::<Ticket>()
-            .set(Ticket::TITLE, "x")
-            .to_sql()
+        nobody.update::<Ticket>().set(Ticket::TITLE, "x").to_sql()
     ));
     assert!(is_invalid_tenant(nobody.insert(unset("x")).to_sql()));
     assert!(is_invalid_tenant(
