@@ -301,7 +301,7 @@ fn check_identifier(lit: &LitStr) -> syn::Result<()> {
 }
 
 /// Whether the written type is `Option<...>` (also `std::option::Option`).
-fn is_option(ty: &Type) -> bool {
+pub fn is_option(ty: &Type) -> bool {
     match ty {
         Type::Path(path) if path.qself.is_none() => path
             .path

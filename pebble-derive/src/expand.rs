@@ -4,7 +4,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::attrs::{Default, Field, Model};
+use crate::attrs::{is_option, Default, Field, Model};
 use crate::ident::constant_name;
 
 pub fn expand(model: &Model) -> TokenStream {
@@ -117,11 +117,19 @@ fn type_defaults(model: &Model) -> TokenStream {
             let (ty, name) = (&field.ty, default_const(field));
             match default {
                 Default::OfType(span) => {
+                    // The expression is only accepted on an `Option` (see below).
+                    let fix = if is_option(ty) {
+                        "write #[pebble(default = \"<sql expression>\")]".to_owned()
+                    } else {
+                        format!(
+                            "make the field `Option<{}>` and write \
+                             #[pebble(default = \"<sql expression>\")]",
+                            type_name(ty)
+                        )
+                    };
                     let message = format!(
-                        "#[pebble(default)] on `{}`: this column type has no database default; \
-                         make the field `Option<{}>` and write #[pebble(default = \"<sql expression>\")]",
-                        field.ident,
-                        type_name(ty)
+                        "#[pebble(default)] on `{}`: this column type has no database default; {fix}",
+                        field.ident
                     );
                     quote_spanned! {*span=>
                         const #name: &str = match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
