@@ -103,7 +103,7 @@ fn insert(c: &mut Criterion) {
             .into_table("users")
             .columns(COLUMNS)
             .values_panic([
-                Expr::cust("DEFAULT"),
+                Expr::keyword_default(),
                 black_box(tenant).into(),
                 row.email.into(),
                 row.name.into(),

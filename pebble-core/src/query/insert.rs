@@ -86,7 +86,7 @@ impl<M: Model, R> Insert<M, R> {
                 let defaulted = columns.next().is_some_and(|c| c.default.is_some());
                 let filled_by_database = unset && defaulted;
                 values.push(if filled_by_database {
-                    Expr::cust("DEFAULT")
+                    Expr::keyword_default()
                 } else {
                     Expr::from(value)
                 });
