@@ -89,7 +89,7 @@ async fn shared_tables(server: &'static pebble_testkit::Server) -> Result<(), An
         .select::<User>()
         .filter(User::AGE.gte(21).or(User::NAME.eq("dee")))
         .order_by(User::NAME.asc());
-    println!("scoped query SQL: {}", adults.to_sql());
+    println!("scoped query SQL: {}", adults.to_sql()?);
     let names: Vec<String> = adults.all().await?.into_iter().map(|u| u.name).collect();
     println!("acme users aged 21+ or named dee: {names:?}  (widget's dee is not among them)");
 

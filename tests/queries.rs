@@ -568,7 +568,8 @@ async fn scoped_sql_text() {
             .filter(User::AGE.gt(30).or(User::NAME.eq("ann")))
             .order_by(User::NAME.asc())
             .limit(10)
-            .to_sql(),
+            .to_sql()
+            .unwrap(),
         r#"SELECT "id", "tenant_id", "email", "name", "age", "nickname" FROM "users" WHERE "tenant_id" = $1 AND ("age" > $2 OR "name" = $3) ORDER BY "name" ASC LIMIT $4"#
     );
     assert_eq!(
@@ -576,16 +577,21 @@ async fn scoped_sql_text() {
             .update::<User>()
             .set(User::AGE, 1)
             .filter(User::NAME.eq("ann"))
-            .to_sql(),
+            .to_sql()
+            .unwrap(),
         r#"UPDATE "users" SET "age" = $1 WHERE "tenant_id" = $2 AND "name" = $3"#
     );
     assert_eq!(
-        tenant.delete::<User>().filter(User::AGE.lt(1)).to_sql(),
+        tenant
+            .delete::<User>()
+            .filter(User::AGE.lt(1))
+            .to_sql()
+            .unwrap(),
         r#"DELETE FROM "users" WHERE "tenant_id" = $1 AND "age" < $2"#
     );
     assert_eq!(
         tenant.insert(User::new("x", 1)).to_sql().unwrap(),
-        r#"INSERT INTO "users" ("tenant_id", "email", "name", "age", "nickname") VALUES ($1, $2, $3, $4, $5)"#
+        r#"INSERT INTO "users" ("id", "tenant_id", "email", "name", "age", "nickname") VALUES (DEFAULT, $1, $2, $3, $4, $5)"#
     );
     assert_eq!(
         t.db.tenant(ORG_A)
@@ -594,7 +600,7 @@ async fn scoped_sql_text() {
             .do_update(Document::TITLE)
             .to_sql()
             .unwrap(),
-        r#"INSERT INTO "documents" ("id", "org_id", "title", "pages") VALUES ($1, $2, $3, $4) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title" WHERE "documents"."org_id" = $5"#
+        r#"INSERT INTO "documents" ("id", "org_id", "title", "pages", "created_at") VALUES ($1, $2, $3, $4, DEFAULT) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title" WHERE "documents"."org_id" = $5"#
     );
 }
 

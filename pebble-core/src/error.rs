@@ -214,6 +214,14 @@ pub enum Error {
         "raw SQL on a tenant handle needs row-level security (an RlsDb): nothing else confines it"
     )]
     RawSqlNeedsRls,
+    /// From an insert's `build()` / `to_sql()`: there are no rows, so no
+    /// statement would be sent. Running the insert is not an error: `exec()`
+    /// returns `0` and `returning()` no rows, without going to the server.
+    #[error("an insert of no rows into `{table}` sends no statement")]
+    NothingToInsert {
+        /// The table the rows were meant for.
+        table: &'static str,
+    },
 }
 
 impl Error {

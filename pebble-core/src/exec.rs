@@ -39,9 +39,10 @@ pub enum Conn {
 /// # use pebble::{Db, Model, PoolOptions};
 /// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, age: i32 }
 /// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
-/// let stmt = db.tenant(7_i64).select::<User>().filter(User::AGE.gt(30)).build();
+/// let stmt = db.tenant(7_i64).select::<User>().filter(User::AGE.gt(30)).build()?;
 /// assert_eq!(stmt.sql(), r#"SELECT "id", "org", "age" FROM "user" WHERE "org" = $1 AND "age" > $2"#);
 /// assert_eq!(stmt.params().len(), 2);
+/// # Ok::<(), pebble::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Statement {

@@ -24,7 +24,9 @@ pub struct ColumnDef {
     /// `#[pebble(unique)]`: unique per tenant on a tenant model, globally otherwise.
     pub unique: bool,
     /// `#[pebble(default)]`: the clause with which the database fills the
-    /// column (`DEFAULT now()`); such columns are left out of inserts.
+    /// column (`DEFAULT now()`). An insert writes `DEFAULT` for such a column
+    /// when the field holds its [unset](SqlType::is_unset) value, and sends
+    /// the field's value otherwise.
     pub default: Option<&'static str>,
 }
 
@@ -66,11 +68,6 @@ impl ColumnDef {
         self.default = Some(clause);
         self
     }
-
-    /// Whether inserts write this column (the database fills `default` ones).
-    pub const fn is_inserted(&self) -> bool {
-        self.default.is_none()
-    }
 }
 
 /// A struct mapped to a table. Implement it with `#[derive(Model)]`.
@@ -104,12 +101,15 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Decodes a row whose columns are [`Model::COLUMNS`], in order.
     fn from_row(row: &Row) -> Result<Self>;
 
-    /// Passes the value of every column to `sink`, in [`Model::COLUMNS`] order.
+    /// Passes the value of every column to `sink`, in [`Model::COLUMNS`]
+    /// order, with whether the field holds its type's unset value
+    /// ([`SqlType::is_unset`]): an insert writes `DEFAULT` instead of an
+    /// unset `#[pebble(default)]` field.
     ///
     /// A visitor rather than a returned collection: each value goes straight
     /// into the statement being built, which measured faster than building
     /// the same insert by hand from an array of values.
-    fn into_values(self, sink: impl FnMut(Value));
+    fn into_values(self, sink: impl FnMut(Value, bool));
 
     /// Like [`Model::into_values`], cloning instead of consuming the row.
     fn to_values(&self, sink: impl FnMut(Value));

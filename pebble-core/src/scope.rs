@@ -6,7 +6,7 @@ use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 
 use crate::error::{Error, Result};
 use crate::model::{ColumnDef, Model, TenantScoped};
-use crate::sql_type::{SqlType, TenantKey};
+use crate::sql_type::SqlType;
 use crate::table_check::Target;
 
 /// The confinement of a handle's statements.

@@ -110,9 +110,11 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
 
     /// Writes every column of `row` (but its key and tenant) to this
     /// tenant's stored row with the same primary key; returns the stored
-    /// row. [`Error::NotFound`] if this tenant has no such row (even if
-    /// another tenant does); [`Error::TenantMismatch`] if `row` carries
-    /// another tenant.
+    /// row. A `row` whose tenant field is unset (nil UUID, `0`, empty
+    /// string) is read as this tenant's, as on insert, also when the tenant
+    /// column is part of the primary key. [`Error::NotFound`] if this
+    /// tenant has no such row (even if another tenant does);
+    /// [`Error::TenantMismatch`] if `row` carries another tenant.
     pub async fn update_model<M: ScopedBy<K> + HasPrimaryKey>(&self, row: &M) -> Result<M> {
         self.check(row)?;
         Update::of_row(self.exec.conn(), self.scope::<M>(), row)

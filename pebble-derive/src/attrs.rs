@@ -32,8 +32,8 @@ pub struct Field {
 pub enum Default {
     /// The column type's own default (`gen_random_uuid()`, identity, `now()`).
     OfType(Span),
-    /// `#[pebble(default = "sql")]`
-    Sql(String),
+    /// `#[pebble(default = "sql")]`; the span is the attribute's.
+    Sql { sql: String, span: Span },
 }
 
 impl Model {
@@ -213,6 +213,7 @@ impl Field {
                     parsed.unique = true;
                 } else if meta.path.is_ident("default") {
                     parsed.default = Some(if meta.input.peek(syn::Token![=]) {
+                        let span = meta.path.span();
                         let lit: LitStr = meta.value()?.parse()?;
                         if lit.value().trim().is_empty() {
                             return Err(syn::Error::new(
@@ -220,7 +221,10 @@ impl Field {
                                 "the default expression is empty",
                             ));
                         }
-                        Default::Sql(lit.value())
+                        Default::Sql {
+                            sql: lit.value(),
+                            span,
+                        }
                     } else {
                         Default::OfType(meta.path.span())
                     });
@@ -297,7 +301,7 @@ fn check_identifier(lit: &LitStr) -> syn::Result<()> {
 }
 
 /// Whether the written type is `Option<...>` (also `std::option::Option`).
-fn is_option(ty: &Type) -> bool {
+pub fn is_option(ty: &Type) -> bool {
     match ty {
         Type::Path(path) if path.qself.is_none() => path
             .path

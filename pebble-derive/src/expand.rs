@@ -4,7 +4,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::attrs::{Default, Field, Model};
+use crate::attrs::{is_option, Default, Field, Model};
 use crate::ident::constant_name;
 
 pub fn expand(model: &Model) -> TokenStream {
@@ -42,7 +42,10 @@ fn model_impl(model: &Model) -> TokenStream {
     });
     let moved = fields.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
-        quote!(sink(<#ty as #krate::SqlType>::into_sql(self.#name));)
+        quote! {
+            let unset = <#ty as #krate::SqlType>::is_unset(&self.#name);
+            sink(<#ty as #krate::SqlType>::into_sql(self.#name), unset);
+        }
     });
     let cloned = fields.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
@@ -59,7 +62,7 @@ fn model_impl(model: &Model) -> TokenStream {
             }
 
             #[inline]
-            fn into_values(self, mut sink: impl ::core::ops::FnMut(#private::Value)) {
+            fn into_values(self, mut sink: impl ::core::ops::FnMut(#private::Value, bool)) {
                 #(#moved)*
             }
 
@@ -86,7 +89,7 @@ fn column_def(model: &Model, field: &Field) -> TokenStream {
     }
     match &field.default {
         None => {}
-        Some(Default::Sql(sql)) => {
+        Some(Default::Sql { sql, .. }) => {
             let clause = format!("DEFAULT {sql}");
             def = quote!(#def.default(#clause));
         }
@@ -98,33 +101,87 @@ fn column_def(model: &Model, field: &Field) -> TokenStream {
     def
 }
 
-/// One free constant per `#[pebble(default)]` field holding its type's
-/// default clause. Free constants are always evaluated, so a type without a
-/// default is a compile error even if the model's metadata is never used.
+/// One free constant per `#[pebble(default)]` field: its type's default
+/// clause, or a check that an explicit default can ever be used. Free
+/// constants are always evaluated, so a refused field is a compile error
+/// even if the model's metadata is never used. The checks read the type's
+/// `SqlType` constants rather than the written type, so aliases and full
+/// paths (`std::string::String`) cannot slip past them.
 fn type_defaults(model: &Model) -> TokenStream {
     let krate = &model.krate;
     model
         .fields
         .iter()
-        .filter_map(|field| match field.default {
-            Some(Default::OfType(span)) => Some((field, span)),
-            _ => None,
-        })
-        .map(|(field, span)| {
+        .filter_map(|field| field.default.as_ref().map(|default| (field, default)))
+        .map(|(field, default)| {
             let (ty, name) = (&field.ty, default_const(field));
-            let message = format!(
-                "#[pebble(default)] on `{}`: this column type has no database default; \
-                 write #[pebble(default = \"<sql expression>\")]",
-                field.ident
-            );
-            quote_spanned! {span=>
-                const #name: &str = match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
-                    ::core::option::Option::Some(clause) => clause,
-                    ::core::option::Option::None => ::core::panic!(#message),
-                };
+            match default {
+                Default::OfType(span) => {
+                    // The expression is only accepted on an `Option` (see below).
+                    let fix = if is_option(ty) {
+                        "write #[pebble(default = \"<sql expression>\")]".to_owned()
+                    } else {
+                        format!(
+                            "make the field `Option<{}>` and write \
+                             #[pebble(default = \"<sql expression>\")]",
+                            type_name(ty)
+                        )
+                    };
+                    let message = format!(
+                        "#[pebble(default)] on `{}`: this column type has no database default; {fix}",
+                        field.ident
+                    );
+                    quote_spanned! {*span=>
+                        const #name: &str = match <#ty as #krate::SqlType>::DEFAULT_CLAUSE {
+                            ::core::option::Option::Some(clause) => clause,
+                            ::core::option::Option::None => ::core::panic!(#message),
+                        };
+                    }
+                }
+                // An insert takes the default when the field is unset; where
+                // the unset value is also an ordinary one (`0`, `false`,
+                // `""`), that value could never be stored.
+                Default::Sql { span, .. } => {
+                    let ty_name = type_name(ty);
+                    let fix = if field.primary_key {
+                        // A key cannot be an `Option`; a generated integer
+                        // key is what bare `default` (0 = generate) is for.
+                        "for a generated integer key write #[pebble(default)]: 0 then means \
+                         \"generate\", by identity or the existing column default"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "make the field `Option<{ty_name}>` (None = the database default, \
+                             Some(v) = v)"
+                        )
+                    };
+                    let message = format!(
+                        "#[pebble(default = \"...\")] on `{}`: an insert takes the database default \
+                         when the field holds its unset value, but the unset value of `{ty_name}` \
+                         (0, false, \"\", empty bytes) is an ordinary value that could then never \
+                         be stored; {fix}",
+                        field.ident
+                    );
+                    quote_spanned! {*span=>
+                        const #name: () = if !<#ty as #krate::SqlType>::UNSET_IS_RESERVED {
+                            ::core::panic!(#message)
+                        };
+                    }
+                }
             }
         })
         .collect()
+}
+
+/// The written type as the user would write it (`Vec<u8>`, not `Vec < u8 >`).
+fn type_name(ty: &syn::Type) -> String {
+    quote!(#ty)
+        .to_string()
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" :: ", "::")
+        .replace(" ,", ",")
 }
 
 fn default_const(field: &Field) -> Ident {

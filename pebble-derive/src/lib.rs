@@ -18,9 +18,15 @@ use syn::{parse_macro_input, DeriveInput};
 /// Field attributes:
 /// - `#[tenant_id]`: the tenant column (at most one, not an `Option`);
 /// - `#[pebble(primary_key)]`: part of the primary key;
-/// - `#[pebble(default)]` or `#[pebble(default = "sql")]`: the database fills
-///   the column on insert (`gen_random_uuid()`, an identity, `now()`, or the
-///   given expression); inserts leave it out;
+/// - `#[pebble(default)]` or `#[pebble(default = "sql")]`: the column has a
+///   database default (the type's own: `gen_random_uuid()`, an identity,
+///   `now()`, `CURRENT_DATE`; or the given expression). An insert writes
+///   `DEFAULT` when the field holds its type's unset value (nil UUID, `0`,
+///   the Unix epoch, 1970-01-01, `None`) and sends the value otherwise.
+///   `default = "sql"` only compiles where the unset value is nobody's real
+///   value (`Option<T>`, `Uuid`, `DateTime<Utc>`, `NaiveDate`): on `bool`,
+///   integers, floats, `String`, `Vec<u8>` or JSON it would make `false`,
+///   `0` or `""` unstorable, so make such a field an `Option<T>`;
 /// - `#[pebble(unique)]`: a unique index (per tenant on tenant models);
 /// - `#[pebble(column = "name")]`: the column name (default: the field name).
 #[proc_macro_derive(Model, attributes(pebble, tenant_id))]

@@ -47,29 +47,32 @@ impl<M: Model> Delete<M> {
         self
     }
 
-    /// The statement `exec()` sends: SQL text and bind values.
-    pub fn build(&self) -> Statement {
-        Statement::new(&self.stmt)
+    /// The statement `exec()` sends: SQL text and bind values. `returning()`
+    /// sends the same statement followed by `RETURNING` and every column.
+    ///
+    /// An error when nothing would be sent, saying why: the error `exec()`
+    /// returns ([`Error::InvalidTenantId`](crate::Error::InvalidTenantId) on
+    /// a handle keyed by the unset value).
+    pub fn build(&self) -> Result<Statement> {
+        self.scope.check()?;
+        Ok(Statement::new(&self.stmt))
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders.
-    pub fn to_sql(&self) -> String {
-        self.build().sql().to_owned()
+    /// The SQL text of [`Delete::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
+        self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// Runs the delete; returns the number of rows removed.
     pub async fn exec(self) -> Result<u64> {
-        self.exec.execute(&self.build(), &self.scope).await
+        self.exec.execute(&self.build()?, &self.scope).await
     }
 
     /// Runs the delete; returns the removed rows.
     pub async fn returning(mut self) -> Result<Vec<M>> {
         self.stmt.returning(returning::<M>());
-        decode_all(
-            self.exec
-                .rows(&Statement::new(&self.stmt), &self.scope)
-                .await?,
-        )
+        let stmt = self.build()?;
+        decode_all(self.exec.rows(&stmt, &self.scope).await?)
     }
 }
 

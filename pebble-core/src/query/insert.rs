@@ -25,12 +25,17 @@ pub enum Many {}
 /// that carries another tenant makes the whole insert fail with
 /// [`Error::TenantMismatch`] before anything is sent.
 ///
+/// Every column is listed. A `#[pebble(default)]` field holding its type's
+/// [unset](crate::SqlType::is_unset) value (nil UUID, `0`, the Unix epoch,
+/// `None`) is written as `DEFAULT`, so the database fills it; any other
+/// value is sent as it is.
+///
 /// ```no_run
 /// # use pebble::{Model, Db};
 /// # #[derive(Model)] struct User { #[pebble(primary_key, default)] id: i64, #[tenant_id] tenant_id: i64, name: String }
 /// # async fn demo(db: Db) -> pebble::Result<()> {
 /// let alice = db.tenant(7_i64)
-///     .insert(User { id: 0, tenant_id: 0, name: "alice".into() })
+///     .insert(User { id: 0, tenant_id: 0, name: "alice".into() }) // id 0: the database generates it
 ///     .returning() // the stored row: database defaults filled, tenant stamped
 ///     .await?;
 /// # Ok(()) }
@@ -59,11 +64,13 @@ impl<M: Model, R> Insert<M, R> {
             rows: 0,
             _marker: PhantomData,
         };
-        let inserted = M::COLUMNS.iter().filter(|c| c.is_inserted());
-        let width = inserted.clone().count();
+        // Every column, always: whether a defaulted column is filled by the
+        // database is decided per row, in VALUES, so rows that differ on it
+        // still share one statement.
+        let width = M::COLUMNS.len();
         // Exactly sized: sea-query then allocates its column list once.
         let mut columns = Vec::with_capacity(width);
-        columns.extend(inserted.map(|c| c.name));
+        columns.extend(M::COLUMNS.iter().map(|c| c.name));
         insert.stmt.into_table(M::TABLE).columns(columns);
         for row in rows {
             let row = match row {
@@ -75,10 +82,14 @@ impl<M: Model, R> Insert<M, R> {
             };
             let mut values = Vec::with_capacity(width);
             let mut columns = M::COLUMNS.iter();
-            row.into_values(|value| {
-                if columns.next().is_some_and(|c| c.is_inserted()) {
-                    values.push(Expr::from(value));
-                }
+            row.into_values(|value, unset| {
+                let defaulted = columns.next().is_some_and(|c| c.default.is_some());
+                let filled_by_database = unset && defaulted;
+                values.push(if filled_by_database {
+                    Expr::keyword_default()
+                } else {
+                    Expr::from(value)
+                });
             });
             // An exactly sized `Vec`: sea-query collects it in place.
             if insert.stmt.values(values).is_err() {
@@ -88,12 +99,6 @@ impl<M: Model, R> Insert<M, R> {
                 break;
             }
             insert.rows += 1;
-        }
-        if width == 0 {
-            // Every column is filled by the database: `VALUES (DEFAULT), ...`.
-            insert
-                .stmt
-                .or_default_values_many(u32::try_from(insert.rows).unwrap_or(u32::MAX));
         }
         insert
     }
@@ -108,43 +113,85 @@ impl<M: Model, R> Insert<M, R> {
         }
     }
 
-    /// The statement `exec()` sends: SQL text and bind values; `None` when
-    /// a row was refused (running the insert reports why).
-    pub fn build(&self) -> Option<Statement> {
-        self.refused.is_none().then(|| Statement::new(&self.stmt))
+    /// The statement `exec()` sends: SQL text and bind values. `returning()`
+    /// sends the same statement followed by `RETURNING` and every column.
+    ///
+    /// An error when nothing would be sent, saying why: the refusal
+    /// `exec()` reports ([`Error::TenantMismatch`], [`Error::InvalidTenantId`]),
+    /// or [`Error::NothingToInsert`] for an `insert_many` of no rows (which
+    /// `exec()` answers with `0` without going to the server).
+    ///
+    /// ```
+    /// # use pebble::{Db, Model, PoolOptions};
+    /// # #[derive(Model)] struct User { #[pebble(primary_key, default)] id: i64, #[tenant_id] org: i64, name: String }
+    /// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
+    /// let insert = db.tenant(7_i64).insert(User { id: 0, org: 0, name: "ann".into() });
+    /// assert_eq!(
+    ///     insert.to_sql()?,
+    ///     r#"INSERT INTO "user" ("id", "org", "name") VALUES (DEFAULT, $1, $2)"#
+    /// );
+    /// let foreign = db.tenant(7_i64).insert(User { id: 0, org: 8, name: "eve".into() });
+    /// assert!(matches!(foreign.to_sql(), Err(pebble::Error::TenantMismatch { .. })));
+    /// # Ok::<(), pebble::Error>(())
+    /// ```
+    pub fn build(&self) -> Result<Statement> {
+        self.check()?;
+        Ok(Statement::new(&self.stmt))
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
-    pub fn to_sql(&self) -> Option<String> {
+    /// The SQL text of [`Insert::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
         self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// Runs the insert; returns the number of rows written.
     pub async fn exec(self) -> Result<u64> {
-        if let Some(refusal) = self.refused {
-            return Err(refusal);
-        }
-        if self.rows == 0 {
-            return Ok(0);
-        }
-        self.exec
-            .execute(&Statement::new(&self.stmt), &self.scope)
-            .await
+        let stmt = match self.build() {
+            Err(Error::NothingToInsert { .. }) => return Ok(0),
+            other => other?,
+        };
+        self.exec.execute(&stmt, &self.scope).await
     }
 
     async fn returning_rows(mut self) -> Result<Vec<M>> {
-        if let Some(refusal) = self.refused {
-            return Err(refusal);
-        }
-        if self.rows == 0 {
-            return Ok(Vec::new());
+        match self.check() {
+            Err(Error::NothingToInsert { .. }) => return Ok(Vec::new()),
+            other => other?,
         }
         self.stmt.returning(returning::<M>());
-        decode_all(
-            self.exec
-                .rows(&Statement::new(&self.stmt), &self.scope)
-                .await?,
-        )
+        let stmt = self.build()?;
+        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+    }
+
+    /// Why nothing would be sent, if nothing would; in the order `exec()` meets them.
+    fn check(&self) -> Result<()> {
+        if let Some(refusal) = &self.refused {
+            return Err(copy_refusal(refusal));
+        }
+        if self.rows == 0 {
+            return Err(Error::NothingToInsert { table: M::TABLE });
+        }
+        self.scope.check()
+    }
+}
+
+/// The refusal recorded when the builder was made, again for each
+/// `build()`. Refusals are made by pebble before anything is sent (a row of
+/// another tenant, a malformed row), so none carries a driver error, the one
+/// kind of `Error` that cannot be copied.
+fn copy_refusal(refusal: &Error) -> Error {
+    match refusal {
+        Error::TenantMismatch {
+            table,
+            expected,
+            found,
+        } => Error::TenantMismatch {
+            table,
+            expected: expected.clone(),
+            found: found.clone(),
+        },
+        Error::InvalidQuery(why) => Error::InvalidQuery(why),
+        _ => Error::InvalidQuery("a row of this insert was refused"),
     }
 }
 
@@ -210,14 +257,15 @@ impl<M: Model, R> Upsert<M, R> {
         self.insert.exec().await
     }
 
-    /// The statement `exec()` sends; `None` when a row was refused
-    /// (running the upsert reports why).
-    pub fn build(&self) -> Option<Statement> {
+    /// The statement `exec()` sends; `returning()` sends it followed by
+    /// `RETURNING` and every column. An error when nothing would be sent,
+    /// saying why (see [`Insert::build`]).
+    pub fn build(&self) -> Result<Statement> {
         self.insert.build()
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders; `None` when a row was refused.
-    pub fn to_sql(&self) -> Option<String> {
+    /// The SQL text of [`Upsert::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
         self.insert.to_sql()
     }
 }

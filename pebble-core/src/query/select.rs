@@ -82,19 +82,25 @@ impl<M: Model> Select<M> {
         self
     }
 
-    /// The statement `all()` sends: SQL text and bind values.
-    pub fn build(&self) -> Statement {
-        Statement::new(&self.stmt)
+    /// The statement `all()` sends: SQL text and bind values. `one()` and
+    /// `optional()` send it with `LIMIT 1`; `count()` and `exists()` wrap
+    /// the same condition.
+    ///
+    /// An error when nothing would be sent, saying why: the error `all()`
+    /// returns ([`Error::InvalidTenantId`] on a handle keyed by the unset value).
+    pub fn build(&self) -> Result<Statement> {
+        self.scope.check()?;
+        Ok(Statement::new(&self.stmt))
     }
 
-    /// The SQL text `all()` sends, with `$n` placeholders.
-    pub fn to_sql(&self) -> String {
-        self.build().sql().to_owned()
+    /// The SQL text of [`Select::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
+        self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// All matching rows.
     pub async fn all(self) -> Result<Vec<M>> {
-        let stmt = self.build();
+        let stmt = self.build()?;
         decode_all(self.exec.rows(&stmt, &self.scope).await?)
     }
 
@@ -108,7 +114,7 @@ impl<M: Model> Select<M> {
     /// The first matching row, if any.
     pub async fn optional(mut self) -> Result<Option<M>> {
         self.stmt.limit(1);
-        let stmt = self.build();
+        let stmt = self.build()?;
         let rows = self.exec.rows(&stmt, &self.scope).await?;
         rows.first().map(M::from_row).transpose()
     }

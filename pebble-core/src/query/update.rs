@@ -70,7 +70,16 @@ impl<M: Model> Update<M> {
                 }
             }
         });
+        let confined = matches!(update.scope, Scope::Tenant { .. });
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
+            // Under a tenant scope the key's tenant part is already the
+            // statement's first condition, with the handle's tenant: the
+            // row's own value adds nothing when it is that tenant, and when
+            // it is unset (not stamped, as on insert) it would match no row.
+            // The handle has refused any other tenant before this point.
+            if confined && M::COLUMNS.iter().any(|c| c.tenant && c.name == *column) {
+                continue;
+            }
             update.stmt.and_where(Expr::col(*column).eq(value));
         }
         update
@@ -99,16 +108,36 @@ impl<M: Model> Update<M> {
         self
     }
 
-    /// The statement `exec()` sends: SQL text and bind values; an error
-    /// if the update is refused (nothing to set, the tenant column set).
+    /// The statement `exec()` sends: SQL text and bind values. `returning()`
+    /// sends the same statement followed by `RETURNING` and every column.
+    ///
+    /// An error when nothing would be sent, saying why: the error `exec()`
+    /// returns ([`Error::InvalidQuery`] for an update with no `set` or one
+    /// assigning the tenant column, [`Error::InvalidTenantId`] on a handle
+    /// keyed by the unset value).
+    ///
+    /// ```
+    /// # use pebble::{Db, Model, PoolOptions};
+    /// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, name: String }
+    /// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
+    /// let tenant = db.tenant(7_i64);
+    /// let rename = tenant.update::<User>().set(User::NAME, "ann").filter(User::ID.eq(1));
+    /// assert_eq!(
+    ///     rename.to_sql()?,
+    ///     r#"UPDATE "user" SET "name" = $1 WHERE "org" = $2 AND "id" = $3"#
+    /// );
+    /// let nothing_set = tenant.update::<User>().filter(User::ID.eq(1));
+    /// assert!(matches!(nothing_set.to_sql(), Err(pebble::Error::InvalidQuery(_))));
+    /// # Ok::<(), pebble::Error>(())
+    /// ```
     pub fn build(&self) -> Result<Statement> {
         self.check()?;
         Ok(Statement::new(&self.stmt))
     }
 
-    /// The SQL text `exec()` sends, with `$n` placeholders.
-    pub fn to_sql(&self) -> String {
-        Statement::new(&self.stmt).sql().to_owned()
+    /// The SQL text of [`Update::build`], with `$n` placeholders, or why nothing would be sent.
+    pub fn to_sql(&self) -> Result<String> {
+        self.build().map(|stmt| stmt.sql().to_owned())
     }
 
     /// Runs the update; returns the number of rows changed.
@@ -118,15 +147,12 @@ impl<M: Model> Update<M> {
 
     /// Runs the update; returns the changed rows as stored.
     pub async fn returning(mut self) -> Result<Vec<M>> {
-        self.check()?;
         self.stmt.returning(returning::<M>());
-        decode_all(
-            self.exec
-                .rows(&Statement::new(&self.stmt), &self.scope)
-                .await?,
-        )
+        let stmt = self.build()?;
+        decode_all(self.exec.rows(&stmt, &self.scope).await?)
     }
 
+    /// Why nothing would be sent, if nothing would.
     fn check(&self) -> Result<()> {
         if let Some(why) = self.refused {
             return Err(Error::InvalidQuery(why));
@@ -134,7 +160,7 @@ impl<M: Model> Update<M> {
         if !self.assigned {
             return Err(Error::InvalidQuery("an update needs at least one `set`"));
         }
-        Ok(())
+        self.scope.check()
     }
 }
 

@@ -8,6 +8,8 @@ struct Doc {
     id: i64,
     #[pebble(default)]
     title: String,
+    #[pebble(default)]
+    subtitle: Option<String>,
 }
 
 fn main() {}
