@@ -1,0 +1,142 @@
+//! `pebble::Error` as an HTTP response (feature `errors`, on by default).
+
+use std::fmt;
+
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pebble::{Error, SqlState};
+
+/// A handler's result whose error answers as [`ApiError`]: `?` on any
+/// pebble call converts.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A [`pebble::Error`] answered as an HTTP status with a JSON body
+/// `{"error": "<code>", "message": "<safe text>"}`.
+///
+/// | error | status | `error` |
+/// |---|---|---|
+/// | `NotFound` | 404 | `not_found` |
+/// | unique violation (`is_unique_violation`, 23505) | 409 | `conflict` |
+/// | foreign-key violation (23503) | 409 | `conflict` |
+/// | `TenantMismatch` | 403 | `tenant_mismatch` |
+/// | `InvalidTenantId` | 400 | `invalid_tenant_id` |
+/// | `Pool` (no connection in time, pool closed) | 503 + `Retry-After: 1` | `unavailable` |
+/// | `Connection` (`is_connection_error`) | 503 + `Retry-After: 1` | `unavailable` |
+/// | `Timeout` | 503 + `Retry-After: 1` | `unavailable` |
+/// | anything else | 500 | `internal` |
+///
+/// The body never carries SQL, server messages, constraint or table names:
+/// the full error is logged with `tracing` (target `pebble_axum`; ERROR for
+/// 5xx, DEBUG otherwise), inside the request's span.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use pebble_axum::ApiError;
+///
+/// let err = ApiError::from(pebble::Error::NotFound { table: "projects" });
+/// assert_eq!(err.status().as_u16(), 404);
+/// assert_eq!(err.into_response().status().as_u16(), 404);
+/// ```
+pub struct ApiError(pub Error);
+
+impl ApiError {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.classify().0
+    }
+
+    /// The pebble error.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        let err = &self.0;
+        match err {
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not found"),
+            e if e.is_unique_violation() => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "a resource with these values already exists",
+            ),
+            e if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "the request refers to a resource that does not exist, or one still referenced",
+            ),
+            Error::TenantMismatch { .. } => (
+                StatusCode::FORBIDDEN,
+                "tenant_mismatch",
+                "the data belongs to another tenant",
+            ),
+            Error::InvalidTenantId { reason, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_tenant_id", reason)
+            }
+            Error::Pool(_) | Error::Timeout(_) => unavailable(),
+            e if e.is_connection_error() => unavailable(),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
+        }
+    }
+}
+
+fn unavailable() -> (StatusCode, &'static str, &'static str) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is unavailable; retry later",
+    )
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError(err)
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.classify();
+        if status.is_server_error() {
+            tracing::error!(target: "pebble_axum", status = status.as_u16(), error = %self.0, details = ?self.0, "request failed");
+        } else {
+            tracing::debug!(target: "pebble_axum", status = status.as_u16(), error = %self.0, "request refused");
+        }
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": code, "message": message })),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Pool timeouts and outages pass: tell clients to come back
+            // rather than fail for good.
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
