@@ -110,9 +110,9 @@ impl std::error::Error for TenantRejection {}
 impl IntoResponse for TenantRejection {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(target: "pebble_axum", code = self.code, message = %self.message, "tenant not resolved");
+            tracing::error!(target: "pebble_axum", code = self.code, reason = %self.message, "tenant not resolved");
         } else {
-            tracing::debug!(target: "pebble_axum", code = self.code, message = %self.message, "tenant not resolved");
+            tracing::debug!(target: "pebble_axum", code = self.code, reason = %self.message, "tenant not resolved");
         }
         let mut response = (
             self.status,
