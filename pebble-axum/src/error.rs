@@ -140,3 +140,45 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pebble::deadpool_postgres::PoolError;
+
+    fn status(err: Error) -> u16 {
+        let err = ApiError::from(err);
+        let status = err.status();
+        assert_eq!(err.into_response().status(), status);
+        status.as_u16()
+    }
+
+    #[test]
+    fn variants_without_a_server() {
+        assert_eq!(status(Error::NotFound { table: "t" }), 404);
+        let mismatch = Error::TenantMismatch {
+            table: "t",
+            expected: "1".into(),
+            found: "2".into(),
+        };
+        assert_eq!(status(mismatch), 403);
+        let invalid = Error::InvalidTenantId {
+            id: "x".into(),
+            reason: "r",
+        };
+        assert_eq!(status(invalid), 400);
+        assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
+        assert_eq!(status(Error::Timeout("x")), 503);
+        assert_eq!(status(Error::TransactionAborted), 500);
+        assert_eq!(status(Error::InvalidQuery("x")), 500);
+        assert_eq!(status(Error::Config("secret://url".into())), 500);
+    }
+
+    #[test]
+    fn unavailable_says_when_to_retry() {
+        let response = ApiError(Error::Pool(PoolError::Closed)).into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let response = ApiError(Error::TransactionAborted).into_response();
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+}
