@@ -606,3 +606,95 @@ async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
     assert_eq!(manager.tenants(), std::slice::from_ref(&tenant));
     ids.cleanup(&manager).await;
 }
+
+/// Issue 12's churn: 100 tasks hammer 50 tenants through a manager capped at
+/// 5 pools of 4 connections. A sampler on `pg_stat_activity` (the manager's
+/// connections carry their own `application_name`) must never see more than
+/// the documented 5 × 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn churn_never_exceeds_the_connection_bound() {
+    const TENANTS: usize = 50;
+    const TASKS: usize = 100;
+    const OPS: usize = 30;
+    let ids = Ids::new();
+    let server = pebble_testkit::server().unwrap();
+    let app = format!("pebble_churn_{}", std::process::id());
+    let mut config = server.config();
+    config.application_name(&app);
+    let manager = TenantManager::builder(config)
+        .create_missing(true)
+        .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
+        .max_open_pools(5)
+        .pool(PoolOptions::default().max_size(4))
+        .build()
+        .unwrap();
+    // Provision every database first: the churn is about opening pools.
+    let tenants: Vec<String> = (0..TENANTS).map(|t| ids.id(t)).collect();
+    for tenant in &tenants {
+        manager.db(tenant).await.unwrap();
+    }
+    let opened_before = manager.pools_opened();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, app) = (Arc::clone(&done), app.clone());
+        let (client, connection) = server.config().connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        tokio::spawn(async move {
+            let (mut most, mut samples) = (0_i64, 0_usize);
+            while !done.load(Ordering::Relaxed) {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&app],
+                    )
+                    .await
+                    .expect("sample pg_stat_activity");
+                most = most.max(row.get::<_, i64>(0));
+                samples += 1;
+            }
+            (most, samples)
+        })
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let manager = manager.clone();
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for op in 0..OPS {
+                    let tenant = &tenants[(task * 7 + op * 13) % TENANTS];
+                    let result = async {
+                        let db = manager.db(tenant).await?;
+                        db.insert(note(tenant, "churn")).exec().await?;
+                        db.select::<Note>().count().await
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        failed.push(e);
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        for err in task.await.expect("task") {
+            assert!(
+                matches!(err, Error::Pool(_) | Error::Timeout(_)),
+                "a clear pool error, not {err:?}"
+            );
+            failures += 1;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let (most, samples) = sampler.await.unwrap();
+    let reopened = manager.pools_opened() - opened_before;
+    eprintln!(
+        "churn: {} ops, {reopened} pool opens, {failures} failed, at most {most} connections in {samples} samples",
+        TASKS * OPS
+    );
+    assert!(most <= 20, "{most} connections seen, the bound is 5 × 4");
+    ids.cleanup(&manager).await;
+}

@@ -103,6 +103,30 @@ pub enum Error {
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// The statement needed a connection of a tenant that
+    /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// has dropped (or is dropping): its database is gone. Statements that
+    /// were already running when the drop began finished normally.
+    #[error("tenant {id:?} was dropped; its database no longer exists")]
+    TenantDropped {
+        /// The tenant id.
+        id: String,
+    },
+
+    /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// refused to drop a database pebble did not provision (it carries no
+    /// pebble marker comment). Nothing was touched.
+    #[error(
+        "database {database:?} of tenant {id:?} was not provisioned by pebble \
+         (no pebble marker comment), so it was not dropped"
+    )]
+    NotProvisionedByPebble {
+        /// The tenant id.
+        id: String,
+        /// The database the tenant id names.
+        database: String,
+    },
 }
 
 impl Error {
@@ -144,6 +168,10 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
+        // A TenantManager's refusal to open a connection, carried through the driver.
+        if let Some(refused) = crate::manager::refusal(&e) {
+            return refused;
+        }
         match e.as_db_error() {
             Some(db) => Error::Database {
                 code: db.code().clone(),
