@@ -114,6 +114,8 @@ pub struct ManagerStatus {
     pub open_pools: usize,
     /// Tenant pools being opened (they hold room under `max_open_pools`).
     pub opening_pools: usize,
+    /// Opens waiting for room under `max_open_pools` (every open pool busy).
+    pub opens_waiting: usize,
     /// Pools no longer open in the manager (evicted, closed or dropped)
     /// that still exist because a handle on them is held.
     pub detached_pools: usize,
@@ -217,6 +219,7 @@ impl TenantManager {
         ManagerStatus {
             open_pools,
             opening_pools,
+            opens_waiting: inner.queued.load(Ordering::Relaxed),
             detached_pools,
             max_open_pools: inner.settings.max_open_pools,
             connections_open: inner.budget.in_use(),
@@ -242,8 +245,8 @@ impl TenantManager {
     /// given out fail with [`Error::Pool`]; statements running finish. The
     /// next `db(id)` opens a fresh pool. Returns whether a pool was open.
     pub fn close_tenant(&self, id: &str) -> bool {
-        match self.inner.registry.remove(id) {
-            Some((db, _)) => {
+        match self.inner.registry.remove(id, false) {
+            Some(db) => {
                 db.close();
                 true
             }
@@ -278,8 +281,7 @@ impl TenantManager {
                 database,
             });
         }
-        if let Some((db, state)) = inner.registry.remove(id) {
-            state.mark_dropped();
+        if let Some(db) = inner.registry.remove(id, true) {
             drain(&db).await?;
         }
         admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await

@@ -200,12 +200,18 @@ impl Registry {
 
     /// Removes `id` if its pool is open; that pool. A slot still opening is
     /// left alone: removing it would let a second open start beside it.
-    pub(crate) fn remove(&self, id: &str) -> Option<(Db, Arc<PoolState>)> {
+    /// With `dropped`, the pool is marked dropped before anyone can see it
+    /// gone.
+    pub(crate) fn remove(&self, id: &str, dropped: bool) -> Option<Db> {
         let mut slots = self.write();
         let db = slots.get(id)?.db.get()?.clone();
         let slot = slots.remove(id)?;
-        slot.state.mark_detached();
-        Some((db, Arc::clone(&slot.state)))
+        if dropped {
+            slot.state.mark_dropped();
+        } else {
+            slot.state.mark_detached();
+        }
+        Some(db)
     }
 
     /// Removes every open pool (slots still opening stay); those pools.
