@@ -139,6 +139,7 @@ impl TenantManagerBuilder {
                         .saturating_mul(self.settings.pool.max_size),
                 ),
                 pools: Mutex::new(Vec::new()),
+                pools_swept: AtomicUsize::new(0),
                 room: tokio::sync::Mutex::new(()),
                 queued: AtomicUsize::new(0),
                 settings: self.settings,

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     budget: Arc<Budget>,
     /// Every pool this manager made that still exists, open or not.
     pools: Mutex<Vec<(deadpool_postgres::WeakPool, Arc<PoolState>)>>,
+    /// How many pools `pools` held after its last sweep.
+    pools_swept: AtomicUsize,
     /// Openers waiting for room under `max_open_pools`, first come first served.
     room: tokio::sync::Mutex<()>,
     /// How many openers wait for `room`.
@@ -197,7 +199,9 @@ impl TenantManager {
         }
     }
 
-    /// Pools, connections and their bounds right now.
+    /// Pools, connections and their bounds right now. Looks at every pool
+    /// of the manager, so it costs in proportion to their number: fine for
+    /// metrics and health checks, not for every request.
     ///
     /// ```no_run
     /// # async fn demo(manager: pebble::TenantManager) {
@@ -425,7 +429,13 @@ impl Inner {
             .build()
             .map_err(|e| Error::Config(format!("cannot build the connection pool: {e}")))?;
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.retain(|(pool, _)| pool.upgrade().is_some());
+        // Forget pools that are gone once the list has doubled since the
+        // last sweep, so that opening stays amortised O(1) with many tenants.
+        if pools.len() >= 2 * self.pools_swept.load(Ordering::Relaxed) {
+            pools.retain(|(pool, _)| pool.upgrade().is_some());
+            self.pools_swept
+                .store(pools.len().max(16), Ordering::Relaxed);
+        }
         pools.push((pool.weak(), state));
         Ok(Db::from_pool(pool))
     }
