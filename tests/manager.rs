@@ -694,6 +694,63 @@ async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
     ids.cleanup(&manager).await;
 }
 
+/// With every pool busy and every connection taken, callers wait (at most
+/// the pool's wait timeout) and then fail clearly; they never go past the
+/// bounds. The busy state is held by the test until the outcome is seen, so
+/// the timeouts expire however slow the machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_callers_wait_then_fail_clearly() {
+    let ids = Ids::new();
+    let manager = builder()
+        .max_open_pools(1)
+        .pool(
+            PoolOptions::default()
+                .max_size(1)
+                .wait_timeout(Some(Duration::from_millis(200))),
+        )
+        .build()
+        .unwrap();
+    let (a, b) = (ids.id("a"), ids.id("b"));
+    let db = manager.db(&a).await.unwrap();
+    let tx = db.begin().await.unwrap();
+
+    // No room for b's pool: every caller for b fails (those queued behind
+    // an open that failed fail with it instead of waiting again).
+    let opens: Vec<_> = (0..3)
+        .map(|_| {
+            let (manager, b) = (manager.clone(), b.clone());
+            tokio::spawn(async move { manager.db(&b).await })
+        })
+        .collect();
+    for open in opens {
+        let err = open.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout(why) if why.contains("max_open_pools")),
+            "{err:?}"
+        );
+    }
+    // No connection left either (1 pool × 1): the maintenance connection a
+    // drop needs waits, then fails; nothing was dropped.
+    let err = manager.drop_tenant(&b).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(why) if why.contains("connection limit")),
+        "{err:?}"
+    );
+    let status = manager.status();
+    assert_eq!(
+        (status.connections_open, status.max_connections),
+        (1, 1),
+        "{status:?}"
+    );
+    assert_eq!(manager.tenants(), std::slice::from_ref(&a));
+
+    tx.commit().await.unwrap();
+    drop(db);
+    manager.db(&b).await.expect("room once a is idle");
+    assert_eq!(manager.tenants(), std::slice::from_ref(&b));
+    ids.cleanup(&manager).await;
+}
+
 /// A database pebble did not provision is never dropped, whatever its name.
 #[tokio::test]
 async fn drop_tenant_refuses_a_database_pebble_did_not_provision() {

@@ -32,10 +32,6 @@ use crate::error::Error;
 
 use super::Inner;
 
-/// How long a closed connection's permit waits for the server to close its
-/// end. A server that never does is broken; the permit is not held forever.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
-
 /// How often a caller waiting for a permit looks for an idle connection to
 /// close. Nothing signals when a checked-out connection goes back to its
 /// pool (it keeps its permit there), so waiting callers look again.
@@ -509,16 +505,16 @@ impl Drop for ClosingStream {
         };
         self.closing.fetch_add(1, Ordering::Relaxed);
         let closing = Arc::clone(&self.closing);
+        // No time limit: as long as the server keeps the backend (say, still
+        // running a statement whose caller went away), it is one of our
+        // connections and keeps its permit. A broken socket errors out.
         runtime.spawn(async move {
             let _closing = ClosingGuard(closing);
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                // Our end first: a backend whose client vanished without a
-                // Terminate message exits on this end-of-file.
-                let _ = stream.shutdown().await;
-                let mut buf = [0_u8; 256];
-                while let Ok(1..) = stream.read(&mut buf).await {}
-            })
-            .await;
+            // Our end first: a backend whose client vanished without a
+            // Terminate message exits on this end-of-file.
+            let _ = stream.shutdown().await;
+            let mut buf = [0_u8; 256];
+            while let Ok(1..) = stream.read(&mut buf).await {}
             drop(permit);
         });
     }

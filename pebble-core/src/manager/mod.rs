@@ -168,9 +168,13 @@ impl TenantManager {
         inner.start_reaper();
         loop {
             let slot = inner.registry.slot(id);
+            let room_failures = slot.room_failures.load(Ordering::Relaxed);
             // Single flight: one task opens, the others wait here and then
             // find the pool published. A cancelled opener lets the next try.
             let _opening = slot.lock_opening().await;
+            if slot.room_failures.load(Ordering::Relaxed) != room_failures {
+                return Err(no_room());
+            }
             if let Some(db) = slot.db() {
                 if inner.registry.is_current(id, &slot) {
                     inner.registry.touch(&slot);
@@ -182,6 +186,7 @@ impl TenantManager {
             let reservation = match inner.reserve(id).await {
                 Ok(reservation) => reservation,
                 Err(e) => {
+                    slot.room_failures.fetch_add(1, Ordering::Relaxed);
                     inner.registry.forget_failed(id, &slot);
                     return Err(e);
                 }
@@ -340,12 +345,6 @@ impl Inner {
                 return Ok(reservation);
             }
         }
-        let full = || {
-            Error::Timeout(
-                "all of the tenant manager's max_open_pools pools stayed busy for the pool's \
-                 wait timeout",
-            )
-        };
         let deadline = self
             .settings
             .pool
@@ -356,7 +355,7 @@ impl Inner {
         let _turn = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, self.room.lock())
                 .await
-                .map_err(|_| full())?,
+                .map_err(|_| no_room())?,
             None => self.room.lock().await,
         };
         loop {
@@ -364,7 +363,7 @@ impl Inner {
                 return Ok(reservation);
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(full());
+                return Err(no_room());
             }
             tokio::time::sleep(IDLE_POLL).await;
         }
@@ -543,6 +542,13 @@ impl Inner {
 /// closes with their last handle.
 fn release(db: Db) {
     db.pool().retain(|_, _| false);
+}
+
+/// Why an open found no room under `max_open_pools`.
+fn no_room() -> Error {
+    Error::Timeout(
+        "all of the tenant manager's max_open_pools pools stayed busy for the pool's wait timeout",
+    )
 }
 
 /// The reservation, after closing the idle pool it evicted (if any).

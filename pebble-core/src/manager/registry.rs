@@ -26,6 +26,10 @@ pub(crate) struct Slot {
     last_used: AtomicU64,
     /// Shared with the pool's connector.
     pub(crate) state: Arc<PoolState>,
+    /// Opens of this slot that found no room under the cap in time: the
+    /// callers queued behind such an open fail with it rather than each
+    /// wait the whole wait timeout again.
+    pub(crate) room_failures: AtomicU64,
 }
 
 impl Slot {
@@ -102,6 +106,7 @@ impl Registry {
                 db: OnceLock::new(),
                 last_used: AtomicU64::new(0),
                 state: PoolState::new(id),
+                room_failures: AtomicU64::new(0),
             })
         });
         Arc::clone(slot)
@@ -117,17 +122,37 @@ impl Registry {
         id: &str,
         max: usize,
     ) -> Option<(Reservation<'_>, Option<(String, Db)>)> {
+        let open = |slots: &HashMap<String, Arc<Slot>>| {
+            slots.values().filter(|s| s.db.get().is_some()).count()
+                + self.reserved.load(Ordering::Relaxed)
+        };
+        // Looking for a victim asks every pool for its status: do that under
+        // the read lock, so that lookups go on meanwhile, and take the write
+        // lock only to check and evict the one found.
+        let victim = {
+            let slots = self.read();
+            if open(&slots) < max {
+                None
+            } else {
+                let (victim, slot) = slots
+                    .iter()
+                    .filter(|(other, s)| {
+                        other.as_str() != id && s.db.get().is_some() && s.is_idle()
+                    })
+                    .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))?;
+                Some((victim.clone(), Arc::clone(slot)))
+            }
+        };
         let mut slots = self.write();
-        let open = slots.values().filter(|s| s.db.get().is_some()).count();
-        let reserved = self.reserved.load(Ordering::Relaxed);
-        let evicted = if open + reserved < max {
+        let evicted = if open(&slots) < max {
             None
         } else {
-            let victim = slots
-                .iter()
-                .filter(|(other, s)| other.as_str() != id && s.db.get().is_some() && s.is_idle())
-                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                .map(|(other, _)| other.clone())?;
+            // Still registered, still idle? Otherwise the caller looks again.
+            let (victim, candidate) = victim?;
+            let current = slots.get(&victim)?;
+            if !Arc::ptr_eq(current, &candidate) || !candidate.is_idle() {
+                return None;
+            }
             let slot = slots.remove(&victim)?;
             slot.state.mark_detached();
             let db = slot.db.get()?.clone();
