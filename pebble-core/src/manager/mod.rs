@@ -274,10 +274,11 @@ impl TenantManager {
     ///
     /// Then closes the tenant's pool: statements running on it finish (this
     /// waits up to 30 s for them); statements waiting for one of its
-    /// connections, and any statement later sent through a handle on it,
-    /// fail with [`Error::TenantDropped`]. Then `DROP DATABASE`. A database
-    /// that does not exist is not an error. Refuses an invalid id without
-    /// touching anything.
+    /// connections fail with [`Error::TenantDropped`] as soon as a running
+    /// one frees a connection ([`Error::Pool`] if their wait timeout comes
+    /// first), and so does any statement later sent through a handle on it.
+    /// Then `DROP DATABASE`. A database that does not exist is not an
+    /// error. Refuses an invalid id without touching anything.
     pub async fn drop_tenant(&self, id: &str) -> Result<()> {
         let inner = &self.inner;
         let database = inner.database(id)?;
