@@ -458,9 +458,7 @@ impl Inner {
             .into_iter()
             .filter(|(_, state)| state.is_detached())
             .map(|(pool, _)| pool);
-        let open = self.registry.by_recency();
-        let open = open.iter().map(|db| db.pool().clone());
-        for pool in detached.chain(open) {
+        for pool in detached.chain(self.registry.by_recency()) {
             let mut closed = false;
             let _ = pool.retain(|_, _| std::mem::replace(&mut closed, true));
             if closed {

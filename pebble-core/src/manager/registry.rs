@@ -254,15 +254,16 @@ impl Registry {
         open
     }
 
-    /// The open pools, least recently used first.
-    pub(crate) fn by_recency(&self) -> Vec<Db> {
+    /// The open pools, least recently used first. As deadpool pools, not
+    /// handles: a handle held would make its pool look busy to eviction.
+    pub(crate) fn by_recency(&self) -> Vec<deadpool_postgres::Pool> {
         let slots = self.read();
         let mut open: Vec<(u64, &Db)> = slots
             .values()
             .filter_map(|slot| Some((slot.last_used.load(Ordering::Relaxed), slot.db.get()?)))
             .collect();
         open.sort_by_key(|(used, _)| *used);
-        open.into_iter().map(|(_, db)| db.clone()).collect()
+        open.into_iter().map(|(_, db)| db.pool().clone()).collect()
     }
 
     /// How many pools are open, and how many are being opened.
