@@ -108,7 +108,7 @@ pub enum Error {
     /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
     /// has dropped (or is dropping): its database is gone. Statements that
     /// were already running when the drop began finished normally.
-    #[error("tenant {id:?} was dropped; its database no longer exists")]
+    #[error("tenant {id:?} was dropped (drop_tenant): its pool hands out no connection any more")]
     TenantDropped {
         /// The tenant id.
         id: String,
