@@ -751,6 +751,56 @@ async fn at_capacity_callers_wait_then_fail_clearly() {
     ids.cleanup(&manager).await;
 }
 
+/// Idle connections hold their place in the bound; a connection needed
+/// elsewhere closes one of them rather than wait for a busy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_of_other_pools_make_way() {
+    let ids = Ids::new();
+    let manager = builder()
+        .max_open_pools(2)
+        .pool(PoolOptions::default().max_size(2))
+        .build()
+        .unwrap();
+    let pools = vec![
+        manager.db(&ids.id("a")).await.unwrap(),
+        manager.db(&ids.id("b")).await.unwrap(),
+    ];
+    let idle = || {
+        pools
+            .iter()
+            .map(|db| db.pool().status().size)
+            .sum::<usize>()
+    };
+    // Provisioning's connections are closed, but the server may not have
+    // let go of them yet: start from a state where only the pools hold any.
+    until("provisioning's connections are gone", || {
+        manager.status().connections_open == idle()
+    })
+    .await;
+    for db in &pools {
+        // Two transactions at once: the pool opens both its connections,
+        // which stay in it, idle, afterwards.
+        let first = db.begin().await.unwrap();
+        let second = db.begin().await.unwrap();
+        first.commit().await.unwrap();
+        second.commit().await.unwrap();
+    }
+    assert_eq!(idle(), 4);
+    assert_eq!(manager.status().max_connections, 4);
+
+    // The maintenance connection of a drop needs a place: it gets one.
+    manager
+        .drop_tenant(&ids.id("never_created"))
+        .await
+        .expect("an idle connection made way");
+    assert!(idle() < 4, "an idle connection was closed");
+    let status = manager.status();
+    assert!(status.connections_open <= 4, "{status:?}");
+    assert_eq!(manager.tenants().len(), 2, "no pool was evicted for it");
+    drop(pools);
+    ids.cleanup(&manager).await;
+}
+
 /// A database pebble did not provision is never dropped, whatever its name.
 #[tokio::test]
 async fn drop_tenant_refuses_a_database_pebble_did_not_provision() {
