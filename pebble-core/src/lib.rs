@@ -32,7 +32,7 @@ pub use error::{Error, Result, SqlState};
 pub use exec::Statement;
 pub use filter::Filter;
 pub use handle::Executor;
-pub use manager::{TenantManager, TenantManagerBuilder};
+pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{ColumnDef, GlobalModel, HasPrimaryKey, Model, ScopedBy, TenantScoped};
 pub use pool::{IntoConfig, PoolOptions};
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
