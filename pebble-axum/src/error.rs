@@ -18,6 +18,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// | error | status | `error` |
 /// |---|---|---|
 /// | `NotFound` | 404 | `not_found` |
+/// | `TenantDropped` (its database was dropped meanwhile) | 404 | `tenant_unknown` |
 /// | unique violation (`is_unique_violation`, 23505) | 409 | `conflict` |
 /// | foreign-key violation (23503) | 409 | `conflict` |
 /// | `TenantMismatch` | 403 | `tenant_mismatch` |
@@ -56,6 +57,11 @@ impl ApiError {
         let err = &self.0;
         match err {
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not found"),
+            Error::TenantDropped { .. } => (
+                StatusCode::NOT_FOUND,
+                "tenant_unknown",
+                "the tenant no longer exists",
+            ),
             e if e.is_unique_violation() => (
                 StatusCode::CONFLICT,
                 "conflict",
@@ -167,6 +173,7 @@ mod tests {
             reason: "r",
         };
         assert_eq!(status(invalid), 400);
+        assert_eq!(status(Error::TenantDropped { id: "a".into() }), 404);
         assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
         assert_eq!(status(Error::Timeout("x")), 503);
         assert_eq!(status(Error::TransactionAborted), 500);

@@ -228,6 +228,7 @@ async fn open(manager: &TenantManager, id: &str) -> Result<Db, TenantRejection> 
         pebble::Error::InvalidTenantId { reason, .. } => {
             TenantRejection::malformed(format!("invalid tenant id: {reason}"))
         }
+        pebble::Error::TenantDropped { .. } => TenantRejection::unknown(format!("no tenant {id}")),
         e if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
             TenantRejection::unknown(format!("no tenant {id}"))
         }
