@@ -95,7 +95,7 @@ pub trait FromTenant: Sized + private::Sealed {
     fn from_parts(parts: &Parts) -> Result<Self, TenantRejection>;
 }
 
-fn resolved<'a, K: HttpTenantKey, H>(parts: &'a Parts) -> Result<&'a Resolved<K>, TenantRejection> {
+fn resolved<K: HttpTenantKey, H>(parts: &Parts) -> Result<&Resolved<K>, TenantRejection> {
     parts.extensions.get::<Resolved<K>>().ok_or_else(|| {
         TenantRejection::misconfigured(format!(
             "handler asks for {} but no TenantLayer<{}> ran for this route \
