@@ -10,6 +10,18 @@ use pebble::{Error, SqlState};
 
 /// A handler's result whose error answers as [`ApiError`]: `?` on any
 /// pebble call converts.
+///
+/// ```no_run
+/// use pebble::{Model, TenantDb};
+/// use pebble_axum::{ApiResult, Tenant};
+///
+/// #[derive(Model)]
+/// struct Doc { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, title: String }
+///
+/// async fn title(Tenant(db): Tenant<TenantDb<i64>>) -> ApiResult<String> {
+///     Ok(db.find::<Doc>(1).one().await?.title) // none: 404 {"error":"not_found",...}
+/// }
+/// ```
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A [`pebble::Error`] answered as an HTTP status with a JSON body

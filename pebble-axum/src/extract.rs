@@ -62,6 +62,22 @@ pub struct TenantId<K>(pub K);
 /// `Tenant<TenantDatabase<K>>` under
 /// [`TenantLayer::manager`](crate::TenantLayer::manager). It dereferences to
 /// the [`Db`] on that database; every model there is the tenant's.
+///
+/// ```no_run
+/// use axum::Json;
+/// use pebble::Model;
+/// use pebble_axum::{ApiResult, Tenant, TenantDatabase};
+///
+/// #[derive(Model)]
+/// #[pebble(global)] // no tenant column: the database is the tenant
+/// struct Page { #[pebble(primary_key, default)] id: i64, body: String }
+///
+/// // With `.layer(TenantLayer::<String>::manager(manager))`:
+/// async fn pages(Tenant(db): Tenant<TenantDatabase>) -> ApiResult<Json<Vec<String>>> {
+///     let pages = db.select::<Page>().all().await?; // on database tenant_<id>
+///     Ok(Json(pages.into_iter().map(|p| format!("{}: {}", db.key(), p.body)).collect()))
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TenantDatabase<K = String> {
     key: K,
@@ -88,7 +104,15 @@ impl<K> Deref for TenantDatabase<K> {
 }
 
 /// The handles [`Tenant`] can extract. Sealed: each is confined to the
-/// request's tenant.
+/// request's tenant, and there is no implementation for [`Db`] or
+/// [`RlsDb`] themselves.
+///
+/// ```compile_fail
+/// // An unconfined handle is not extractable:
+/// async fn handler(pebble_axum::Tenant(db): pebble_axum::Tenant<pebble::Db>) {}
+/// fn check<H: pebble_axum::FromTenant>() {}
+/// check::<pebble::Db>();
+/// ```
 pub trait FromTenant: Sized + private::Sealed {
     /// The handle for the request the layer resolved, or why there is none.
     #[doc(hidden)]

@@ -75,6 +75,11 @@ impl Handle {
 /// A refusal answers with a JSON body ([`TenantRejection`]); the handler
 /// never runs and no statement is sent for the tenant.
 ///
+/// The span is at INFO level: a subscriber that filters out target
+/// `pebble_axum` at INFO drops it, and pebble's statement logs then carry
+/// no tenant. `exists` runs on every request; put a cache in it if a
+/// registry round trip per request is too much.
+///
 /// ```no_run
 /// use axum::{routing::get, Json, Router};
 /// use pebble::{Model, RlsDb, TenantDb};
@@ -275,7 +280,8 @@ impl<S, K> Layer<S> for TenantLayer<K> {
     }
 }
 
-/// The service [`TenantLayer`] wraps around the routes.
+/// The service [`TenantLayer`] wraps around the routes; you do not build
+/// it yourself (`Router::layer(TenantLayer::rows(db))` does).
 pub struct TenantService<S, K> {
     inner: S,
     config: Arc<Config<K>>,
