@@ -46,7 +46,8 @@ enum Kind {
 }
 
 impl Resolver {
-    /// The value of header `name`. Missing: 400; not visible ASCII: 400.
+    /// The value of header `name`. Missing: 400; not visible ASCII, or the
+    /// header repeated: 400.
     pub fn header(name: HeaderName) -> Resolver {
         Resolver {
             kind: Kind::Header(name),
@@ -91,9 +92,16 @@ impl Resolver {
     pub fn resolve(&self, parts: &Parts) -> Result<String, TenantRejection> {
         match &self.kind {
             Kind::Header(name) => {
-                let value = parts.headers.get(name).ok_or_else(|| {
+                let mut values = parts.headers.get_all(name).iter();
+                let value = values.next().ok_or_else(|| {
                     TenantRejection::missing(format!("the {name} header is required"))
                 })?;
+                // Two values (a client's and a proxy's, say) name no one tenant.
+                if values.next().is_some() {
+                    return Err(TenantRejection::malformed(format!(
+                        "the {name} header appears more than once"
+                    )));
+                }
                 let text = value.to_str().map_err(|_| {
                     TenantRejection::malformed(format!("the {name} header is not visible ASCII"))
                 })?;
