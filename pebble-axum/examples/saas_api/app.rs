@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pebble::tokio_postgres::types::FromSql;
+use pebble::tokio_postgres::Row;
 use pebble::{Db, Model, RlsDb, RlsTable, TenantDb};
 use pebble_axum::{ApiError, ApiResult, Tenant, TenantLayer};
 use serde::{Deserialize, Serialize};
@@ -149,6 +151,20 @@ fn unprocessable(message: &str) -> Response {
         .into_response()
 }
 
+/// A column of a raw SQL row. `Row::get` would panic on a type mismatch;
+/// this is a `Decode` error (500) instead.
+fn col<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    table: &'static str,
+    column: &'static str,
+) -> pebble::Result<T> {
+    row.try_get(column).map_err(|source| pebble::Error::Decode {
+        table,
+        column,
+        source,
+    })
+}
+
 fn not_found(table: &'static str) -> ApiError {
     ApiError(pebble::Error::NotFound { table })
 }
@@ -280,17 +296,19 @@ async fn project_stats(Tenant(org): Org) -> ApiResult<Json<Vec<ProjectStats>>> {
             &[],
         )
         .await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| ProjectStats {
-                id: r.get("id"),
-                name: r.get("name"),
-                tasks: r.get("tasks"),
-                open: r.get("open"),
-                done: r.get("done"),
+    let stats = rows
+        .iter()
+        .map(|r| {
+            Ok(ProjectStats {
+                id: col(r, "projects", "id")?,
+                name: col(r, "projects", "name")?,
+                tasks: col(r, "tasks", "tasks")?,
+                open: col(r, "tasks", "open")?,
+                done: col(r, "tasks", "done")?,
             })
-            .collect(),
-    ))
+        })
+        .collect::<pebble::Result<_>>()?;
+    Ok(Json(stats))
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -344,16 +362,16 @@ const TASKS: &str = "SELECT t.id, t.title, t.done, t.project_id, p.name AS proje
                        JOIN projects p ON p.org = t.org AND p.id = t.project_id
                        LEFT JOIN users u ON u.org = t.org AND u.id = t.assignee_id";
 
-fn task_out(r: &pebble::tokio_postgres::Row) -> TaskOut {
-    TaskOut {
-        id: r.get("id"),
-        title: r.get("title"),
-        done: r.get("done"),
-        project_id: r.get("project_id"),
-        project: r.get("project"),
-        assignee_id: r.get("assignee_id"),
-        assignee: r.get("assignee"),
-    }
+fn task_out(r: &Row) -> pebble::Result<TaskOut> {
+    Ok(TaskOut {
+        id: col(r, "tasks", "id")?,
+        title: col(r, "tasks", "title")?,
+        done: col(r, "tasks", "done")?,
+        project_id: col(r, "tasks", "project_id")?,
+        project: col(r, "projects", "project")?,
+        assignee_id: col(r, "tasks", "assignee_id")?,
+        assignee: col(r, "users", "assignee")?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -401,7 +419,7 @@ async fn create_task(Tenant(org): Org, Json(new): Json<NewTask>) -> ApiResult<Re
     let row = org
         .query_one(&format!("{TASKS} WHERE t.id = $1"), &[&task.id])
         .await?;
-    Ok((StatusCode::CREATED, Json(task_out(&row))).into_response())
+    Ok((StatusCode::CREATED, Json(task_out(&row)?)).into_response())
 }
 
 async fn get_task(Tenant(org): Org, Path(id): Path<i64>) -> ApiResult<Json<TaskOut>> {
@@ -409,7 +427,7 @@ async fn get_task(Tenant(org): Org, Path(id): Path<i64>) -> ApiResult<Json<TaskO
         .query_opt(&format!("{TASKS} WHERE t.id = $1"), &[&id])
         .await?
         .ok_or_else(|| not_found("tasks"))?;
-    Ok(Json(task_out(&row)))
+    Ok(Json(task_out(&row)?))
 }
 
 #[derive(Deserialize)]
@@ -449,13 +467,13 @@ async fn search_tasks(Tenant(org): Org, Query(search): Query<Search>) -> ApiResu
     let filter = "WHERE ($1::text IS NULL OR t.title ILIKE $1)
                     AND ($2::bool IS NULL OR t.done = $2)
                     AND ($3::bigint IS NULL OR t.project_id = $3)";
-    let total: i64 = org
+    let count = org
         .query_one(
             &format!("SELECT count(*) AS n FROM tasks t {filter}"),
             &[&pattern, &search.done, &search.project_id],
         )
-        .await?
-        .get("n");
+        .await?;
+    let total: i64 = col(&count, "tasks", "n")?;
     let rows = org
         .query(
             &format!("{TASKS} {filter} ORDER BY t.id LIMIT $4 OFFSET $5"),
@@ -472,7 +490,7 @@ async fn search_tasks(Tenant(org): Org, Query(search): Query<Search>) -> ApiResu
         page,
         per_page,
         total,
-        items: rows.iter().map(task_out).collect(),
+        items: rows.iter().map(task_out).collect::<pebble::Result<_>>()?,
     };
     Ok(Json(out).into_response())
 }
