@@ -75,6 +75,10 @@ impl Handle {
 /// A refusal answers with a JSON body ([`TenantRejection`]); the handler
 /// never runs and no statement is sent for the tenant.
 ///
+/// `Router::layer` also runs it for paths no route matches, which then
+/// answer 400 without a tenant; `Router::route_layer` runs it for matched
+/// routes only, so unknown paths stay 404.
+///
 /// The span is at INFO level: a subscriber that filters out target
 /// `pebble_axum` at INFO drops it, and pebble's statement logs then carry
 /// no tenant. `exists` runs on every request; put a cache in it if a
