@@ -1,6 +1,8 @@
 //! What `#[derive(Model)]` implements: table metadata, row decoding, values
 //! for writes, and whether (and by what) a model is tenant-scoped.
 
+use std::any::TypeId;
+
 use sea_query::Value;
 use tokio_postgres::Row;
 
@@ -188,4 +190,42 @@ pub fn decode<T: SqlType>(
         column,
         source,
     })
+}
+
+/// A model as a scope names it and the table check needs it: built from
+/// the model's constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    pub(crate) type_id: TypeId,
+    pub(crate) model: &'static str,
+    pub(crate) table: &'static str,
+    pub(crate) columns: &'static [ColumnDef],
+}
+
+impl Target {
+    pub(crate) fn of<M: Model>() -> Target {
+        Target {
+            type_id: TypeId::of::<M>(),
+            model: short_type_name(std::any::type_name::<M>()),
+            table: M::TABLE,
+            columns: M::COLUMNS,
+        }
+    }
+
+    pub(crate) fn table(&self) -> &'static str {
+        self.table
+    }
+
+    pub(crate) fn tenant_column(&self) -> Option<&'static ColumnDef> {
+        self.columns.iter().find(|c| c.tenant)
+    }
+}
+
+/// `crate::module::Type<Args>` as `Type<Args>`: what the user wrote.
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
+    let generic = full.find('<').unwrap_or(full.len());
+    match full[..generic].rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
 }

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::Db;
+use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::error::Result;
-use crate::pool::{IntoConfig, PoolOptions};
+use crate::handle::db::Db;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;

@@ -17,9 +17,9 @@ pub use builder::TenantManagerBuilder;
 
 use builder::Settings;
 
-use crate::db::Db;
+use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
-use crate::pool::IntoConfig;
+use crate::handle::db::Db;
 use crate::SqlState;
 
 use registry::Registry;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use crate::db::Db;
+use crate::handle::db::Db;
 
 /// One tenant's pool, opened on first use.
 pub(crate) struct Slot {

@@ -3,8 +3,8 @@ use std::marker::PhantomData;
 
 use sea_query::{DeleteStatement, Query};
 
+use crate::conn::{Conn, Statement};
 use crate::error::Result;
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::Model;
 use crate::scope::Scope;

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query};
 
 use crate::column::{names, Columns, SetColumns};
+use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
 use crate::model::Model;
 use crate::scope::Scope;
 

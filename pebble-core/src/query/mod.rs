@@ -2,11 +2,13 @@
 //! its scope (the tenant condition is the first term of the WHERE clause, set
 //! when the builder is created), so user filters can only narrow it.
 
+pub(crate) mod ddl;
 mod delete;
 mod insert;
 mod select;
 mod update;
 
+pub(crate) use ddl::record_statement;
 pub use delete::Delete;
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
 pub use select::Select;

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 use sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement};
 
 use crate::column::Order;
+use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
 
 use crate::column::Column;
+use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
@@ -70,7 +70,7 @@ impl<M: Model> Update<M> {
                 }
             }
         });
-        let confined = matches!(update.scope, Scope::Tenant { .. });
+        let confined = update.scope.is_tenant();
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
             // Under a tenant scope the key's tenant part is already the
             // statement's first condition, with the handle's tenant: the

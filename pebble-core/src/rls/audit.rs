@@ -7,8 +7,8 @@ use deadpool_postgres::ClientWrapper;
 
 use super::install::policy_marker;
 use super::{quote_ident, RlsTable, TENANT_POLICY};
+use crate::conn::send::StatementMode;
 use crate::error::{Error, Result};
-use crate::send::StatementMode;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The outcome of [`Db::audit_rls`](crate::Db::audit_rls): the connected

@@ -2,14 +2,15 @@
 
 use std::fmt;
 
-use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::handle::Executor;
 use crate::model::{HasPrimaryKey, ScopedBy};
 use crate::query::{Delete, Insert, Many, One, Select, Update};
 use crate::scope::Scope;
 use crate::sql_type::TenantKey;
-use crate::transaction::Transaction;
+
+use super::db::Db;
+use super::transaction::Transaction;
+use super::Executor;
 
 /// A handle confined to one tenant, from [`Db::tenant`].
 ///
@@ -73,7 +74,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     }
 
     fn scope<M: ScopedBy<K>>(&self) -> Scope {
-        Scope::tenant::<M>(&self.key)
+        Scope::tenant::<M>(&self.key, self.exec.strategy())
     }
 
     /// A `SELECT` on this tenant's rows of `M`.

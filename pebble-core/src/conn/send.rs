@@ -11,8 +11,8 @@ use futures_util::Stream;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
+use super::Statement;
 use crate::error::{Error, Result};
-use crate::exec::Statement;
 
 /// The setting that carries the tenant of the current transaction, read by
 /// the `pebble_tenant()` function the row-level security policies call.
