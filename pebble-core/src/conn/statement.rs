@@ -36,6 +36,11 @@ impl Statement {
         &self.sql
     }
 
+    /// The SQL text, without copying it.
+    pub(crate) fn into_sql(self) -> String {
+        self.sql
+    }
+
     /// The bind values, in placeholder order, ready for `tokio_postgres`.
     pub fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         self.values.as_params()
