@@ -212,7 +212,7 @@ async fn update_set_returning_and_update_model() {
         .exec()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    assert!(matches!(err, Error::NothingToSet { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -228,7 +228,7 @@ async fn update_refuses_a_hand_made_tenant_column() {
             .exec()
             .await
             .unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    assert!(matches!(err, Error::TenantColumnAssigned { .. }), "{err}");
     assert_eq!(t.users_of(t.a).await.len(), 3);
     assert_eq!(t.users_of(t.b).await.len(), 3);
 }

@@ -5,7 +5,7 @@ use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query};
 
 use crate::column::{names, Columns, SetColumns};
 use crate::conn::{Conn, Statement};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::model::Model;
 use crate::scope::Scope;
 
@@ -44,14 +44,18 @@ pub enum Many {}
 pub struct Insert<M, R = One> {
     core: Core<M, InsertStatement>,
     /// Set when a row was refused while the builder was made; reported on run.
-    refused: Option<Error>,
+    refused: Option<Refusal>,
     rows: usize,
     _rows: PhantomData<fn() -> R>,
 }
 
 impl<M: Model, R> Insert<M, R> {
     /// An insert of `rows`; the first refused row (`Err`) refuses them all.
-    pub(crate) fn new(conn: Conn, scope: Scope, rows: impl IntoIterator<Item = Result<M>>) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        scope: Scope,
+        rows: impl IntoIterator<Item = Result<M, Refusal>>,
+    ) -> Self {
         // Built in place: the statement is large, and moving it through
         // intermediate results costs more than filling it here.
         let mut insert = Insert {
@@ -88,10 +92,13 @@ impl<M: Model, R> Insert<M, R> {
                 });
             });
             // An exactly sized `Vec`: sea-query collects it in place.
+            let given = values.len();
             if insert.core.stmt.values(values).is_err() {
-                insert.refused = Some(Error::InvalidQuery(
-                    "a row's values do not match its columns",
-                ));
+                insert.refused = Some(Refusal::MalformedRow {
+                    table: M::TABLE,
+                    columns: width,
+                    values: given,
+                });
                 break;
             }
             insert.rows += 1;
@@ -162,32 +169,12 @@ impl<M: Model, R> Insert<M, R> {
     /// `exec()` meets them.
     fn check(&self) -> Result<()> {
         if let Some(refusal) = &self.refused {
-            return Err(copy_refusal(refusal));
+            return Err(refusal.clone().into());
         }
         if self.rows == 0 {
             return Err(Error::NothingToInsert { table: M::TABLE });
         }
         Ok(())
-    }
-}
-
-/// The refusal recorded when the builder was made, again for each
-/// `build()`. Refusals are made by pebble before anything is sent (a row of
-/// another tenant, a malformed row), so none carries a driver error, the one
-/// kind of `Error` that cannot be copied.
-fn copy_refusal(refusal: &Error) -> Error {
-    match refusal {
-        Error::TenantMismatch {
-            table,
-            expected,
-            found,
-        } => Error::TenantMismatch {
-            table,
-            expected: expected.clone(),
-            found: found.clone(),
-        },
-        Error::InvalidQuery(why) => Error::InvalidQuery(why),
-        _ => Error::InvalidQuery("a row of this insert was refused"),
     }
 }
 

@@ -33,7 +33,8 @@ use super::core::Core;
 pub struct Update<M> {
     core: Core<M, UpdateStatement>,
     assigned: bool,
-    refused: Option<&'static str>,
+    /// The tenant column, if something tried to assign it.
+    tenant_assigned: Option<&'static str>,
 }
 
 impl<M: Model> Update<M> {
@@ -43,7 +44,7 @@ impl<M: Model> Update<M> {
         Update {
             core: Core::confined(conn, scope, stmt),
             assigned: false,
-            refused: None,
+            tenant_assigned: None,
         }
     }
 
@@ -87,7 +88,7 @@ impl<M: Model> Update<M> {
         // The type system already keeps the tenant column out of `set`; this
         // also stops a hand-made `Column` naming it.
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
-            self.refused = Some("the tenant column cannot be updated");
+            self.tenant_assigned = Some(column);
         } else {
             self.core.stmt.value(column, value);
             self.assigned = true;
@@ -104,8 +105,9 @@ impl<M: Model> Update<M> {
     /// sends the same statement followed by `RETURNING` and every column.
     ///
     /// An error when nothing would be sent, saying why: the error `exec()`
-    /// returns ([`Error::InvalidQuery`] for an update with no `set` or one
-    /// assigning the tenant column, [`Error::InvalidTenantId`] on a handle
+    /// returns ([`Error::NothingToSet`] for an update with no `set`,
+    /// [`Error::TenantColumnAssigned`] for one assigning the tenant column,
+    /// [`Error::InvalidTenantId`] on a handle
     /// keyed by the unset value).
     ///
     /// ```
@@ -119,7 +121,7 @@ impl<M: Model> Update<M> {
     ///     r#"UPDATE "user" SET "name" = $1 WHERE "org" = $2 AND "id" = $3"#
     /// );
     /// let nothing_set = tenant.update::<User>().filter(User::ID.eq(1));
-    /// assert!(matches!(nothing_set.to_sql(), Err(pebble::Error::InvalidQuery(_))));
+    /// assert!(matches!(nothing_set.to_sql(), Err(pebble::Error::NothingToSet { .. })));
     /// # Ok::<(), pebble::Error>(())
     /// ```
     pub fn build(&self) -> Result<Statement> {
@@ -146,11 +148,14 @@ impl<M: Model> Update<M> {
     /// Why nothing would be sent for reasons of the update's own (the
     /// scope's are checked by `build`), if nothing would.
     fn check(&self) -> Result<()> {
-        if let Some(why) = self.refused {
-            return Err(Error::InvalidQuery(why));
+        if let Some(column) = self.tenant_assigned {
+            return Err(Error::TenantColumnAssigned {
+                table: M::TABLE,
+                column,
+            });
         }
         if !self.assigned {
-            return Err(Error::InvalidQuery("an update needs at least one `set`"));
+            return Err(Error::NothingToSet { table: M::TABLE });
         }
         Ok(())
     }

@@ -145,10 +145,7 @@ impl Scope {
                 id: key.clone(),
                 reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
             }),
-            Scope::TenantModelThroughDb { .. } => Err(Error::InvalidQuery(
-                "a model with a #[tenant_id] column cannot be queried through Db; \
-                 use db.tenant(id) (GlobalModel must come from #[pebble(global)])",
-            )),
+            Scope::TenantModelThroughDb { table } => Err(Error::TenantModelThroughDb { table }),
             Scope::Plain { .. } | Scope::Tenant { .. } | Scope::CrossTenant { .. } => Ok(()),
         }
     }
