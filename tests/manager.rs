@@ -12,7 +12,7 @@ use tokio_postgres::NoTls;
 
 /// The table every tenant database gets.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes", global)]
+#[pebble(table = "notes", per_tenant)]
 struct Note {
     #[pebble(primary_key, default)]
     id: i64,
@@ -374,7 +374,7 @@ async fn missing_database_without_create_missing() {
 
 /// The name of the database a handle is on (a view over `current_database()`).
 #[derive(Model)]
-#[pebble(table = "db_name", global)]
+#[pebble(table = "db_name", per_tenant)]
 struct DbName {
     name: String,
 }

@@ -1,5 +1,5 @@
 //! What each builder does, on real PostgreSQL: filters, ordering, paging,
-//! returning, upserts, global models, composite keys and every column type.
+//! returning, upserts, shared models, composite keys and every column type.
 
 mod common;
 
@@ -606,7 +606,7 @@ async fn scoped_sql_text() {
 
 /// A model whose every column the database fills.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(global)]
+#[pebble(shared)]
 struct Tick {
     #[pebble(primary_key, default)]
     id: i64,

@@ -37,7 +37,10 @@ pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
 pub use manager::{TenantManager, TenantManagerBuilder};
-pub use model::{ColumnDef, GlobalModel, HasPrimaryKey, Model, ScopedBy, TenantScoped};
+pub use model::{
+    ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,
+    TenantScoped,
+};
 pub use query::ddl::create_table_sql;
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;

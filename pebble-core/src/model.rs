@@ -117,9 +117,11 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn to_values(&self, sink: impl FnMut(Value));
 }
 
-/// A model marked `#[pebble(global)]` (it has no `#[tenant_id]` field):
-/// shared by every tenant, or living in a database per tenant; queried
-/// through [`Db`](crate::Db).
+/// A model without a tenant column: what a plain [`Db`](crate::Db) (and a
+/// [`Transaction`](crate::Transaction)) queries. Implied by both
+/// [`SharedModel`] and [`PerTenantModel`], and implemented together with
+/// one of them by `#[derive(Model)]` with `#[pebble(shared)]` or
+/// `#[pebble(per_tenant)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is tenant-scoped: query it through `db.tenant(id)`, not a plain `Db`",
     label = "`{Self}` has a #[tenant_id] field",
@@ -127,6 +129,23 @@ pub trait Model: Sized + Send + Sync + 'static {
             `db.cross_tenant()` is the explicit, logged way to reach all tenants"
 )]
 pub trait GlobalModel: Model {}
+
+/// A model marked `#[pebble(shared)]`: one table for all tenants (plans,
+/// the tenant registry), queried through a plain [`Db`](crate::Db).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared model",
+    note = "mark a table shared by all tenants with #[pebble(shared)]"
+)]
+pub trait SharedModel: GlobalModel {}
+
+/// A model marked `#[pebble(per_tenant)]`: its table lives in each
+/// tenant's schema or database, so it has no tenant column; queried
+/// through the tenant's own handle (a `TenantManager` database's `Db`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a per-tenant model",
+    note = "mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
+)]
+pub trait PerTenantModel: GlobalModel {}
 
 /// A model with a `#[tenant_id]` field: every statement on it through a
 /// [`TenantDb`](crate::TenantDb) is confined to one tenant.

@@ -1,4 +1,5 @@
-//! [`Db`]: the handle on a connection pool, for global models and as the
+//! [`Db`]: the handle on a connection pool, for models without a tenant
+//! column (shared, or per tenant in a tenant's own database) and as the
 //! starting point of tenant handles.
 
 use std::fmt;
@@ -23,13 +24,16 @@ use super::{private::Sealed, unscoped_queries, Executor};
 
 /// A cheap-to-clone handle on a PostgreSQL connection pool.
 ///
-/// `Db` queries **global** models (no `#[tenant_id]` field). Tenant models
+/// `Db` queries models without a `#[tenant_id]` field: **shared** ones
+/// (`#[pebble(shared)]`, one table for all tenants) and, on a tenant's own
+/// database from a [`TenantManager`](crate::TenantManager), **per-tenant**
+/// ones (`#[pebble(per_tenant)]`). Tenant models
 /// are reached through [`Db::tenant`], which confines every statement to one
 /// tenant; asking `Db` for one directly does not compile.
 ///
 /// ```no_run
 /// # use pebble::{Db, Model};
-/// # #[derive(Model)] #[pebble(global)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
+/// # #[derive(Model)] #[pebble(shared)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let db = Db::connect("postgres://app@localhost/app").await?;
 /// db.create_table::<Plan>().await?;

@@ -49,7 +49,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// ```no_run
 /// # use pebble::{Model, TenantManager};
-/// # #[derive(Model, Debug)] #[pebble(global)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
+/// # #[derive(Model, Debug)] #[pebble(per_tenant)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let manager = TenantManager::builder("postgres://app@localhost/postgres")
 ///     .create_missing(true)
