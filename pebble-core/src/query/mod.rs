@@ -2,7 +2,7 @@
 //! its scope (the tenant condition is the first term of the WHERE clause, set
 //! when the builder is created), so user filters can only narrow it. What
 //! they share (connection, scope, filter, build, returning, `Debug`) is
-//! [`core::Core`]; each builder file holds only what is its own.
+//! `core::Core`; each builder file holds only what is its own.
 
 mod core;
 pub(crate) mod ddl;
