@@ -68,7 +68,12 @@ fn builder() -> TenantManagerBuilder {
 /// The databases on the test server.
 async fn databases() -> BTreeSet<String> {
     let server = pebble_testkit::server().expect("a test server");
-    let (client, connection) = server.config().connect(NoTls).await.expect("connect");
+    databases_on(&server.config()).await
+}
+
+/// The databases on the server of `config`.
+async fn databases_on(config: &tokio_postgres::Config) -> BTreeSet<String> {
+    let (client, connection) = config.connect(NoTls).await.expect("connect");
     let connection = tokio::spawn(connection);
     let rows = client
         .query("SELECT datname FROM pg_database", &[])
@@ -77,6 +82,21 @@ async fn databases() -> BTreeSet<String> {
     drop(client);
     let _ = connection.await;
     rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+/// Waits until `condition` holds. Tests synchronise on explicit events; this
+/// polls only for states nothing signals (a pool becoming idle, a caller
+/// queued), and its deadline is a safety net against a hang, far beyond
+/// anything a loaded machine needs.
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,49 +203,64 @@ async fn eviction_keeps_open_pools_under_the_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_or_evicting_a_tenant_lets_its_running_query_finish() {
+async fn removing_or_waiting_for_a_tenant_lets_its_running_work_finish() {
     let ids = Ids::new();
     let manager = builder().max_open_pools(1).build().unwrap();
     let (a, b) = (ids.id("a"), ids.id("b"));
 
-    // Evicted while a statement runs.
+    // At the cap, a busy pool is not evicted: the open of `b` waits until
+    // `a`'s work is done and its handle dropped, then evicts it.
     let db = manager.db(&a).await.unwrap();
-    let running = tokio::spawn(async move { db.batch_execute("SELECT pg_sleep(0.4)").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    manager.db(&b).await.unwrap(); // the cap is 1: `a` is evicted
+    let tx = db.begin().await.unwrap();
+    let opening = {
+        let (manager, b) = (manager.clone(), b.clone());
+        tokio::spawn(async move { manager.db(&b).await })
+    };
+    until("the open of b waits for room", || {
+        manager.status().opens_waiting == 1
+    })
+    .await;
+    assert_eq!(
+        manager.tenants(),
+        std::slice::from_ref(&a),
+        "a was not evicted"
+    );
+    tx.insert(note("a", "during")).exec().await.unwrap();
+    tx.commit().await.expect("a's work finished");
+    drop(db);
+    opening.await.unwrap().expect("b opened once a was idle");
     assert_eq!(manager.tenants(), std::slice::from_ref(&b));
-    running
-        .await
-        .unwrap()
-        .expect("the evicted tenant's query finished");
+    assert_eq!(
+        manager.status().detached_pools,
+        0,
+        "a was closed, not detached"
+    );
 
-    // Dropped (database and all) while a statement runs: the drop waits for it.
+    // Dropped (database and all) while a transaction runs: the drop waits for it.
     let db = manager.db(&b).await.unwrap();
-    let running = tokio::spawn(async move {
-        db.batch_execute(
-            "SELECT pg_sleep(0.4); INSERT INTO notes (author, body) VALUES ('b', 'late')",
-        )
+    let tx = db.begin().await.unwrap();
+    let dropping = {
+        let (manager, b) = (manager.clone(), b.clone());
+        tokio::spawn(async move { manager.drop_tenant(&b).await })
+    };
+    until("the drop has begun", || manager.tenants().is_empty()).await;
+    tx.insert(note("b", "late")).exec().await.unwrap();
+    tx.commit()
         .await
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    manager.drop_tenant(&b).await.expect("drop after the query");
-    running
-        .await
-        .unwrap()
-        .expect("the dropped tenant's query finished");
+        .expect("the dropped tenant's transaction finished");
+    drop(db);
+    dropping.await.unwrap().expect("drop after the transaction");
     assert!(!databases().await.contains(&format!("tenant_{b}")));
 
-    // Closed while a statement runs; its handle refuses new statements.
+    // Closed while a transaction runs; its handle refuses new statements.
     let db = manager.db(&a).await.unwrap();
-    let kept = db.clone();
-    let running = tokio::spawn(async move { db.batch_execute("SELECT pg_sleep(0.3)").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let tx = db.begin().await.unwrap();
     assert!(manager.close_tenant(&a));
-    running
+    tx.insert(note("a", "after close")).exec().await.unwrap();
+    tx.commit()
         .await
-        .unwrap()
-        .expect("the closed tenant's query finished");
-    let err = kept.select::<Note>().count().await.unwrap_err();
+        .expect("the closed tenant's transaction finished");
+    let err = db.select::<Note>().count().await.unwrap_err();
     assert!(matches!(err, Error::Pool(_)), "{err:?}");
     assert_eq!(
         manager
@@ -236,9 +271,50 @@ async fn removing_or_evicting_a_tenant_lets_its_running_query_finish() {
             .count()
             .await
             .unwrap(),
-        0
+        2
     );
     ids.cleanup(&manager).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_queued_on_a_dropped_tenant_get_tenant_dropped() {
+    let ids = Ids::new();
+    let manager = builder()
+        .pool(PoolOptions::default().max_size(1))
+        .build()
+        .unwrap();
+    let tenant = ids.id("gone");
+    let db = manager.db(&tenant).await.unwrap();
+    // The pool's only connection is busy in a transaction...
+    let tx = db.begin().await.unwrap();
+    // ...so this statement queues for it.
+    let queued = {
+        let db = db.clone();
+        tokio::spawn(async move { db.select::<Note>().count().await })
+    };
+    until("a statement queues for the connection", || {
+        db.status().waiting == 1
+    })
+    .await;
+    let dropping = {
+        let (manager, tenant) = (manager.clone(), tenant.clone());
+        tokio::spawn(async move { manager.drop_tenant(&tenant).await })
+    };
+    until("the drop has begun", || manager.tenants().is_empty()).await;
+    tx.insert(note("x", "running")).exec().await.unwrap();
+    tx.commit().await.expect("the running transaction finishes");
+
+    let err = queued.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::TenantDropped { id } if *id == tenant),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("dropped"), "{err}");
+    dropping.await.unwrap().expect("dropped");
+    // Later statements through the handle say the same.
+    let err = db.select::<Note>().count().await.unwrap_err();
+    assert!(matches!(err, Error::TenantDropped { .. }), "{err:?}");
+    assert!(!databases().await.contains(&format!("tenant_{tenant}")));
 }
 
 #[tokio::test]
@@ -440,12 +516,7 @@ async fn idle_pools_are_closed_and_reopened_on_demand() {
         .await
         .unwrap();
     assert_eq!(manager.tenants(), std::slice::from_ref(&tenant));
-    let mut waited = Duration::ZERO;
-    while !manager.tenants().is_empty() && waited < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
-    assert!(manager.tenants().is_empty(), "the idle pool was closed");
+    until("the idle pool is closed", || manager.tenants().is_empty()).await;
     let db = manager.db(&tenant).await.unwrap();
     assert_eq!(db.select::<Note>().count().await.unwrap(), 1);
     assert_eq!(manager.pools_opened(), 2);
@@ -461,11 +532,7 @@ async fn a_server_that_is_down_is_a_clear_error_and_the_manager_recovers() {
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
         .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
-        .pool(
-            PoolOptions::default()
-                .max_size(2)
-                .create_timeout(Some(Duration::from_secs(2))),
-        )
+        .pool(PoolOptions::default().max_size(2))
         .build()
         .unwrap();
     let up = manager.db("up").await.unwrap();
@@ -509,26 +576,33 @@ async fn a_cancelled_setup_leaves_no_tenant_database() {
     // Its own server: the abandoned staging database stays there, and goes with it.
     let server = pebble_testkit::TempServer::start().expect("a server");
     let attempts = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&attempts);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (seen, signal) = (Arc::clone(&attempts), Arc::clone(&started));
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
         .setup(move |db: Db, _tenant| {
             let first = seen.fetch_add(1, Ordering::Relaxed) == 0;
+            let signal = Arc::clone(&signal);
             async move {
                 db.create_table::<Note>().await?;
                 if first {
-                    tokio::time::sleep(Duration::from_secs(60)).await; // cancelled meanwhile
+                    signal.notify_one();
+                    std::future::pending::<()>().await; // cancelled here
                 }
                 Ok(())
             }
         })
         .build()
         .unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), manager.db("slow"))
-            .await
-            .is_err()
-    );
+    let opening = {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.db("slow").await })
+    };
+    started.notified().await;
+    opening.abort();
+    assert!(opening.await.unwrap_err().is_cancelled());
+    assert!(!databases_on(&server.config()).await.contains("tenant_slow"));
+
     let db = manager.db("slow").await.expect("provisioned afresh");
     db.insert(note("a", "b"))
         .exec()
@@ -563,35 +637,43 @@ async fn a_pool_with_a_handle_out_is_not_idle() {
         .idle_timeout(Some(Duration::from_millis(100)))
         .build()
         .unwrap();
-    let tenant = ids.id("held");
-    let held = manager.db(&tenant).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (held, free) = (ids.id("held"), ids.id("free"));
+    let handle = manager.db(&held).await.unwrap();
+    drop(manager.db(&free).await.unwrap());
+    // Once the reaper closed `free`, it has also looked at `held`, which
+    // was used no later.
+    until("the unused pool is closed", || {
+        !manager.tenants().contains(&free)
+    })
+    .await;
     assert_eq!(
         manager.tenants(),
-        std::slice::from_ref(&tenant),
+        std::slice::from_ref(&held),
         "kept while a handle is out"
     );
-    held.select::<Note>().count().await.unwrap();
-    drop(held);
-    let mut waited = Duration::ZERO;
-    while !manager.tenants().is_empty() && waited < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
-    assert!(
-        manager.tenants().is_empty(),
-        "closed once the handle was dropped"
-    );
+    handle.select::<Note>().count().await.unwrap();
+    drop(handle);
+    until("the pool is closed once its handle is dropped", || {
+        manager.tenants().is_empty()
+    })
+    .await;
     ids.cleanup(&manager).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
     let ids = Ids::new();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let proceed = Arc::new(tokio::sync::Notify::new());
+    let (signal, wait) = (Arc::clone(&started), Arc::clone(&proceed));
     let manager = builder()
-        .setup(|db: Db, _tenant| async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            db.create_table::<Note>().await
+        .setup(move |db: Db, _tenant| {
+            let (signal, wait) = (Arc::clone(&signal), Arc::clone(&wait));
+            async move {
+                signal.notify_one();
+                wait.notified().await;
+                db.create_table::<Note>().await
+            }
         })
         .build()
         .unwrap();
@@ -600,13 +682,305 @@ async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
         let (manager, tenant) = (manager.clone(), tenant.clone());
         tokio::spawn(async move { manager.db(&tenant).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    started.notified().await;
     assert!(!manager.close_tenant(&tenant), "nothing open to close yet");
     manager.close_all();
-    let second = manager.db(&tenant).await.unwrap();
+    let second = {
+        let (manager, tenant) = (manager.clone(), tenant.clone());
+        tokio::spawn(async move { manager.db(&tenant).await })
+    };
+    proceed.notify_one();
+    let second = second.await.unwrap().unwrap();
     opening.await.unwrap().unwrap();
     second.insert(note("x", "y")).exec().await.unwrap();
     assert_eq!(manager.pools_opened(), 1);
     assert_eq!(manager.tenants(), std::slice::from_ref(&tenant));
+    ids.cleanup(&manager).await;
+}
+
+/// With every pool busy and every connection taken, callers wait (at most
+/// the pool's wait timeout) and then fail clearly; they never go past the
+/// bounds. The busy state is held by the test until the outcome is seen, so
+/// the timeouts expire however slow the machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_callers_wait_then_fail_clearly() {
+    let ids = Ids::new();
+    let manager = builder()
+        .max_open_pools(1)
+        .pool(
+            PoolOptions::default()
+                .max_size(1)
+                .wait_timeout(Some(Duration::from_millis(200))),
+        )
+        .build()
+        .unwrap();
+    let (a, b) = (ids.id("a"), ids.id("b"));
+    let db = manager.db(&a).await.unwrap();
+    let tx = db.begin().await.unwrap();
+
+    // No room for b's pool: every caller for b fails (those queued behind
+    // an open that failed fail with it instead of waiting again).
+    let opens: Vec<_> = (0..3)
+        .map(|_| {
+            let (manager, b) = (manager.clone(), b.clone());
+            tokio::spawn(async move { manager.db(&b).await })
+        })
+        .collect();
+    for open in opens {
+        let err = open.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout(why) if why.contains("max_open_pools")),
+            "{err:?}"
+        );
+    }
+    // No connection left either (1 pool × 1): the maintenance connection a
+    // drop needs waits, then fails; nothing was dropped.
+    let err = manager.drop_tenant(&b).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(why) if why.contains("connection limit")),
+        "{err:?}"
+    );
+    let status = manager.status();
+    assert_eq!(
+        (status.connections_open, status.max_connections),
+        (1, 1),
+        "{status:?}"
+    );
+    assert_eq!(manager.tenants(), std::slice::from_ref(&a));
+
+    tx.commit().await.unwrap();
+    drop(db);
+    manager.db(&b).await.expect("room once a is idle");
+    assert_eq!(manager.tenants(), std::slice::from_ref(&b));
+    ids.cleanup(&manager).await;
+}
+
+/// Idle connections hold their place in the bound; a connection needed
+/// elsewhere closes one of them rather than wait for a busy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_of_other_pools_make_way() {
+    let ids = Ids::new();
+    let manager = builder()
+        .max_open_pools(2)
+        .pool(PoolOptions::default().max_size(2))
+        .build()
+        .unwrap();
+    let pools = vec![
+        manager.db(&ids.id("a")).await.unwrap(),
+        manager.db(&ids.id("b")).await.unwrap(),
+    ];
+    let idle = || pools.iter().map(|db| db.status().size).sum::<usize>();
+    // Provisioning's connections are closed, but the server may not have
+    // let go of them yet: start from a state where only the pools hold any.
+    until("provisioning's connections are gone", || {
+        manager.status().connections_open == idle()
+    })
+    .await;
+    for db in &pools {
+        // Two transactions at once: the pool opens both its connections,
+        // which stay in it, idle, afterwards.
+        let first = db.begin().await.unwrap();
+        let second = db.begin().await.unwrap();
+        first.commit().await.unwrap();
+        second.commit().await.unwrap();
+    }
+    assert_eq!(idle(), 4);
+    assert_eq!(manager.status().max_connections, 4);
+
+    // The maintenance connection of a drop needs a place: it gets one.
+    manager
+        .drop_tenant(&ids.id("never_created"))
+        .await
+        .expect("an idle connection made way");
+    assert!(idle() < 4, "an idle connection was closed");
+    let status = manager.status();
+    assert!(status.connections_open <= 4, "{status:?}");
+    assert_eq!(manager.tenants().len(), 2, "no pool was evicted for it");
+    drop(pools);
+    ids.cleanup(&manager).await;
+}
+
+/// A database pebble did not provision is never dropped, whatever its name.
+#[tokio::test]
+async fn drop_tenant_refuses_a_database_pebble_did_not_provision() {
+    let server = pebble_testkit::server().unwrap();
+    let plain = format!("plain_{}", std::process::id());
+    server
+        .execute(&format!("CREATE DATABASE {plain}"))
+        .await
+        .unwrap();
+    let manager = builder().database_name(|id| id.to_owned()).build().unwrap();
+
+    let err = manager.drop_tenant(&plain).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotProvisionedByPebble { database, .. } if *database == plain),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("not provisioned by pebble"),
+        "{err}"
+    );
+    assert!(databases().await.contains(&plain), "left alone");
+
+    // Its pool, if open, is left alone too.
+    let db = manager.db(&plain).await.unwrap();
+    manager.drop_tenant(&plain).await.unwrap_err();
+    assert_eq!(manager.tenants(), std::slice::from_ref(&plain));
+    db.batch_execute("SELECT 1").await.expect("still usable");
+
+    // Another tenant's marker is not this tenant's.
+    server
+        .execute(&format!(
+            "COMMENT ON DATABASE {plain} IS 'pebble tenant other'"
+        ))
+        .await
+        .unwrap();
+    manager.close_all();
+    let err = manager.drop_tenant(&plain).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotProvisionedByPebble { .. }),
+        "{err:?}"
+    );
+    assert!(databases().await.contains(&plain));
+
+    // What pebble provisions under the same naming it drops.
+    let own = format!("own_{}", std::process::id());
+    manager.db(&own).await.unwrap();
+    manager
+        .drop_tenant(&own)
+        .await
+        .expect("pebble's own tenant");
+    assert!(!databases().await.contains(&own));
+    manager
+        .drop_tenant(&own)
+        .await
+        .expect("a missing database is no error");
+
+    server
+        .execute(&format!("DROP DATABASE {plain}"))
+        .await
+        .unwrap();
+}
+
+/// The database the manager's base configuration names is the
+/// application's (and where pebble runs CREATE DATABASE): never a tenant.
+#[tokio::test]
+async fn the_base_configuration_database_is_never_a_tenant() {
+    let server = pebble_testkit::server().unwrap();
+    let app = server.create_database("app").await.unwrap();
+    let manager = TenantManager::builder(server.config_for(app.name()))
+        .create_missing(true)
+        .database_name(|id| id.to_owned())
+        .build()
+        .unwrap();
+    let err = manager.db(app.name()).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTenantId { .. }), "{err:?}");
+    let err = manager.drop_tenant(app.name()).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTenantId { .. }), "{err:?}");
+    let err = manager.db("pebble_new_x").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidTenantId { .. }), "{err:?}");
+    assert!(databases().await.contains(app.name()));
+    assert_eq!(manager.pools_opened(), 0);
+}
+
+/// Issue 12's churn: 100 tasks hammer 50 tenants through a manager capped at
+/// 5 pools of 4 connections. A sampler on `pg_stat_activity` (the manager's
+/// connections carry their own `application_name`) must never see more than
+/// the documented 5 × 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn churn_never_exceeds_the_connection_bound() {
+    const TENANTS: usize = 50;
+    const TASKS: usize = 100;
+    const OPS: usize = 30;
+    let ids = Ids::new();
+    let server = pebble_testkit::server().unwrap();
+    let app = format!("pebble_churn_{}", std::process::id());
+    let mut config = server.config();
+    config.application_name(&app);
+    let manager = TenantManager::builder(config)
+        .create_missing(true)
+        .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
+        .max_open_pools(5)
+        .pool(PoolOptions::default().max_size(4))
+        .build()
+        .unwrap();
+    // Provision every database first: the churn is about opening pools.
+    let tenants: Vec<String> = (0..TENANTS).map(|t| ids.id(t)).collect();
+    for tenant in &tenants {
+        manager.db(tenant).await.unwrap();
+    }
+    let opened_before = manager.pools_opened();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, app, manager) = (Arc::clone(&done), app.clone(), manager.clone());
+        let (client, connection) = server.config().connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        tokio::spawn(async move {
+            let (mut most, mut samples) = (0_i64, 0_usize);
+            while !done.load(Ordering::Relaxed) {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&app],
+                    )
+                    .await
+                    .expect("sample pg_stat_activity");
+                most = most.max(row.get::<_, i64>(0));
+                samples += 1;
+                let status = manager.status();
+                assert!(
+                    status.connections_open <= status.max_connections,
+                    "{status:?}"
+                );
+                assert!(status.open_pools + status.opening_pools <= 5, "{status:?}");
+            }
+            (most, samples)
+        })
+    };
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let manager = manager.clone();
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for op in 0..OPS {
+                    let tenant = &tenants[(task * 7 + op * 13) % TENANTS];
+                    let result = async {
+                        let db = manager.db(tenant).await?;
+                        db.insert(note(tenant, "churn")).exec().await?;
+                        db.select::<Note>().count().await
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        failed.push(e);
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        for err in task.await.expect("task") {
+            assert!(
+                matches!(err, Error::Pool(_) | Error::Timeout(_)),
+                "a clear pool error, not {err:?}"
+            );
+            failures += 1;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let (most, samples) = sampler.await.unwrap();
+    let reopened = manager.pools_opened() - opened_before;
+    eprintln!(
+        "churn: {} ops, {reopened} pool opens, {failures} failed, at most {most} connections in {samples} samples",
+        TASKS * OPS
+    );
+    assert!(most <= 20, "{most} connections seen, the bound is 5 × 4");
+    let status = manager.status();
+    assert_eq!(status.max_connections, 20);
+    assert_eq!(status.opens_waiting, 0);
+    assert_eq!(status.detached_pools, 0, "busy pools are never evicted");
     ids.cleanup(&manager).await;
 }

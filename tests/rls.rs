@@ -565,3 +565,51 @@ async fn installing_twice_changes_nothing_and_a_missing_policy_is_restored() {
     f.app.audit(&tables()).await.unwrap().check().unwrap();
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_audit_reports_tables_without_a_record_and_contradicting_ones() {
+    #[derive(Model, Debug)]
+    #[pebble(table = "notes")]
+    struct Note {
+        #[pebble(primary_key)]
+        id: i64,
+        #[tenant_id]
+        org: i64,
+    }
+    /// A model naming another tenant column than `users` records.
+    #[derive(Model, Debug)]
+    #[pebble(table = "users")]
+    struct UsersByEmail {
+        #[pebble(primary_key)]
+        id: Uuid,
+        #[tenant_id]
+        email: String,
+    }
+    let f = Fixture::new().await;
+    // A table pebble did not create, whose comment is somebody else's.
+    f.owner
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, org bigint NOT NULL); \
+             COMMENT ON TABLE notes IS 'team notes'",
+        )
+        .await
+        .unwrap();
+    f.owner.install_rls::<Note>().await.unwrap();
+    let report = f
+        .owner
+        .audit_rls(&[RlsTable::of::<Note>(), RlsTable::of::<UsersByEmail>()])
+        .await
+        .unwrap();
+    assert_eq!(report.tables[0].recorded_tenant_column, None);
+    assert!(report.findings().iter().any(|f| f.table == Some("notes")
+        && f.severity == Severity::Warning
+        && f.message.contains("no record")));
+    assert_eq!(
+        report.tables[1].recorded_tenant_column,
+        Some(Some("tenant_id".to_owned()))
+    );
+    assert!(report.findings().iter().any(|f| f.table == Some("users")
+        && f.severity == Severity::Gap
+        && f.message.contains("`tenant_id`")));
+    f.cleanup().await;
+}

@@ -266,6 +266,7 @@ pub enum Error {
         "raw SQL on a tenant handle needs row-level security (an RlsDb): nothing else confines it"
     )]
     RawSqlNeedsRls,
+
     /// From an insert's `build()` / `to_sql()`: there are no rows, so no
     /// statement would be sent. Running the insert is not an error: `exec()`
     /// returns `0` and `returning()` no rows, without going to the server.
@@ -273,6 +274,30 @@ pub enum Error {
     NothingToInsert {
         /// The table the rows were meant for.
         table: &'static str,
+    },
+
+    /// The statement needed a connection of a tenant that
+    /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// has dropped (or is dropping): its database is gone. Statements that
+    /// were already running when the drop began finished normally.
+    #[error("tenant {id:?} was dropped (drop_tenant): its pool hands out no connection any more")]
+    TenantDropped {
+        /// The tenant id.
+        id: String,
+    },
+
+    /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// refused to drop a database pebble did not provision (it carries no
+    /// pebble marker comment). Nothing was touched.
+    #[error(
+        "database {database:?} of tenant {id:?} was not provisioned by pebble \
+         (no pebble marker comment), so it was not dropped"
+    )]
+    NotProvisionedByPebble {
+        /// The tenant id.
+        id: String,
+        /// The database the tenant id names.
+        database: String,
     },
 }
 
@@ -343,6 +368,10 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
+        // A TenantManager's refusal to open a connection, carried through the driver.
+        if let Some(refused) = crate::manager::refusal(&e) {
+            return refused;
+        }
         match e.as_db_error() {
             // The server going down or not yet accepting connections is an
             // outage like a refused connect, whatever form it arrives in.

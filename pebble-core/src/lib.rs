@@ -36,7 +36,7 @@ pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
-pub use manager::{TenantManager, TenantManagerBuilder};
+pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,
     TenantScoped,

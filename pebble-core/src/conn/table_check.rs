@@ -34,6 +34,24 @@ pub(crate) fn record_comment(tenant_column: Option<&str>) -> String {
     }
 }
 
+/// The tenant column a table comment records: `Some(Some(col))`,
+/// `Some(None)` for a table recorded as having none, `None` for no record.
+pub(crate) fn parse_record(comment: &str) -> Option<Option<&str>> {
+    let comment = comment.trim_end();
+    if comment == NO_TENANT {
+        return Some(None);
+    }
+    match comment.strip_prefix(TENANT_PREFIX) {
+        Some(column) => Some(Some(column)),
+        None => {
+            if comment.starts_with(RECORD_PREFIX) {
+                tracing::warn!(target: "pebble::sql", comment, "unrecognised pebble table record");
+            }
+            None
+        }
+    }
+}
+
 /// The models already checked against their tables on one pool.
 #[derive(Default)]
 pub(crate) struct TableChecks {
@@ -137,22 +155,9 @@ impl LiveTable {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The recorded tenant column: `Some(Some(col))`, `Some(None)` for a
-    /// table recorded as having none, `None` for no record.
+    /// The recorded tenant column (see [`parse_record`]).
     fn recorded_tenant(&self) -> Option<Option<&str>> {
-        let comment = self.comment.as_deref()?.trim_end();
-        if comment == NO_TENANT {
-            return Some(None);
-        }
-        match comment.strip_prefix(TENANT_PREFIX) {
-            Some(column) => Some(Some(column)),
-            None => {
-                if comment.starts_with(RECORD_PREFIX) {
-                    tracing::warn!(target: "pebble::sql", comment, "unrecognised pebble table record");
-                }
-                None
-            }
-        }
+        parse_record(self.comment.as_deref()?)
     }
 
     fn check(&self, target: &Target) -> Result<()> {

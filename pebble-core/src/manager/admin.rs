@@ -1,44 +1,146 @@
-//! Statements on the server's maintenance database: creating and dropping
-//! tenant databases.
+//! Statements on the server's maintenance database: creating, marking and
+//! dropping tenant databases. Their connections count against the
+//! manager's connection budget like any other.
 
-use tokio_postgres::{error::SqlState, NoTls};
+use tokio_postgres::{error::SqlState, Client};
 
 use crate::error::{Error, Result};
 
+use super::connect::Connector;
 use super::tenant_id::quote;
 
 /// Creates `database`; already existing (say, created by a concurrent
 /// caller) counts as success.
 pub(crate) async fn create_database(
+    connector: &Connector,
     maintenance: &tokio_postgres::Config,
     database: &str,
 ) -> Result<()> {
-    match execute(maintenance, &format!("CREATE DATABASE {}", quote(database))).await {
+    let sql = format!("CREATE DATABASE {}", quote(database));
+    match execute(connector, maintenance, &sql).await {
         Err(e) if already_exists(&e) => Ok(()),
         other => other,
     }
 }
 
+/// The comment that marks a database as provisioned by pebble for `id`.
+fn marker_text(id: &str) -> String {
+    format!("pebble tenant {id}")
+}
+
+/// Marks `database` as provisioned by pebble for tenant `id`. Written on
+/// the staging database, so the marker arrives with the rename.
+pub(crate) async fn mark(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    database: &str,
+    id: &str,
+) -> Result<()> {
+    // Ids are validated (letters, digits, `_`); doubling quotes anyway keeps
+    // the literal a literal whatever reaches it.
+    let sql = format!(
+        "COMMENT ON DATABASE {} IS '{}'",
+        quote(database),
+        marker_text(id).replace('\'', "''")
+    );
+    execute(connector, maintenance, &sql).await
+}
+
+/// Whose `database` is, as far as its marker tells.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// No such database.
+    Missing,
+    /// Provisioned by pebble for this tenant.
+    Pebble,
+    /// Anything else: another tenant's marker, another comment, none.
+    Foreign,
+}
+
+/// Whose `database` is, according to its marker, for tenant `id`.
+pub(crate) async fn marker(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    database: &str,
+    id: &str,
+) -> Result<Marker> {
+    let session = Session::open(connector, maintenance).await?;
+    let result = read_marker(&session.client, database, id).await;
+    session.close().await;
+    result
+}
+
+/// Drops `database` if it exists and carries `id`'s marker; refuses one
+/// without it, touching nothing.
+pub(crate) async fn drop_tenant_database(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    database: &str,
+    id: &str,
+) -> Result<()> {
+    let session = Session::open(connector, maintenance).await?;
+    // Checked again on the connection that drops: the check before the
+    // drain may be long ago.
+    let result = match read_marker(&session.client, database, id).await {
+        Ok(Marker::Missing) => Ok(()),
+        Ok(Marker::Foreign) => Err(Error::NotProvisionedByPebble {
+            id: id.to_owned(),
+            database: database.to_owned(),
+        }),
+        Ok(Marker::Pebble) => {
+            let sql = format!("DROP DATABASE IF EXISTS {}", quote(database));
+            tracing::info!(target: "pebble::manager", sql, "maintenance statement");
+            session
+                .client
+                .batch_execute(&sql)
+                .await
+                .map_err(Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    session.close().await;
+    result
+}
+
+async fn read_marker(client: &Client, database: &str, id: &str) -> Result<Marker> {
+    let row = client
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Marker::Missing);
+    };
+    let comment: Option<String> = row.try_get(0)?;
+    Ok(
+        if comment.is_some_and(|comment| comment == marker_text(id)) {
+            Marker::Pebble
+        } else {
+            Marker::Foreign
+        },
+    )
+}
+
 /// Renames `from` to `to`; fails with [`already_exists`] if `to` exists.
 pub(crate) async fn rename_database(
+    connector: &Connector,
     maintenance: &tokio_postgres::Config,
     from: &str,
     to: &str,
 ) -> Result<()> {
     let sql = format!("ALTER DATABASE {} RENAME TO {}", quote(from), quote(to));
-    execute(maintenance, &sql).await
+    execute(connector, maintenance, &sql).await
 }
 
-/// Drops `database` if it exists.
+/// Drops `database` if it exists. Only for pebble's own staging databases.
 pub(crate) async fn drop_database(
+    connector: &Connector,
     maintenance: &tokio_postgres::Config,
     database: &str,
 ) -> Result<()> {
-    execute(
-        maintenance,
-        &format!("DROP DATABASE IF EXISTS {}", quote(database)),
-    )
-    .await
+    let sql = format!("DROP DATABASE IF EXISTS {}", quote(database));
+    execute(connector, maintenance, &sql).await
 }
 
 pub(crate) fn already_exists(e: &Error) -> bool {
@@ -49,12 +151,36 @@ pub(crate) fn already_exists(e: &Error) -> bool {
     )
 }
 
-async fn execute(config: &tokio_postgres::Config, sql: &str) -> Result<()> {
+async fn execute(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    sql: &str,
+) -> Result<()> {
     tracing::info!(target: "pebble::manager", sql, "maintenance statement");
-    let (client, connection) = config.connect(NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let result = client.batch_execute(sql).await;
-    drop(client);
-    let _ = connection.await;
+    let session = Session::open(connector, maintenance).await?;
+    let result = session.client.batch_execute(sql).await;
+    session.close().await;
     Ok(result?)
+}
+
+/// A maintenance connection.
+struct Session {
+    client: Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    async fn open(connector: &Connector, maintenance: &tokio_postgres::Config) -> Result<Session> {
+        let (client, connection) = connector.connect(maintenance).await?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Session { client, connection })
+    }
+
+    /// Closes the connection and waits until it has ended.
+    async fn close(self) {
+        drop(self.client);
+        let _ = self.connection.await;
+    }
 }

@@ -10,9 +10,10 @@ use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::error::Result;
 use crate::handle::db::Db;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
+use super::connect::Budget;
 use super::registry::Registry;
 use super::{Inner, SetupHook, TenantManager};
 
@@ -65,21 +66,28 @@ impl TenantManagerBuilder {
     }
 
     /// Size and timeouts of each tenant's pool (default: 4 connections).
-    /// At most `max_open_pools × max_size` connections are open at once.
+    /// At most `max_open_pools × max_size` connections of this manager are
+    /// open at once, whatever their pool; a caller waits for one (then
+    /// fails) as long as the pool's `wait_timeout`.
     pub fn pool(mut self, options: PoolOptions) -> Self {
         self.settings.pool = options;
         self
     }
 
     /// The database of a tenant id (default: `tenant_<id>`). Its result must
-    /// be lowercase ASCII letters, digits and `_`, at most 63 bytes.
+    /// be lowercase ASCII letters, digits and `_`, at most 63 bytes, and
+    /// never a system database (`postgres`, `template0`, `template1`), the
+    /// database of the manager's base configuration, or a `pebble_new_*`
+    /// staging name; otherwise the id is [`Error::InvalidTenantId`](crate::Error::InvalidTenantId).
     pub fn database_name(mut self, name: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.settings.database_name = Arc::new(name);
         self
     }
 
     /// How many tenant pools may be open at once (default 64, at least 1).
-    /// Opening one more evicts the least recently used, idle ones first.
+    /// Opening one more evicts the least recently used idle pool; while
+    /// every pool is busy, it waits for one to become idle (as long as the
+    /// pool's `wait_timeout`).
     pub fn max_open_pools(mut self, max: usize) -> Self {
         self.settings.max_open_pools = max.max(1);
         self
@@ -122,10 +130,19 @@ impl TenantManagerBuilder {
             inner: Arc::new(Inner {
                 base,
                 maintenance,
-                settings: self.settings,
                 registry: Registry::new(),
                 pools_opened: AtomicU64::new(0),
                 reaper: Mutex::new(None),
+                budget: Budget::new(
+                    self.settings
+                        .max_open_pools
+                        .saturating_mul(self.settings.pool.max_size),
+                ),
+                pools: Mutex::new(Vec::new()),
+                pools_swept: AtomicUsize::new(0),
+                room: tokio::sync::Mutex::new(()),
+                queued: AtomicUsize::new(0),
+                settings: self.settings,
             }),
         })
     }

@@ -3,15 +3,19 @@
 
 mod admin;
 mod builder;
+mod connect;
 mod registry;
 mod tenant_id;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, ManagerConfig, RecyclingMethod, Runtime};
+use tokio::time::Instant;
 
 pub use builder::TenantManagerBuilder;
 
@@ -22,13 +26,20 @@ use crate::error::{Error, Result};
 use crate::handle::db::Db;
 use crate::SqlState;
 
-use registry::Registry;
+pub(crate) use connect::refusal;
+use connect::{Budget, Connector, PoolConnect, PoolState};
+use registry::{Registry, Reservation};
 
 type SetupFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 type SetupHook = Arc<dyn Fn(Db, String) -> SetupFuture + Send + Sync>;
 
 /// How long `drop_tenant` waits for queries still running on the tenant.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often an opener waiting for room under `max_open_pools` looks for an
+/// idle pool. Nothing signals when a pool becomes idle (a handle dropped, a
+/// connection returned), so the one waiter at the head of the queue looks.
+const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// A pool per tenant database (`tenant_<id>`), opened on first use.
 ///
@@ -38,10 +49,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// - Tenant ids are validated (lowercase ASCII letters, digits, `_`; the
 ///   database name at most 63 bytes) and always quoted; a bad id is
 ///   [`Error::InvalidTenantId`] and touches nothing.
-/// - At most `max_open_pools` pools are open; opening another evicts the
-///   least recently used (idle ones first), and pools idle longer than
-///   `idle_timeout` are closed. An evicted pool's idle connections close at
-///   once; queries running on it finish normally.
+/// - At most `max_open_pools` pools are open. Opening another evicts the
+///   least recently used *idle* pool; while every open pool is busy it waits
+///   (up to the pool's `wait_timeout`) for one to become idle, and fails
+///   with [`Error::Timeout`] after that. Pools idle longer than
+///   `idle_timeout` are closed.
+/// - At most `max_open_pools × max_size` connections are open to the server
+///   from this manager, counting every pool (also closed ones whose
+///   statements still run), setup's staging pools and its own `CREATE` /
+///   `DROP DATABASE` connections. A connection beyond that waits for one to
+///   close (idle connections of other pools are closed for it) up to the
+///   pool's `wait_timeout`, then fails with [`Error::Timeout`].
+///   [`TenantManager::status`] shows the counts.
 /// - With `create_missing(true)` a tenant's database is created on first
 ///   access and the `setup` hook runs on it once.
 ///
@@ -73,6 +92,52 @@ pub(crate) struct Inner {
     pools_opened: AtomicU64,
     /// The idle-pool reaper, restarted if its runtime went away.
     reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The connection bound shared by every pool of this manager.
+    budget: Arc<Budget>,
+    /// Every pool this manager made that still exists, open or not.
+    pools: Mutex<Vec<(deadpool_postgres::WeakPool, Arc<PoolState>)>>,
+    /// How many pools `pools` held after its last sweep.
+    pools_swept: AtomicUsize,
+    /// Openers waiting for room under `max_open_pools`, first come first served.
+    room: tokio::sync::Mutex<()>,
+    /// How many openers wait for `room`.
+    queued: AtomicUsize,
+}
+
+/// A snapshot of a [`TenantManager`]'s pools and connections, from
+/// [`TenantManager::status`].
+///
+/// `connections_open` never exceeds `max_connections`
+/// (`max_open_pools × pool max_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagerStatus {
+    /// Tenant pools open (what [`TenantManager::tenants`] lists).
+    pub open_pools: usize,
+    /// Tenant pools being opened (they hold room under `max_open_pools`).
+    pub opening_pools: usize,
+    /// Opens waiting for room under `max_open_pools` (every open pool busy).
+    pub opens_waiting: usize,
+    /// Pools no longer open in the manager (evicted, closed or dropped)
+    /// that still exist because a handle on them is held.
+    pub detached_pools: usize,
+    /// The cap on open pools (`max_open_pools`).
+    pub max_open_pools: usize,
+    /// Connections this manager has open to the server right now, of every
+    /// pool, setup's staging pools and maintenance statements, including
+    /// connections being opened and closed ones the server has not yet
+    /// finished closing.
+    pub connections_open: usize,
+    /// Connections of the manager's pools checked out by a statement (or
+    /// about to be, for a caller waiting on that pool).
+    pub connections_in_use: usize,
+    /// The bound on `connections_open`: `max_open_pools × pool max_size`.
+    pub max_connections: usize,
+    /// Tenant pools opened since the manager was built (re-opening an
+    /// evicted tenant counts again); see [`TenantManager::pools_opened`].
+    pub pools_opened: u64,
+    /// Connections opened (or attempted) since the manager was built.
+    pub connections_opened: u64,
 }
 
 impl TenantManager {
@@ -103,9 +168,13 @@ impl TenantManager {
         inner.start_reaper();
         loop {
             let slot = inner.registry.slot(id);
+            let room_failures = slot.room_failures.load(Ordering::Relaxed);
             // Single flight: one task opens, the others wait here and then
             // find the pool published. A cancelled opener lets the next try.
             let _opening = slot.lock_opening().await;
+            if slot.room_failures.load(Ordering::Relaxed) != room_failures {
+                return Err(no_room());
+            }
             if let Some(db) = slot.db() {
                 if inner.registry.is_current(id, &slot) {
                     inner.registry.touch(&slot);
@@ -114,22 +183,59 @@ impl TenantManager {
                 // Evicted or closed while we waited: start over with a new slot.
                 continue;
             }
-            let db = match inner.connect(id, &database).await {
-                Ok(db) => db,
+            let reservation = match inner.reserve(id).await {
+                Ok(reservation) => reservation,
                 Err(e) => {
+                    slot.room_failures.fetch_add(1, Ordering::Relaxed);
                     inner.registry.forget_failed(id, &slot);
                     return Err(e);
                 }
             };
-            let evicted =
-                inner
-                    .registry
-                    .publish(id, &slot, db.clone(), inner.settings.max_open_pools);
-            for (evicted, db) in evicted {
-                tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used pool");
-                release(db);
-            }
+            let db = match inner.connect(id, &database, &slot.state).await {
+                Ok(db) => db,
+                Err(e) => {
+                    drop(reservation);
+                    inner.registry.forget_failed(id, &slot);
+                    return Err(e);
+                }
+            };
+            inner.registry.publish(id, &slot, db.clone(), reservation);
             return Ok(db);
+        }
+    }
+
+    /// Pools, connections and their bounds right now. Looks at every pool
+    /// of the manager, so it costs in proportion to their number: fine for
+    /// metrics and health checks, not for every request.
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: pebble::TenantManager) {
+    /// let status = manager.status();
+    /// assert!(status.connections_open <= status.max_connections);
+    /// # }
+    /// ```
+    pub fn status(&self) -> ManagerStatus {
+        let inner = &self.inner;
+        let (open_pools, opening_pools) = inner.registry.counts();
+        let (mut detached_pools, mut connections_in_use) = (0, 0);
+        for (pool, state) in inner.live_pools() {
+            let status = pool.status();
+            connections_in_use += status.size - status.available;
+            if state.is_detached() {
+                detached_pools += 1;
+            }
+        }
+        ManagerStatus {
+            open_pools,
+            opening_pools,
+            opens_waiting: inner.queued.load(Ordering::Relaxed),
+            detached_pools,
+            max_open_pools: inner.settings.max_open_pools,
+            connections_open: inner.budget.in_use(),
+            connections_in_use,
+            max_connections: inner.budget.limit(),
+            pools_opened: self.pools_opened(),
+            connections_opened: inner.budget.opened(),
         }
     }
 
@@ -148,7 +254,7 @@ impl TenantManager {
     /// given out fail with [`Error::Pool`]; statements running finish. The
     /// next `db(id)` opens a fresh pool. Returns whether a pool was open.
     pub fn close_tenant(&self, id: &str) -> bool {
-        match self.inner.registry.remove(id) {
+        match self.inner.registry.remove(id, false) {
             Some(db) => {
                 db.close();
                 true
@@ -157,16 +263,38 @@ impl TenantManager {
         }
     }
 
-    /// Closes tenant `id`'s pool, waits (up to 30 s) for its running
-    /// statements to finish, then drops its database. Refuses an invalid id
-    /// without touching anything.
+    /// Drops tenant `id`'s database, if pebble provisioned it.
+    ///
+    /// Only a database carrying the marker pebble writes when it provisions
+    /// one (the comment `pebble tenant <id>`) is dropped; any other
+    /// database of that name is refused with
+    /// [`Error::NotProvisionedByPebble`] before anything is touched.
+    /// Databases provisioned by pebble versions before the marker carry
+    /// none: adopt one with `COMMENT ON DATABASE "tenant_x" IS 'pebble tenant x'`.
+    ///
+    /// Then closes the tenant's pool: statements running on it finish (this
+    /// waits up to 30 s for them); statements waiting for one of its
+    /// connections fail with [`Error::TenantDropped`] as soon as a running
+    /// one frees a connection ([`Error::Pool`] if their wait timeout comes
+    /// first), and so does any statement later sent through a handle on it.
+    /// Then `DROP DATABASE`. A database that does not exist is not an
+    /// error. Refuses an invalid id without touching anything.
     pub async fn drop_tenant(&self, id: &str) -> Result<()> {
-        let database = self.inner.database(id)?;
-        if let Some(db) = self.inner.registry.remove(id) {
-            db.close();
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        let connector = inner.connector();
+        if admin::marker(&connector, &inner.maintenance, &database, id).await?
+            == admin::Marker::Foreign
+        {
+            return Err(Error::NotProvisionedByPebble {
+                id: id.to_owned(),
+                database,
+            });
+        }
+        if let Some(db) = inner.registry.remove(id, true) {
             drain(&db).await?;
         }
-        admin::drop_database(&self.inner.maintenance, &database).await
+        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await
     }
 
     /// Closes every pool (as [`TenantManager::close_tenant`] does for one).
@@ -184,19 +312,73 @@ impl Inner {
         let database = (self.settings.database_name)(id);
         tenant_id::validate_database(id, &database)?;
         let maintenance = self.maintenance.get_dbname().unwrap_or("postgres");
-        if ["postgres", "template0", "template1", maintenance].contains(&database.as_str()) {
+        let base = self.base.get_dbname().unwrap_or("postgres");
+        if ["postgres", "template0", "template1", maintenance, base].contains(&database.as_str()) {
             return Err(Error::InvalidTenantId {
                 id: id.to_owned(),
-                reason: "its database name is a system or maintenance database",
+                reason: "its database name is a system, maintenance or base-configuration database",
+            });
+        }
+        if database.starts_with(STAGING_PREFIX) {
+            return Err(Error::InvalidTenantId {
+                id: id.to_owned(),
+                reason: "its database name is one pebble uses for databases being set up",
             });
         }
         Ok(database)
     }
 
+    fn connector(self: &Arc<Self>) -> Connector {
+        Connector {
+            budget: Arc::clone(&self.budget),
+            manager: Arc::downgrade(self),
+            wait_timeout: self.settings.pool.wait_timeout,
+            create_timeout: self.settings.pool.create_timeout,
+        }
+    }
+
+    /// Room under `max_open_pools` for `id`'s pool, waiting (first come,
+    /// first served) for a pool to become idle while all are busy.
+    async fn reserve(&self, id: &str) -> Result<Reservation<'_>> {
+        let max = self.settings.max_open_pools;
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            if let Some(reservation) = take_room(self.registry.try_reserve(id, max)) {
+                return Ok(reservation);
+            }
+        }
+        let deadline = self
+            .settings
+            .pool
+            .wait_timeout
+            .map(|wait| Instant::now() + wait);
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Dequeue(&self.queued);
+        let _turn = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.room.lock())
+                .await
+                .map_err(|_| no_room())?,
+            None => self.room.lock().await,
+        };
+        loop {
+            if let Some(reservation) = take_room(self.registry.try_reserve(id, max)) {
+                return Ok(reservation);
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(no_room());
+            }
+            tokio::time::sleep(IDLE_POLL).await;
+        }
+    }
+
     /// Opens the pool of `database`, provisioning it first if it is missing
     /// and `create_missing` is on.
-    async fn connect(&self, id: &str, database: &str) -> Result<Db> {
-        let db = self.pool_on(database)?;
+    async fn connect(
+        self: &Arc<Self>,
+        id: &str,
+        database: &str,
+        state: &Arc<PoolState>,
+    ) -> Result<Db> {
+        let db = self.pool_on(database, Arc::clone(state))?;
         if let Err(e) = db.pool().get().await {
             let e = Error::from(e);
             if !(self.settings.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME))
@@ -211,37 +393,110 @@ impl Inner {
         Ok(db)
     }
 
-    fn pool_on(&self, database: &str) -> Result<Db> {
+    /// A pool on `database` whose connections count against the budget.
+    fn pool_on(self: &Arc<Self>, database: &str, state: Arc<PoolState>) -> Result<Db> {
         let mut config = self.base.clone();
         config.dbname(database);
-        Ok(Db::from_pool(self.settings.pool.build(config)?))
+        let options = &self.settings.pool;
+        let connect = PoolConnect {
+            connector: self.connector(),
+            state: Arc::clone(&state),
+        };
+        let manager = deadpool_postgres::Manager::from_connect(
+            config,
+            connect,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let dropped = Arc::clone(&state);
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(options.max_size)
+            .wait_timeout(options.wait_timeout)
+            // The connector applies the create timeout itself, after
+            // waiting for a permit (bounded by the wait timeout).
+            .create_timeout(None)
+            // A dropped tenant's idle connections are never handed out:
+            // the caller falls through to the connector, which says why.
+            .pre_recycle(Hook::sync_fn(move |_, _| {
+                if dropped.is_dropped() {
+                    Err(HookError::message("the tenant was dropped"))
+                } else {
+                    Ok(())
+                }
+            }))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the connection pool: {e}")))?;
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget pools that are gone once the list has doubled since the
+        // last sweep, so that opening stays amortised O(1) with many tenants.
+        if pools.len() >= 2 * self.pools_swept.load(Ordering::Relaxed) {
+            pools.retain(|(pool, _)| pool.upgrade().is_some());
+            self.pools_swept
+                .store(pools.len().max(16), Ordering::Relaxed);
+        }
+        pools.push((pool.weak(), state));
+        Ok(Db::from_pool(pool))
     }
 
-    /// Creates `database`. With a setup hook, the database is created under
-    /// a temporary name, set up, and only then renamed into place, so the
-    /// tenant's database exists exactly when it is fully set up: a setup
-    /// that fails, panics or is cancelled never leaves a half-provisioned
-    /// tenant behind (at worst an unused `pebble_new_*` database).
-    async fn provision(&self, id: &str, database: &str) -> Result<()> {
-        let Some(setup) = &self.settings.setup else {
-            return admin::create_database(&self.maintenance, database).await;
-        };
-        let temporary = format!("pebble_new_{}", uuid::Uuid::new_v4().simple());
-        admin::create_database(&self.maintenance, &temporary).await?;
+    /// The pools of this manager that still exist.
+    fn live_pools(&self) -> Vec<(deadpool_postgres::Pool, Arc<PoolState>)> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .iter()
+            .filter_map(|(pool, state)| Some((pool.upgrade()?, Arc::clone(state))))
+            .collect()
+    }
+
+    /// Closes one idle connection for a caller waiting for the budget:
+    /// of a pool no longer open first (nobody will look it up again), then
+    /// of the least recently used open pool. Whether one was closed.
+    fn reclaim_idle_connection(&self) -> bool {
+        let detached = self
+            .live_pools()
+            .into_iter()
+            .filter(|(_, state)| state.is_detached())
+            .map(|(pool, _)| pool);
+        for pool in detached.chain(self.registry.by_recency()) {
+            let mut closed = false;
+            let _ = pool.retain(|_, _| std::mem::replace(&mut closed, true));
+            if closed {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Creates `database` under a temporary name, marks it as pebble's,
+    /// runs the setup hook on it and only then renames it into place, so
+    /// the tenant's database exists exactly when it is fully set up (and
+    /// marked): a setup that fails, panics or is cancelled never leaves a
+    /// half-provisioned tenant behind (at worst an unused `pebble_new_*`
+    /// database).
+    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
+        let connector = self.connector();
+        let maintenance = &self.maintenance;
+        let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        admin::create_database(&connector, maintenance, &temporary).await?;
         let staged = async {
-            let db = self.pool_on(&temporary)?;
+            admin::mark(&connector, maintenance, &temporary, id).await?;
+            let Some(setup) = &self.settings.setup else {
+                return Ok(());
+            };
+            let db = self.pool_on(&temporary, PoolState::new(id))?;
             let result = setup(db.clone(), id.to_owned()).await;
             db.close();
             drain(&db).await?;
             result
         };
         if let Err(e) = staged.await {
-            let _ = admin::drop_database(&self.maintenance, &temporary).await;
+            let _ = admin::drop_database(&connector, maintenance, &temporary).await;
             return Err(e);
         }
-        let renamed = admin::rename_database(&self.maintenance, &temporary, database).await;
+        let renamed = admin::rename_database(&connector, maintenance, &temporary, database).await;
         if renamed.is_err() {
-            let _ = admin::drop_database(&self.maintenance, &temporary).await;
+            let _ = admin::drop_database(&connector, maintenance, &temporary).await;
         }
         match renamed {
             // Another process provisioned it meanwhile: use theirs.
@@ -288,10 +543,45 @@ fn release(db: Db) {
     db.pool().retain(|_, _| false);
 }
 
-/// Waits until a closed pool has no connection left (its running statements finished).
+/// Why an open found no room under `max_open_pools`.
+fn no_room() -> Error {
+    Error::Timeout(
+        "all of the tenant manager's max_open_pools pools stayed busy for the pool's wait timeout",
+    )
+}
+
+/// The reservation, after closing the idle pool it evicted (if any).
+fn take_room(found: Option<(Reservation<'_>, Option<(String, Db)>)>) -> Option<Reservation<'_>> {
+    let (reservation, evicted) = found?;
+    if let Some((evicted, db)) = evicted {
+        tracing::debug!(target: "pebble::manager", tenant = %evicted, "evicting least recently used idle pool");
+        release(db);
+    }
+    Some(reservation)
+}
+
+/// The prefix of the temporary names databases are set up under.
+const STAGING_PREFIX: &str = "pebble_new_";
+
+struct Dequeue<'a>(&'a AtomicUsize);
+
+impl Drop for Dequeue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits until a closed or dropped pool has no connection left (its
+/// running statements finished). A dropped pool is not closed (so that its
+/// callers learn why), so its idle connections are closed here as they come
+/// back.
 async fn drain(db: &Db) -> Result<()> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while db.pool().status().size > 0 {
+    loop {
+        let _ = db.pool().retain(|_, _| false);
+        if db.pool().status().size == 0 {
+            return Ok(());
+        }
         if Instant::now() > deadline {
             return Err(Error::Timeout(
                 "the tenant's running statements did not finish within 30 s",
@@ -299,7 +589,6 @@ async fn drain(db: &Db) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(())
 }
 
 impl fmt::Debug for TenantManager {
@@ -308,6 +597,8 @@ impl fmt::Debug for TenantManager {
             .field("open", &self.tenants().len())
             .field("pools_opened", &self.pools_opened())
             .field("max_open_pools", &self.inner.settings.max_open_pools)
+            .field("connections_open", &self.inner.budget.in_use())
+            .field("max_connections", &self.inner.budget.limit())
             .finish_non_exhaustive()
     }
 }

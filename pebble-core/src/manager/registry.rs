@@ -2,16 +2,19 @@
 //! time (single flight), with least-recently-used and idle eviction.
 //!
 //! The map lock is only held for map operations, never across a connect, so
-//! opening one tenant never blocks lookups or opens of others. A pool is
-//! published (made visible to lookups) in the same critical section that
-//! evicts down to the cap, so no observer ever sees more than the cap.
+//! opening one tenant never blocks lookups or opens of others. An opener
+//! first reserves room under the cap (evicting an idle pool if it must);
+//! pools open plus reservations never exceed the cap, so no observer ever
+//! sees more open pools than that, and a busy pool is never evicted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::handle::db::Db;
+
+use super::connect::PoolState;
 
 /// One tenant's pool, opened on first use.
 pub(crate) struct Slot {
@@ -21,6 +24,12 @@ pub(crate) struct Slot {
     db: OnceLock<Db>,
     /// Milliseconds since the registry's epoch at the last lookup.
     last_used: AtomicU64,
+    /// Shared with the pool's connector.
+    pub(crate) state: Arc<PoolState>,
+    /// Opens of this slot that found no room under the cap in time: the
+    /// callers queued behind such an open fail with it rather than each
+    /// wait the whole wait timeout again.
+    pub(crate) room_failures: AtomicU64,
 }
 
 impl Slot {
@@ -45,13 +54,33 @@ impl Slot {
 
 pub(crate) struct Registry {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
+    /// Pools being opened that hold room under the cap; changed only under
+    /// the map's write lock.
+    reserved: AtomicUsize,
     epoch: Instant,
+}
+
+/// Room for one pool under the cap, held while it opens. Dropped unused
+/// (the open failed or was cancelled), it frees the room.
+pub(crate) struct Reservation<'a> {
+    registry: &'a Registry,
+    armed: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _slots = self.registry.write();
+            self.registry.reserved.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
             slots: RwLock::new(HashMap::new()),
+            reserved: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
     }
@@ -76,36 +105,79 @@ impl Registry {
                 opening: tokio::sync::Mutex::new(()),
                 db: OnceLock::new(),
                 last_used: AtomicU64::new(0),
+                state: PoolState::new(id),
+                room_failures: AtomicU64::new(0),
             })
         });
         Arc::clone(slot)
     }
 
-    /// Makes `db` the open pool of `id`, first evicting least recently used
-    /// pools (idle ones first) so that at most `max` are open; returns the
-    /// evicted ones. Called by the task holding the slot's opening lock.
+    /// Room for one more pool (other than `id`'s) under the cap `max`: free
+    /// room, or the room of the least recently used idle pool, which is
+    /// removed and returned to be closed. `None` while every open pool is
+    /// busy: evicting a busy pool would only detach it (its connections stay
+    /// until its users finish) and open yet another beside it.
+    pub(crate) fn try_reserve(
+        &self,
+        id: &str,
+        max: usize,
+    ) -> Option<(Reservation<'_>, Option<(String, Db)>)> {
+        let open = |slots: &HashMap<String, Arc<Slot>>| {
+            slots.values().filter(|s| s.db.get().is_some()).count()
+                + self.reserved.load(Ordering::Relaxed)
+        };
+        // Looking for a victim asks every pool for its status: do that under
+        // the read lock, so that lookups go on meanwhile, and take the write
+        // lock only to check and evict the one found.
+        let victim = {
+            let slots = self.read();
+            if open(&slots) < max {
+                None
+            } else {
+                let (victim, slot) = slots
+                    .iter()
+                    .filter(|(other, s)| {
+                        other.as_str() != id && s.db.get().is_some() && s.is_idle()
+                    })
+                    .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))?;
+                Some((victim.clone(), Arc::clone(slot)))
+            }
+        };
+        let mut slots = self.write();
+        let evicted = if open(&slots) < max {
+            None
+        } else {
+            // Still registered, still idle? Otherwise the caller looks again.
+            let (victim, candidate) = victim?;
+            let current = slots.get(&victim)?;
+            if !Arc::ptr_eq(current, &candidate) || !candidate.is_idle() {
+                return None;
+            }
+            let slot = slots.remove(&victim)?;
+            slot.state.mark_detached();
+            let db = slot.db.get()?.clone();
+            Some((victim, db))
+        };
+        self.reserved.fetch_add(1, Ordering::Relaxed);
+        let reservation = Reservation {
+            registry: self,
+            armed: true,
+        };
+        Some((reservation, evicted))
+    }
+
+    /// Makes `db` the open pool of `id`, in the room `reservation` held.
+    /// Called by the task holding the slot's opening lock.
     pub(crate) fn publish(
         &self,
         id: &str,
         slot: &Arc<Slot>,
         db: Db,
-        max: usize,
-    ) -> Vec<(String, Db)> {
+        mut reservation: Reservation<'_>,
+    ) {
         let mut slots = self.write();
-        let mut open = slots.values().filter(|s| s.db.get().is_some()).count();
-        let mut evicted = Vec::new();
-        while open >= max {
-            let victim = slots
-                .iter()
-                .filter(|(other, s)| other.as_str() != id && s.db.get().is_some())
-                .min_by_key(|(_, s)| (!s.is_idle(), s.last_used.load(Ordering::Relaxed)))
-                .map(|(other, _)| other.clone());
-            let Some(victim) = victim else { break };
-            if let Some(db) = slots.remove(&victim).and_then(|s| s.db.get().cloned()) {
-                evicted.push((victim, db));
-            }
-            open -= 1;
-        }
+        reservation.armed = false;
+        self.reserved.fetch_sub(1, Ordering::Relaxed);
         self.touch(slot);
         // Already registered: an opening slot is never removed (see `remove`,
         // `drain` and `forget_failed`); inserting again keeps that true anyway.
@@ -115,7 +187,6 @@ impl Registry {
             // checked the slot was empty. Never leak a second pool anyway.
             db.close();
         }
-        evicted
     }
 
     /// Whether `slot` is still the one registered for `id` (it is not once
@@ -154,10 +225,17 @@ impl Registry {
 
     /// Removes `id` if its pool is open; that pool. A slot still opening is
     /// left alone: removing it would let a second open start beside it.
-    pub(crate) fn remove(&self, id: &str) -> Option<Db> {
+    /// With `dropped`, the pool is marked dropped before anyone can see it
+    /// gone.
+    pub(crate) fn remove(&self, id: &str, dropped: bool) -> Option<Db> {
         let mut slots = self.write();
         let db = slots.get(id)?.db.get()?.clone();
-        slots.remove(id);
+        let slot = slots.remove(id)?;
+        if dropped {
+            slot.state.mark_dropped();
+        } else {
+            slot.state.mark_detached();
+        }
         Some(db)
     }
 
@@ -167,12 +245,32 @@ impl Registry {
         let mut open = Vec::new();
         slots.retain(|_, slot| match slot.db.get() {
             Some(db) => {
+                slot.state.mark_detached();
                 open.push(db.clone());
                 false
             }
             None => true,
         });
         open
+    }
+
+    /// The open pools, least recently used first. As deadpool pools, not
+    /// handles: a handle held would make its pool look busy to eviction.
+    pub(crate) fn by_recency(&self) -> Vec<deadpool_postgres::Pool> {
+        let slots = self.read();
+        let mut open: Vec<(u64, &Db)> = slots
+            .values()
+            .filter_map(|slot| Some((slot.last_used.load(Ordering::Relaxed), slot.db.get()?)))
+            .collect();
+        open.sort_by_key(|(used, _)| *used);
+        open.into_iter().map(|(_, db)| db.pool().clone()).collect()
+    }
+
+    /// How many pools are open, and how many are being opened.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let slots = self.read();
+        let open = slots.values().filter(|s| s.db.get().is_some()).count();
+        (open, self.reserved.load(Ordering::Relaxed))
     }
 
     /// Ids of the open pools, sorted.
@@ -206,7 +304,9 @@ impl Registry {
         stale
             .into_iter()
             .filter_map(|id| {
-                let db = slots.remove(&id)?.db.get().cloned()?;
+                let slot = slots.remove(&id)?;
+                slot.state.mark_detached();
+                let db = slot.db.get().cloned()?;
                 Some((id, db))
             })
             .collect()

@@ -8,6 +8,7 @@ use deadpool_postgres::ClientWrapper;
 use super::install::policy_marker;
 use super::{quote_ident, RlsTable, TENANT_POLICY};
 use crate::conn::send::StatementMode;
+use crate::conn::table_check::parse_record;
 use crate::error::{Error, Result};
 use tokio_postgres::types::{ToSql, Type};
 
@@ -54,6 +55,13 @@ pub struct TableAudit {
     /// Views over the table that run with their owner's rights (no
     /// `security_invoker`): they may bypass the policy.
     pub definer_views: Vec<String>,
+    /// The tenant column the table's record names (see
+    /// [`Db::create_table`](crate::Db::create_table)): `Some(None)` when it
+    /// records none, `None` when the table has no record (pebble did not
+    /// create it, and `install_rls` found a comment it would not overwrite).
+    pub recorded_tenant_column: Option<Option<String>>,
+    /// The tenant column the audited model declares.
+    pub tenant_column: &'static str,
 }
 
 /// How serious a finding is.
@@ -182,6 +190,25 @@ impl TableAudit {
                 format!("`{role}` may TRUNCATE it, which empties every tenant; revoke TRUNCATE"),
             );
         }
+        match &self.recorded_tenant_column {
+            Some(Some(recorded)) if recorded == self.tenant_column => {}
+            Some(recorded) => push(
+                Severity::Gap,
+                format!(
+                    "its record names {} as the tenant column, the model `{}`",
+                    recorded
+                        .as_deref()
+                        .map_or("no column".to_owned(), |c| format!("`{c}`")),
+                    self.tenant_column
+                ),
+            ),
+            None => push(
+                Severity::Warning,
+                "carries no record of its tenant column (pebble did not create it and its \
+                 comment is someone else's): models over it are trusted, not checked"
+                    .to_owned(),
+            ),
+        }
         for index in &self.unique_without_tenant {
             push(
                 Severity::Warning,
@@ -266,7 +293,8 @@ SELECT c.relrowsecurity, c.relforcerowsecurity, \
         AND v.relkind = 'v' AND v.oid <> c.oid \
         AND NOT COALESCE((SELECT o.option_value::bool FROM pg_catalog.pg_options_to_table(v.reloptions) o \
                           WHERE o.option_name = 'security_invoker'), false) \
-        ORDER BY 1) \
+        ORDER BY 1), \
+  pg_catalog.obj_description(c.oid, 'pg_class') \
 FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
 
 pub(crate) async fn run(
@@ -312,9 +340,16 @@ pub(crate) async fn run(
                 can_truncate: false,
                 unique_without_tenant: Vec::new(),
                 definer_views: Vec::new(),
+                recorded_tenant_column: None,
+                tenant_column: table.tenant_column(),
             },
             Some(row) => {
                 let marker: Option<String> = row.try_get(4)?;
+                let comment: Option<String> = row.try_get(7)?;
+                let recorded = comment
+                    .as_deref()
+                    .and_then(parse_record)
+                    .map(|column| column.map(str::to_owned));
                 TableAudit {
                     table: table.table(),
                     exists: true,
@@ -325,6 +360,8 @@ pub(crate) async fn run(
                     policy_as_expected: marker.as_deref() == Some(policy_marker(table).as_str()),
                     unique_without_tenant: row.try_get(5)?,
                     definer_views: row.try_get(6)?,
+                    recorded_tenant_column: recorded,
+                    tenant_column: table.tenant_column(),
                 }
             }
         };
