@@ -660,6 +660,35 @@ async fn a_pool_with_a_handle_out_is_not_idle() {
     ids.cleanup(&manager).await;
 }
 
+#[tokio::test]
+async fn a_pool_with_only_a_builder_out_is_not_idle() {
+    let ids = Ids::new();
+    let manager = builder()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let (held, free) = (ids.id("held"), ids.id("free"));
+    // A builder holds the pool's shared state itself, not the handle it
+    // came from: the handle is gone, the builder still counts.
+    let pending = manager.db(&held).await.unwrap().select::<Note>();
+    drop(manager.db(&free).await.unwrap());
+    until("the unused pool is closed", || {
+        !manager.tenants().contains(&free)
+    })
+    .await;
+    assert_eq!(
+        manager.tenants(),
+        std::slice::from_ref(&held),
+        "kept while a builder is out"
+    );
+    pending.count().await.unwrap();
+    until("the pool is closed once its builder has run", || {
+        manager.tenants().is_empty()
+    })
+    .await;
+    ids.cleanup(&manager).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
     let ids = Ids::new();

@@ -10,9 +10,12 @@ pub(crate) mod rls;
 pub(crate) mod tenant;
 pub(crate) mod transaction;
 
-/// Something statements run on: a [`Db`](crate::Db) (a pooled connection per
-/// statement) or a [`Transaction`](crate::Transaction) (its one connection),
-/// or a reference to either. Sealed.
+/// Something statements run on: a [`Db`](crate::Db) or an
+/// [`RlsDb`](crate::RlsDb) (a pooled connection per statement), a
+/// [`Transaction`](crate::Transaction) or an
+/// [`RlsTransaction`](crate::RlsTransaction) (its one connection), or a
+/// reference to one. Sealed: which strategy a tenant handle confines by
+/// comes from its executor, and only pebble's executors exist.
 pub trait Executor: private::Sealed {}
 
 pub(crate) mod private {
