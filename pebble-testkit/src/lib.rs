@@ -21,6 +21,7 @@
 
 mod binaries;
 mod cluster;
+mod process;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
