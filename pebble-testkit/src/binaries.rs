@@ -52,10 +52,25 @@ pub(crate) fn pgbouncer() -> Result<PathBuf, Error> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin")])
+    pgbouncer_in(on_path.into_iter().chain([PathBuf::from("/usr/sbin")]))
+}
+
+fn pgbouncer_in(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, Error> {
+    dirs.into_iter()
         .map(|dir| dir.join("pgbouncer"))
         .find(|binary| binary.is_file())
         .ok_or(Error::NoPgBouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_pgbouncer_says_how_to_install_it() {
+        let empty = std::env::temp_dir().join("pebble-testkit-no-such-dir");
+        let error = pgbouncer_in([empty]).map_err(|e| e.to_string());
+        let message = error.err().unwrap_or_default();
+        assert!(message.contains("apt-get install pgbouncer"), "{message}");
+    }
 }
