@@ -251,6 +251,33 @@ async fn works_in_front_of_a_temp_server_across_a_restart() -> Result {
     Ok(())
 }
 
+/// What a `DATABASE_URL` gives: host, port, user and a password, which goes
+/// into PgBouncer's users file (quotes and all; the trusting throwaway server
+/// does not ask for it, but a malformed file would lose the user).
+#[tokio::test]
+async fn starts_from_a_url_with_a_password() -> Result {
+    let test_db = pebble_testkit::database().await?;
+    if test_db.server().is_external() {
+        // The URL below is the throwaway server's (user postgres, 127.0.0.1).
+        return Ok(());
+    }
+    let server_port = test_db
+        .config()
+        .get_ports()
+        .first()
+        .copied()
+        .ok_or("no port")?;
+    let url = format!("postgresql://postgres:se%22cr%20t@127.0.0.1:{server_port}/postgres");
+    let bouncer = PgBouncer::start(&url.parse()?, PgBouncerOptions::default())?;
+    let client = connect(bouncer.config_for(test_db.name())).await?;
+    let rows = client
+        .query_typed("SELECT current_user::text, current_database()::text", &[])
+        .await?;
+    assert_eq!(rows[0].get::<_, String>(0), "postgres");
+    assert_eq!(rows[0].get::<_, String>(1), test_db.name());
+    Ok(())
+}
+
 #[test]
 fn pgbouncer_refuses_a_server_config_without_a_host() {
     let mut config = tokio_postgres::Config::new();
