@@ -135,7 +135,6 @@ async fn raw_text_ending_its_transaction_ends_it_for_every_builder() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TransactionEnded), "{err}");
-    drop(scoped);
     let err = tx.rollback().await.unwrap_err();
     assert!(matches!(err, Error::TransactionEnded), "{err}");
     let names: Vec<String> = tenant
