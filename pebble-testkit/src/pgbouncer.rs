@@ -116,7 +116,10 @@ impl PgBouncer {
     /// asked for a password (`auth_type = trust`), and users are looked up on
     /// the server (`auth_user` = `server`'s user), so a role a test creates
     /// later can connect through PgBouncer as itself; no Unix socket; no reset
-    /// query (none runs in transaction mode anyway).
+    /// query (none runs in transaction mode anyway). A client that sends the
+    /// `options` startup parameter is refused: the settings it asks for could
+    /// not last past a transaction. PgBouncer's log is `pgbouncer.log` in its
+    /// directory, and its tail is part of any start-up error.
     ///
     /// The server is reached at `server`'s first host and port (`hostaddr`
     /// wins over `host`, as in libpq). With a server of one's own (a
@@ -126,8 +129,7 @@ impl PgBouncer {
     ///   it to look up the other users);
     /// - `server`'s password, if any, is given to PgBouncer for that user
     ///   only; other roles must be able to log in from PgBouncer's address
-    ///   without a password (or with an MD5 one), e.g. `trust` for
-    ///   `127.0.0.1` in `pg_hba.conf`;
+    ///   without a password, e.g. `trust` for `127.0.0.1` in `pg_hba.conf`;
     /// - TLS to the server is not used.
     pub fn start(
         server: &tokio_postgres::Config,
