@@ -22,10 +22,10 @@ fn tables() -> Vec<RlsTable> {
     ]
 }
 
-/// `current_setting('pebble.tenant_id', true)` as a global model, to read
+/// `current_setting('pebble.tenant_id', true)` as a shared model, to read
 /// what a pooled connection carries.
 #[derive(Model, Debug)]
-#[pebble(table = "tenant_setting", global)]
+#[pebble(table = "tenant_setting", shared)]
 struct TenantSetting {
     value: Option<String>,
 }

@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
         assert_eq!(status(Error::Timeout("x")), 503);
         assert_eq!(status(Error::TransactionAborted), 500);
-        assert_eq!(status(Error::InvalidQuery("x")), 500);
+        assert_eq!(status(Error::NothingToSet { table: "t" }), 500);
         assert_eq!(status(Error::Config("secret://url".into())), 500);
     }
 

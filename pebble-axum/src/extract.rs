@@ -69,7 +69,7 @@ pub struct TenantId<K>(pub K);
 /// use pebble_axum::{ApiResult, Tenant, TenantDatabase};
 ///
 /// #[derive(Model)]
-/// #[pebble(global)] // no tenant column: the database is the tenant
+/// #[pebble(per_tenant)] // in each tenant's own database
 /// struct Page { #[pebble(primary_key, default)] id: i64, body: String }
 ///
 /// // With `.layer(TenantLayer::<String>::manager(manager))`:

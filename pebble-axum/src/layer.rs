@@ -166,7 +166,7 @@ impl<K: HttpTenantKey> TenantLayer<K> {
     /// # use pebble::{Model, RlsDb};
     /// # use uuid::Uuid;
     /// #[derive(Model)]
-    /// #[pebble(table = "orgs", global)]
+    /// #[pebble(table = "orgs", shared)]
     /// struct Org { #[pebble(primary_key)] id: Uuid, name: String }
     ///
     /// # fn demo(app: RlsDb) {

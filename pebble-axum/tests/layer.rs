@@ -51,7 +51,7 @@ struct NamedNote {
 
 /// In each tenant's own database (the manager's strategy).
 #[derive(Model, Debug, Clone)]
-#[pebble(table = "pages", global)]
+#[pebble(table = "pages", per_tenant)]
 struct Page {
     #[pebble(primary_key, default)]
     id: i64,

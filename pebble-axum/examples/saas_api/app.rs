@@ -25,7 +25,7 @@ type Org = Tenant<TenantDb<Uuid, RlsDb>>;
 
 /// The tenant registry: shared by all tenants, read by the layer.
 #[derive(Model, Debug, Clone)]
-#[pebble(table = "orgs", global)]
+#[pebble(table = "orgs", shared)]
 pub struct Organization {
     #[pebble(primary_key)]
     pub id: Uuid,

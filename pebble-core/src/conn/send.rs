@@ -3,7 +3,7 @@
 //! transaction mode); and, for row-level security, inside a transaction
 //! that first sets the tenant, pipelined into one network round trip.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::pin;
 
 use deadpool_postgres::{ClientWrapper, Object};
@@ -11,8 +11,8 @@ use futures_util::Stream;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
+use super::Statement;
 use crate::error::{Error, Result};
-use crate::exec::Statement;
 
 /// The setting that carries the tenant of the current transaction, read by
 /// the `pebble_tenant()` function the row-level security policies call.
@@ -113,12 +113,7 @@ pub(crate) enum Want {
 }
 
 /// Runs `stmt` inside `BEGIN; set_config('pebble.tenant_id', tenant, true);
-/// ...; COMMIT`, all four written before the first reply is awaited: one
-/// round trip. Each must go out as one message (an already prepared
-/// statement, or an unnamed typed one): a statement still to be prepared
-/// would wait for its Parse reply and run after COMMIT, with no tenant set.
-/// The four are polled with `join!`, never `try_join!`: an early return
-/// could leave `COMMIT` unsent.
+/// ...; COMMIT` in one round trip (see [`pipelined`]).
 pub(crate) async fn in_tenant_context(
     client: &ClientWrapper,
     mode: StatementMode,
@@ -126,50 +121,20 @@ pub(crate) async fn in_tenant_context(
     stmt: &Statement,
     want: Want,
 ) -> Result<Output> {
-    let setting = TENANT_SETTING;
-    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
-    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
     match mode {
         StatementMode::Prepared => {
             let set = client.prepare_cached(SET_CONTEXT).await?;
             let prepared = client.prepare_cached(stmt.sql()).await?;
             let params = stmt.params();
-            let run = async {
-                match want {
-                    Want::Rows => client.query(&prepared, &params).await.map(Output::Rows),
-                    Want::Count => client.execute(&prepared, &params).await.map(Output::Count),
-                }
-            };
-            let (begin, set, output, commit) = tokio::join!(
-                client.batch_execute("BEGIN"),
-                client.query(&set, &context),
-                run,
-                client.batch_execute("COMMIT"),
-            );
-            settle(begin, set.map(drop), output.map_err(Error::from), commit)
+            let context: [&(dyn ToSql + Sync); 2] = [&TENANT_SETTING, &tenant];
+            let set = client.query(&set, &context);
+            pipelined(client, set, run_prepared(client, &prepared, &params, want)).await
         }
         StatementMode::Unnamed => {
             let params = stmt.typed_params();
-            let run = async {
-                match want {
-                    Want::Rows => client
-                        .query_typed(stmt.sql(), &params)
-                        .await
-                        .map(Output::Rows)
-                        .map_err(Error::from),
-                    Want::Count => execute_typed(client, stmt.sql(), &params)
-                        .await
-                        .map(Output::Count),
-                }
-            };
-            let (begin, set, output, commit) = tokio::join!(
-                client.batch_execute("BEGIN"),
-                client.query_typed(SET_CONTEXT, &typed_context),
-                run,
-                client.batch_execute("COMMIT"),
-            );
-            settle(begin, set.map(drop), output, commit)
+            let context = typed_context(&tenant);
+            let set = client.query_typed(SET_CONTEXT, &context);
+            pipelined(client, set, run_typed(client, stmt.sql(), &params, want)).await
         }
     }
 }
@@ -189,32 +154,19 @@ pub(crate) async fn raw_in_tenant_context(
     params: &[&(dyn ToSql + Sync)],
     want: Want,
 ) -> Result<Output> {
-    let setting = TENANT_SETTING;
-    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
-    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
     match mode {
         StatementMode::Prepared => {
             let set = client.prepare_cached(SET_CONTEXT).await?;
             let prepared = client.prepare_cached(sql).await?;
-            let run = async {
-                match want {
-                    Want::Rows => client.query(&prepared, params).await.map(Output::Rows),
-                    Want::Count => client.execute(&prepared, params).await.map(Output::Count),
-                }
-            };
-            let (begin, set, output, commit) = tokio::join!(
-                client.batch_execute("BEGIN"),
-                client.query(&set, &context),
-                run,
-                client.batch_execute("COMMIT"),
-            );
-            settle(begin, set.map(drop), output.map_err(Error::from), commit)
+            let context: [&(dyn ToSql + Sync); 2] = [&TENANT_SETTING, &tenant];
+            let set = client.query(&set, &context);
+            pipelined(client, set, run_prepared(client, &prepared, params, want)).await
         }
         StatementMode::Unnamed => {
+            let context = typed_context(&tenant);
             let (begin, set, parsed) = tokio::join!(
                 client.batch_execute("BEGIN"),
-                client.query_typed(SET_CONTEXT, &typed_context),
+                client.query_typed(SET_CONTEXT, &context),
                 client.prepare(sql),
             );
             begin?;
@@ -222,22 +174,64 @@ pub(crate) async fn raw_in_tenant_context(
             let types = parsed?.params().to_vec(); // dropping it sends Close, in the transaction
             let typed: Vec<(&(dyn ToSql + Sync), Type)> =
                 params.iter().copied().zip(types).collect();
-            let run = async {
-                match want {
-                    Want::Rows => client
-                        .query_typed(sql, &typed)
-                        .await
-                        .map(Output::Rows)
-                        .map_err(Error::from),
-                    Want::Count => execute_typed(client, sql, &typed).await.map(Output::Count),
-                }
-            };
-            let (output, commit) = tokio::join!(run, client.batch_execute("COMMIT"));
+            let (output, commit) = tokio::join!(
+                run_typed(client, sql, &typed, want),
+                client.batch_execute("COMMIT")
+            );
             let output = output?;
             commit?;
             Ok(output)
         }
     }
+}
+
+/// `BEGIN`, `set` (the `set_config`), `run` and `COMMIT`, all four written
+/// before the first reply is awaited: one round trip. Each must go out as
+/// one message (an already prepared statement, or an unnamed typed one): a
+/// statement still to be prepared would wait for its Parse reply and run
+/// after COMMIT, with no tenant set. The four are polled with `join!`,
+/// never `try_join!`: an early return could leave `COMMIT` unsent.
+async fn pipelined(
+    client: &ClientWrapper,
+    set: impl Future<Output = std::result::Result<Vec<Row>, tokio_postgres::Error>>,
+    run: impl Future<Output = Result<Output>>,
+) -> Result<Output> {
+    let (begin, set, output, commit) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        set,
+        run,
+        client.batch_execute("COMMIT"),
+    );
+    settle(begin, set.map(drop), output, commit)
+}
+
+/// The `set_config` parameters with their types, for unnamed statements.
+fn typed_context<'a>(tenant: &'a &'a str) -> [(&'a (dyn ToSql + Sync), Type); 2] {
+    [(&TENANT_SETTING, Type::TEXT), (tenant, Type::TEXT)]
+}
+
+async fn run_prepared(
+    client: &ClientWrapper,
+    prepared: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+    want: Want,
+) -> Result<Output> {
+    Ok(match want {
+        Want::Rows => Output::Rows(client.query(prepared, params).await?),
+        Want::Count => Output::Count(client.execute(prepared, params).await?),
+    })
+}
+
+async fn run_typed(
+    client: &ClientWrapper,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    want: Want,
+) -> Result<Output> {
+    Ok(match want {
+        Want::Rows => Output::Rows(client.query_typed(sql, params).await?),
+        Want::Count => Output::Count(execute_typed(client, sql, params).await?),
+    })
 }
 
 /// Raw SQL inside a transaction that already carries its tenant.
@@ -267,27 +261,23 @@ pub(crate) async fn begin_in_tenant_context(
     mode: StatementMode,
     tenant: &str,
 ) -> Result<()> {
-    let setting = TENANT_SETTING;
-    let context: [&(dyn ToSql + Sync); 2] = [&setting, &tenant];
-    let typed_context: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&setting, Type::TEXT), (&tenant, Type::TEXT)];
     let (begin, set) = match mode {
         StatementMode::Prepared => {
             let set = client.prepare_cached(SET_CONTEXT).await?;
-            let (begin, set) =
-                tokio::join!(client.batch_execute("BEGIN"), client.query(&set, &context));
-            (begin, set.map(drop))
+            let context: [&(dyn ToSql + Sync); 2] = [&TENANT_SETTING, &tenant];
+            tokio::join!(client.batch_execute("BEGIN"), client.query(&set, &context))
         }
         StatementMode::Unnamed => {
-            let (begin, set) = tokio::join!(
+            let context = typed_context(&tenant);
+            tokio::join!(
                 client.batch_execute("BEGIN"),
-                client.query_typed(SET_CONTEXT, &typed_context)
-            );
-            (begin, set.map(drop))
+                client.query_typed(SET_CONTEXT, &context)
+            )
         }
     };
     begin?;
-    Ok(set?)
+    set?;
+    Ok(())
 }
 
 /// The outcome of a pipelined transaction, first failure first: a failed
