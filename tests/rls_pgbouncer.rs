@@ -101,8 +101,11 @@ async fn thirty_two_tasks_alternating_tenants_through_pgbouncer_see_no_other_ten
                         }
                         3 => {
                             let tx = handle.begin().await.unwrap();
+                            // Only this task's rows: two tasks updating the
+                            // same rows in different orders would deadlock.
                             tx.update::<User>()
                                 .set(User::AGE, n as i32)
+                                .filter(User::NAME.like(format!("u{i}-%")))
                                 .exec()
                                 .await
                                 .unwrap();
