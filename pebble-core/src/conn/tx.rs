@@ -171,7 +171,7 @@ impl TxConn {
     /// one round trip, on a transaction not yet begun.
     pub(crate) async fn begin_in_tenant_context(&self, tenant: &str) -> Result<()> {
         let entered = self.enter().await?;
-        let result = send::begin_in_tenant_context(entered.client(), self.mode, tenant).await;
+        let result = send::begin_in_tenant_context(entered.client(), tenant).await;
         entered.finish(result)
     }
 
