@@ -127,8 +127,7 @@ async fn begin_locked(
             .await
             .map_err(|e| TargetError::from_pg(&e))?;
         let flags = first_cell(&reply).unwrap_or_default().to_owned();
-        if flags.starts_with("true") {
-            let rest = &flags["true".len()..];
+        if let Some(rest) = flags.strip_prefix("true") {
             let schema_exists = rest.starts_with("true");
             let ledger_exists = rest.ends_with("true") && schema_exists;
             return Ok((schema_exists, ledger_exists));

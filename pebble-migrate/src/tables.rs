@@ -71,13 +71,14 @@ fn split_dotted(name: &str) -> Vec<String> {
     let mut quoted = false;
     for c in name.chars() {
         match c {
-            '"' => {
-                quoted = !quoted;
-                parts.last_mut().map(|p| p.push(c));
-            }
             '.' if !quoted => parts.push(String::new()),
             _ => {
-                parts.last_mut().map(|p| p.push(c));
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                if let Some(part) = parts.last_mut() {
+                    part.push(c);
+                }
             }
         }
     }
@@ -122,7 +123,7 @@ fn words(sql: &str) -> Vec<String> {
                 let c = chars[i];
                 if c == '"' {
                     quoted = !quoted;
-                } else if !quoted && !(c.is_alphanumeric() || c == '_' || c == '.' || c == '$') {
+                } else if !(quoted || c.is_alphanumeric() || c == '_' || c == '.' || c == '$') {
                     break;
                 }
                 word.push(c);
