@@ -69,8 +69,8 @@ pub async fn tenant(command: TenantCommand, config: Config, json: bool) -> Resul
                     StrategyArg::Database => "database",
                 };
                 println!(
-                    "{verb} tenant {id} ({what} tenant_{id}, {} migrations)",
-                    migrations.len()
+                    "{verb} tenant {id} ({what} tenant_{id}, {})",
+                    plural(migrations.len(), "migration")
                 );
             }
             Ok(OK)
@@ -117,11 +117,20 @@ fn print_tenants(tenants: &[TenantRecord]) {
         return;
     }
     let width = tenants.iter().map(|t| t.id.len()).max().unwrap_or(2).max(2);
-    println!("{:width$}  STRATEGY  STATUS   PLACEMENT  CREATED", "ID");
+    let place = tenants
+        .iter()
+        .map(|t| t.placement.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    println!(
+        "{:width$}  STRATEGY  STATUS   {:place$}  CREATED",
+        "ID", "PLACEMENT"
+    );
     for t in tenants {
         let status = if t.ready { "ready" } else { "pending" };
         println!(
-            "{:width$}  {:8}  {:7}  {}  {}",
+            "{:width$}  {:8}  {:7}  {:place$}  {}",
             t.id,
             t.strategy.to_string(),
             status,
@@ -153,7 +162,9 @@ pub async fn migrate(args: MigrateArgs, config: Config, json: bool) -> Result<u8
     }
     let progress = Progress::new(targets.len(), json);
     let report = fleet
-        .run_with(&migrations, targets, |outcome| progress.done(outcome))
+        .run_with(&migrations, targets, |outcome| {
+            progress.done(outcome, args.dry_run)
+        })
         .await
         .map_err(fail)?;
     progress.finish();
@@ -167,10 +178,10 @@ pub async fn migrate(args: MigrateArgs, config: Config, json: bool) -> Result<u8
             "applied"
         };
         println!(
-            "{} targets: {} ok, {failed} failed; {verb} {} migrations",
-            report.targets.len(),
+            "{}: {} ok, {failed} failed; {verb} {}",
+            plural(report.targets.len(), "target"),
             report.targets.len() - failed,
-            report.applied_count(),
+            plural(report.applied_count(), "migration"),
         );
     }
     Ok(if report.is_ok() { OK } else { FINDINGS })
@@ -194,14 +205,32 @@ pub async fn health(args: HealthArgs, config: Config, json: bool) -> Result<u8, 
             println!("{finding}");
         }
         if report.is_healthy() {
-            println!("healthy: {} tenants checked", report.tenants);
+            println!("healthy: {} checked", plural(report.tenants, "tenant"));
         } else {
             println!(
-                "{} findings in {} tenants checked",
-                report.findings.len(),
-                report.tenants
+                "{} in {} checked",
+                plural(report.findings.len(), "finding"),
+                plural(report.tenants, "tenant")
             );
         }
     }
     Ok(if report.is_healthy() { OK } else { FINDINGS })
+}
+
+/// `1 tenant`, `2 tenants`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// One target's line; a dry run says what it would do.
+pub fn line(outcome: &pebble_migrate::TargetOutcome, dry_run: bool) -> String {
+    if dry_run && outcome.is_ok() && !outcome.applied.is_empty() {
+        let files: Vec<&str> = outcome.applied.iter().map(|a| a.file.as_str()).collect();
+        return format!("would migrate {}: {}", outcome.target, files.join(", "));
+    }
+    outcome.to_string()
 }

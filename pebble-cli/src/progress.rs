@@ -34,7 +34,7 @@ impl Progress {
     }
 
     /// One target is done.
-    pub fn done(&self, outcome: &TargetOutcome) {
+    pub fn done(&self, outcome: &TargetOutcome, dry_run: bool) {
         match self {
             Progress::Bar(bar) => {
                 if !outcome.is_ok() {
@@ -42,7 +42,7 @@ impl Progress {
                 }
                 bar.inc(1);
             }
-            Progress::Lines => println!("{outcome}"),
+            Progress::Lines => println!("{}", crate::commands::line(outcome, dry_run)),
             Progress::Quiet => {}
         }
     }

@@ -19,7 +19,7 @@ async fn fifty_tenants_created_migrated_failed_fixed_and_completed() -> TestResu
         assert_eq!(code, 0, "{out}{err}");
         assert_eq!(
             out.trim(),
-            format!("created tenant {id} (schema tenant_{id}, 1 migrations)")
+            format!("created tenant {id} (schema tenant_{id}, 1 migration)")
         );
     }
     let (code, out, _) = pebble(&url, &["tenant", "list"])?;
@@ -49,7 +49,7 @@ async fn fifty_tenants_created_migrated_failed_fixed_and_completed() -> TestResu
     assert_eq!(
         out,
         "ok tenant t00 (schema tenant_t00): applied 0002_title_not_null.sql\n\
-         1 targets: 1 ok, 0 failed; applied 1 migrations\n"
+         1 target: 1 ok, 0 failed; applied 1 migration\n"
     );
     let v3 = migrations(&[CREATE_TASKS, TITLE_NOT_NULL, ADD_DUE])?;
     let (code, out, _) = pebble(
@@ -124,7 +124,7 @@ async fn tampered_checksum_dry_run_and_drop() -> TestResult {
     let (code, out, _) = pebble(&url, &["migrate", "--all", "--dry-run", "--dir", path(&v2)])?;
     assert_eq!(code, 0);
     assert!(
-        out.ends_with("1 targets: 1 ok, 0 failed; would apply 1 migrations\n"),
+        out.ends_with("1 target: 1 ok, 0 failed; would apply 1 migration\n"),
         "{out}"
     );
     let (_, out, _) = pebble(&url, &["health", "--dir", path(&v2)])?;

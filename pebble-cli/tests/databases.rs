@@ -28,7 +28,7 @@ async fn ten_database_tenants_through_the_binary() -> TestResult {
         assert_eq!(code, 0, "{err}");
         assert_eq!(
             out.trim(),
-            format!("created tenant {id} (database tenant_{id}, 1 migrations)")
+            format!("created tenant {id} (database tenant_{id}, 1 migration)")
         );
     }
     let v3 = migrations(&[CREATE_TASKS, TITLE_NOT_NULL, ADD_DUE])?;
