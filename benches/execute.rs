@@ -46,17 +46,9 @@ fn execute(c: &mut Criterion) {
         let db = Db::from_pool(pool.clone());
         db.create_table::<User>().await.expect("table");
         let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
-        let row = |t: Uuid, i: usize| User {
-            id: Uuid::nil(),
-            tenant_id: t,
-            email: format!("user{i}@example.com"),
-            name: format!("user {i}"),
-            age: (i % 90) as i32,
-            nickname: None,
-        };
         let ids: Vec<Uuid> = db
             .tenant(tenant)
-            .insert_many((0..1000).map(|i| row(tenant, i)))
+            .insert_many((0..1000).map(common::user))
             .returning()
             .await
             .expect("rows")
@@ -64,7 +56,7 @@ fn execute(c: &mut Criterion) {
             .map(|u| u.id)
             .collect();
         db.tenant(other)
-            .insert_many((0..1000).map(|i| row(other, i)))
+            .insert_many((0..1000).map(common::user))
             .exec()
             .await
             .expect("rows");

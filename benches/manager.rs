@@ -17,7 +17,7 @@ const TENANTS: usize = 10_000;
 const TASKS: usize = 16;
 
 #[derive(Model)]
-#[pebble(table = "notes", global)]
+#[pebble(table = "notes", per_tenant)]
 struct Note {
     #[pebble(primary_key, default)]
     id: i64,

@@ -68,18 +68,10 @@ fn rls(c: &mut Criterion) {
             .await
             .expect("app role");
         let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
-        let row = |i: usize| User {
-            id: Uuid::nil(),
-            tenant_id: Uuid::nil(),
-            email: format!("user{i}@example.com"),
-            name: format!("user {i}"),
-            age: (i % 90) as i32,
-            nickname: None,
-        };
         // The owner is the superuser here: row-level security does not apply to it.
         let ids: Vec<Uuid> = owner
             .tenant(tenant)
-            .insert_many((0..1000).map(row))
+            .insert_many((0..1000).map(common::user))
             .returning()
             .await
             .expect("rows")
@@ -88,7 +80,7 @@ fn rls(c: &mut Criterion) {
             .collect();
         owner
             .tenant(other)
-            .insert_many((0..1000).map(row))
+            .insert_many((0..1000).map(common::user))
             .exec()
             .await
             .expect("rows");

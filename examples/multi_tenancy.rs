@@ -151,7 +151,7 @@ async fn shared_tables(server: &'static pebble_testkit::Server) -> Result<(), An
 // Pattern 2: a database per tenant, reached through a TenantManager.
 
 #[derive(Model, Debug, Clone)]
-#[pebble(table = "notes", global)]
+#[pebble(table = "notes", per_tenant)]
 struct Note {
     #[pebble(primary_key, default)]
     id: i64,

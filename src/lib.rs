@@ -36,7 +36,8 @@
 //!
 //! ## The scoping rule
 //!
-//! - [`Db`] queries global models only; asking it for a model with a
+//! - [`Db`] queries models without a tenant column only (`#[pebble(shared)]`,
+//!   or `#[pebble(per_tenant)]` on a tenant's own database); asking it for a model with a
 //!   `#[tenant_id]` field does not compile.
 //! - [`Db::tenant`] gives a [`TenantDb`]: `tenant_column = $1` is AND-ed
 //!   around the whole user condition of every select, count, exists, update,

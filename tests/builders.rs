@@ -404,7 +404,7 @@ async fn an_update_without_set_says_so_in_to_sql_and_sends_nothing() {
 
     let update = tx.update::<Ticket>().filter(Ticket::ID.eq(101));
     let why = update.to_sql().unwrap_err();
-    assert!(matches!(why, Error::InvalidQuery(_)), "{why}");
+    assert!(matches!(why, Error::NothingToSet { .. }), "{why}");
     assert!(why.to_string().contains("at least one `set`"), "{why}");
     assert!(update.build().is_err());
     let err = update.exec().await.unwrap_err();

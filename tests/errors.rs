@@ -198,9 +198,9 @@ async fn a_hand_made_global_impl_on_a_tenant_model_runs_nothing() {
         .await
         .unwrap();
     let err = db.select::<Leaky>().count().await.unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err:?}");
+    assert!(matches!(err, Error::TenantModelThroughDb { .. }), "{err:?}");
     let err = db.delete::<Leaky>().exec().await.unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err:?}");
+    assert!(matches!(err, Error::TenantModelThroughDb { .. }), "{err:?}");
     let tx = db.begin().await.unwrap();
     assert!(tx.select::<Leaky>().all().await.is_err());
     tx.rollback().await.unwrap();

@@ -12,7 +12,7 @@ use tokio_postgres::NoTls;
 
 /// The table every tenant database gets.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes", global)]
+#[pebble(table = "notes", per_tenant)]
 struct Note {
     #[pebble(primary_key, default)]
     id: i64,
@@ -450,7 +450,7 @@ async fn missing_database_without_create_missing() {
 
 /// The name of the database a handle is on (a view over `current_database()`).
 #[derive(Model)]
-#[pebble(table = "db_name", global)]
+#[pebble(table = "db_name", per_tenant)]
 struct DbName {
     name: String,
 }
@@ -654,6 +654,35 @@ async fn a_pool_with_a_handle_out_is_not_idle() {
     handle.select::<Note>().count().await.unwrap();
     drop(handle);
     until("the pool is closed once its handle is dropped", || {
+        manager.tenants().is_empty()
+    })
+    .await;
+    ids.cleanup(&manager).await;
+}
+
+#[tokio::test]
+async fn a_pool_with_only_a_builder_out_is_not_idle() {
+    let ids = Ids::new();
+    let manager = builder()
+        .idle_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let (held, free) = (ids.id("held"), ids.id("free"));
+    // A builder holds the pool's shared state itself, not the handle it
+    // came from: the handle is gone, the builder still counts.
+    let pending = manager.db(&held).await.unwrap().select::<Note>();
+    drop(manager.db(&free).await.unwrap());
+    until("the unused pool is closed", || {
+        !manager.tenants().contains(&free)
+    })
+    .await;
+    assert_eq!(
+        manager.tenants(),
+        std::slice::from_ref(&held),
+        "kept while a builder is out"
+    );
+    pending.count().await.unwrap();
+    until("the pool is closed once its builder has run", || {
         manager.tenants().is_empty()
     })
     .await;

@@ -1,5 +1,5 @@
 //! What each builder does, on real PostgreSQL: filters, ordering, paging,
-//! returning, upserts, global models, composite keys and every column type.
+//! returning, upserts, shared models, composite keys and every column type.
 
 mod common;
 
@@ -212,7 +212,7 @@ async fn update_set_returning_and_update_model() {
         .exec()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    assert!(matches!(err, Error::NothingToSet { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -228,7 +228,7 @@ async fn update_refuses_a_hand_made_tenant_column() {
             .exec()
             .await
             .unwrap_err();
-    assert!(matches!(err, Error::InvalidQuery(_)), "{err}");
+    assert!(matches!(err, Error::TenantColumnAssigned { .. }), "{err}");
     assert_eq!(t.users_of(t.a).await.len(), 3);
     assert_eq!(t.users_of(t.b).await.len(), 3);
 }
@@ -606,7 +606,7 @@ async fn scoped_sql_text() {
 
 /// A model whose every column the database fills.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(global)]
+#[pebble(shared)]
 struct Tick {
     #[pebble(primary_key, default)]
     id: i64,

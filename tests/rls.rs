@@ -22,10 +22,10 @@ fn tables() -> Vec<RlsTable> {
     ]
 }
 
-/// `current_setting('pebble.tenant_id', true)` as a global model, to read
+/// `current_setting('pebble.tenant_id', true)` as a shared model, to read
 /// what a pooled connection carries.
 #[derive(Model, Debug)]
-#[pebble(table = "tenant_setting", global)]
+#[pebble(table = "tenant_setting", shared)]
 struct TenantSetting {
     value: Option<String>,
 }
@@ -389,9 +389,12 @@ async fn no_tenant_setting_survives_on_a_pooled_connection() {
                             assert!(rows.iter().all(|r| r.get::<_, Uuid>(0) == tenant));
                         }
                         _ => {
+                            // One row: concurrent updates of several rows
+                            // could deadlock, which is not what this tests.
                             handle
                                 .update::<User>()
                                 .set(User::AGE, n)
+                                .filter(User::NAME.eq("ann"))
                                 .exec()
                                 .await
                                 .unwrap();
@@ -611,5 +614,60 @@ async fn the_audit_reports_tables_without_a_record_and_contradicting_ones() {
     assert!(report.findings().iter().any(|f| f.table == Some("users")
         && f.severity == Severity::Gap
         && f.message.contains("`tenant_id`")));
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn text_tenants_with_quotes_and_backslashes_are_exact() {
+    #[derive(Model, Debug)]
+    #[pebble(table = "team_notes")]
+    struct TeamNote {
+        #[pebble(primary_key, default)]
+        id: i64,
+        #[tenant_id]
+        team: String,
+        body: String,
+    }
+    let f = Fixture::new().await;
+    f.owner.create_table::<TeamNote>().await.unwrap();
+    f.owner.install_rls::<TeamNote>().await.unwrap();
+    f.owner
+        .grant_app_role(&f.role, &[RlsTable::of::<TeamNote>()])
+        .await
+        .unwrap();
+    let tricky = [r"o'brien", r"o'brien\", r"a\'; SELECT 1; --", "plain"];
+    for team in tricky {
+        f.app
+            .tenant(team.to_owned())
+            .insert(TeamNote {
+                id: 0,
+                team: String::new(),
+                body: format!("of {team}"),
+            })
+            .exec()
+            .await
+            .unwrap();
+    }
+    for team in tricky {
+        let handle = f.app.tenant(team.to_owned());
+        let notes = handle.select::<TeamNote>().all().await.unwrap();
+        assert_eq!(notes.len(), 1, "{team}");
+        assert_eq!(notes[0].team, team);
+        let rows = handle
+            .query("SELECT team FROM team_notes", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), team);
+        let tx = handle.begin().await.unwrap();
+        assert_eq!(
+            tx.query("SELECT 1 FROM team_notes", &[])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        tx.rollback().await.unwrap();
+    }
     f.cleanup().await;
 }

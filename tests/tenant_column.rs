@@ -22,10 +22,10 @@ struct UsersByEmail {
     name: String,
 }
 
-/// A slim struct over the tenant table `users` that claims to be global:
+/// A slim struct over the tenant table `users` that claims to be shared:
 /// through `Db` it would read every tenant's rows.
 #[derive(Model, Debug)]
-#[pebble(table = "users", global)]
+#[pebble(table = "users", shared)]
 struct SlimUser {
     name: String,
 }
@@ -301,7 +301,7 @@ async fn a_field_type_that_disagrees_with_its_column_is_named() {
 async fn tables_created_by_pebble_carry_their_record() {
     let (_test_db, db) = setup().await;
     #[derive(Model, Debug)]
-    #[pebble(table = "record_probe", global)]
+    #[pebble(table = "record_probe", shared)]
     struct RecordProbe {
         comment: Option<String>,
     }

@@ -16,3 +16,15 @@ pub struct User {
     pub age: i32,
     pub nickname: Option<String>,
 }
+
+/// The `i`th bench user, unstamped (the tenant handle stamps it).
+pub fn user(i: usize) -> User {
+    User {
+        id: Uuid::nil(),
+        tenant_id: Uuid::nil(),
+        email: format!("user{i}@example.com"),
+        name: format!("user {i}"),
+        age: (i % 90) as i32,
+        nickname: None,
+    }
+}

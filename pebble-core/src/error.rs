@@ -99,9 +99,61 @@ pub enum Error {
     #[error("timed out: {0}")]
     Timeout(&'static str),
 
-    /// A statement pebble refuses to build, such as an update with nothing to set.
-    #[error("invalid query: {0}")]
-    InvalidQuery(&'static str),
+    /// An update with no `.set(column, value)`: there is nothing to write,
+    /// and `UPDATE ... SET` without a column is not SQL. Nothing was sent.
+    #[error(
+        "an update of `{table}` needs at least one `set`: add .set(column, value); \
+         nothing was sent"
+    )]
+    NothingToSet {
+        /// The table of the update.
+        table: &'static str,
+    },
+
+    /// An update (or `update_model`) would assign the tenant column, which
+    /// would move rows to another tenant. The typed API does not allow it
+    /// (`set` takes no `TenantColumn`); this is a hand-made `Column` naming
+    /// it. Nothing was sent.
+    #[error(
+        "`{table}.{column}`: the tenant column cannot be updated (a row would change \
+         tenant); nothing was sent"
+    )]
+    TenantColumnAssigned {
+        /// The table of the update.
+        table: &'static str,
+        /// The tenant column.
+        column: &'static str,
+    },
+
+    /// A row gave a different number of values than its model has columns
+    /// (only possible with a hand-written [`Model`](crate::Model) impl).
+    /// Nothing of the insert was sent.
+    #[error(
+        "a row for `{table}` gave {values} values for its {columns} columns; \
+         nothing of the insert was sent"
+    )]
+    MalformedRow {
+        /// The table the row was meant for.
+        table: &'static str,
+        /// How many columns the model declares.
+        columns: usize,
+        /// How many values the row gave.
+        values: usize,
+    },
+
+    /// A plain `Db` or `Transaction` was asked for a model that has a
+    /// tenant column, which only a hand-written
+    /// [`GlobalModel`](crate::GlobalModel) impl makes compile: its
+    /// statements would reach every tenant. Nothing was sent.
+    #[error(
+        "`{table}` has a #[tenant_id] column, so a plain Db cannot query it (its GlobalModel \
+         impl is hand-written; derive it with #[pebble(shared)] or #[pebble(per_tenant)] only \
+         on models without one); use db.tenant(id). Nothing was sent"
+    )]
+    TenantModelThroughDb {
+        /// The model's table.
+        table: &'static str,
+    },
 
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
@@ -312,18 +364,6 @@ impl Error {
             Error::TenantMismatch { .. } | Error::InvalidTenantId { .. }
         )
     }
-
-    pub(crate) fn tenant_mismatch(
-        table: &'static str,
-        expected: &dyn fmt::Debug,
-        found: &dyn fmt::Debug,
-    ) -> Self {
-        Error::TenantMismatch {
-            table,
-            expected: format!("{expected:?}"),
-            found: format!("{found:?}"),
-        }
-    }
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -368,6 +408,64 @@ impl From<deadpool_postgres::PoolError> for Error {
             // surface it the same way as an error on an open connection.
             deadpool_postgres::PoolError::Backend(e) => e.into(),
             other => Error::Pool(other),
+        }
+    }
+}
+
+/// Why a row was refused while an insert was being built: reported by
+/// every `build()` and run of that insert, so it must be copyable, which
+/// an [`Error`] (it may carry a driver error) is not.
+#[derive(Debug, Clone)]
+pub(crate) enum Refusal {
+    /// See [`Error::TenantMismatch`].
+    TenantMismatch {
+        table: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// See [`Error::MalformedRow`].
+    MalformedRow {
+        table: &'static str,
+        columns: usize,
+        values: usize,
+    },
+}
+
+impl Refusal {
+    pub(crate) fn tenant_mismatch(
+        table: &'static str,
+        expected: &dyn fmt::Debug,
+        found: &dyn fmt::Debug,
+    ) -> Self {
+        Refusal::TenantMismatch {
+            table,
+            expected: format!("{expected:?}"),
+            found: format!("{found:?}"),
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::TenantMismatch {
+                table,
+                expected,
+                found,
+            } => Error::TenantMismatch {
+                table,
+                expected,
+                found,
+            },
+            Refusal::MalformedRow {
+                table,
+                columns,
+                values,
+            } => Error::MalformedRow {
+                table,
+                columns,
+                values,
+            },
         }
     }
 }

@@ -4,44 +4,47 @@
 //! Use it through the `pebble` crate, which adds `#[derive(Model)]`.
 #![warn(missing_docs)]
 
+// Layers, each importing only from those above it in this list:
+// vocabulary (no I/O), how statements are confined, execution, builders,
+// handles, and the operations built on handles.
 mod column;
-mod cross;
-mod db;
-mod ddl;
 mod error;
-mod exec;
 mod filter;
-mod handle;
-mod manager;
 mod model;
-mod pool;
-pub mod query;
-mod rls;
-mod scope;
-mod send;
 mod sql_type;
-mod table_check;
-mod tenant;
-mod transaction;
+
+mod scope;
+
+mod conn;
+
+pub mod query;
+
+mod handle;
+
+mod manager;
+mod rls;
 
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
-pub use cross::CrossTenant;
-pub use db::Db;
-pub use ddl::create_table_sql;
+pub use conn::pool::{IntoConfig, PoolOptions};
+pub use conn::send::StatementMode;
+pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
-pub use exec::Statement;
 pub use filter::Filter;
+pub use handle::cross::CrossTenant;
+pub use handle::db::Db;
+pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
+pub use handle::tenant::{TenantDb, TenantTransaction};
+pub use handle::transaction::Transaction;
 pub use handle::Executor;
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
-pub use model::{ColumnDef, GlobalModel, HasPrimaryKey, Model, ScopedBy, TenantScoped};
-pub use pool::{IntoConfig, PoolOptions};
+pub use model::{
+    ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,
+    TenantScoped,
+};
+pub use query::ddl::create_table_sql;
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
-pub use rls::handle::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use rls::RlsTable;
-pub use send::StatementMode;
 pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};
-pub use tenant::{TenantDb, TenantTransaction};
-pub use transaction::Transaction;
 
 /// Re-exported so pools and configs can be built without a separate dependency.
 pub use deadpool_postgres;

@@ -1,6 +1,8 @@
 //! What `#[derive(Model)]` implements: table metadata, row decoding, values
 //! for writes, and whether (and by what) a model is tenant-scoped.
 
+use std::any::TypeId;
+
 use sea_query::Value;
 use tokio_postgres::Row;
 
@@ -115,9 +117,11 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn to_values(&self, sink: impl FnMut(Value));
 }
 
-/// A model marked `#[pebble(global)]` (it has no `#[tenant_id]` field):
-/// shared by every tenant, or living in a database per tenant; queried
-/// through [`Db`](crate::Db).
+/// A model without a tenant column: what a plain [`Db`](crate::Db) (and a
+/// [`Transaction`](crate::Transaction)) queries. Implied by both
+/// [`SharedModel`] and [`PerTenantModel`], and implemented together with
+/// one of them by `#[derive(Model)]` with `#[pebble(shared)]` or
+/// `#[pebble(per_tenant)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is tenant-scoped: query it through `db.tenant(id)`, not a plain `Db`",
     label = "`{Self}` has a #[tenant_id] field",
@@ -125,6 +129,23 @@ pub trait Model: Sized + Send + Sync + 'static {
             `db.cross_tenant()` is the explicit, logged way to reach all tenants"
 )]
 pub trait GlobalModel: Model {}
+
+/// A model marked `#[pebble(shared)]`: one table for all tenants (plans,
+/// the tenant registry), queried through a plain [`Db`](crate::Db).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a shared model",
+    note = "mark a table shared by all tenants with #[pebble(shared)]"
+)]
+pub trait SharedModel: GlobalModel {}
+
+/// A model marked `#[pebble(per_tenant)]`: its table lives in each
+/// tenant's schema or database, so it has no tenant column; queried
+/// through the tenant's own handle (a `TenantManager` database's `Db`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a per-tenant model",
+    note = "mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
+)]
+pub trait PerTenantModel: GlobalModel {}
 
 /// A model with a `#[tenant_id]` field: every statement on it through a
 /// [`TenantDb`](crate::TenantDb) is confined to one tenant.
@@ -188,4 +209,42 @@ pub fn decode<T: SqlType>(
         column,
         source,
     })
+}
+
+/// A model as a scope names it and the table check needs it: built from
+/// the model's constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    pub(crate) type_id: TypeId,
+    pub(crate) model: &'static str,
+    pub(crate) table: &'static str,
+    pub(crate) columns: &'static [ColumnDef],
+}
+
+impl Target {
+    pub(crate) fn of<M: Model>() -> Target {
+        Target {
+            type_id: TypeId::of::<M>(),
+            model: short_type_name(std::any::type_name::<M>()),
+            table: M::TABLE,
+            columns: M::COLUMNS,
+        }
+    }
+
+    pub(crate) fn table(&self) -> &'static str {
+        self.table
+    }
+
+    pub(crate) fn tenant_column(&self) -> Option<&'static ColumnDef> {
+        self.columns.iter().find(|c| c.tenant)
+    }
+}
+
+/// `crate::module::Type<Args>` as `Type<Args>`: what the user wrote.
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
+    let generic = full.find('<').unwrap_or(full.len());
+    match full[..generic].rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
 }

@@ -14,6 +14,26 @@ pub struct Model {
     pub table: String,
     pub krate: Path,
     pub fields: Vec<Field>,
+    /// `None` for a tenant model (it has a `#[tenant_id]` field).
+    pub kind: Option<Kind>,
+    /// Where a deprecated `#[pebble(global)]` was written, to warn there.
+    pub deprecated_global: Option<Span>,
+}
+
+/// What a model without a `#[tenant_id]` field is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `#[pebble(shared)]` (or the deprecated `global`): one table for all tenants.
+    Shared,
+    /// `#[pebble(per_tenant)]`: a table in each tenant's schema or database.
+    PerTenant,
+}
+
+/// A kind attribute as written, for messages.
+struct KindAttr {
+    kind: Kind,
+    name: &'static str,
+    span: Span,
 }
 
 /// One field, checked.
@@ -64,11 +84,28 @@ impl Model {
 
         let mut table = None;
         let mut krate = None;
-        let mut global = None;
+        let mut kind: Option<KindAttr> = None;
         for attr in pebble_attrs(&input.attrs) {
             attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("global") {
-                    global = Some(meta.path.span());
+                let written = [
+                    ("shared", Kind::Shared),
+                    ("per_tenant", Kind::PerTenant),
+                    ("global", Kind::Shared),
+                ]
+                .into_iter()
+                .find(|(name, _)| meta.path.is_ident(name));
+                if let Some((name, parsed)) = written {
+                    if let Some(first) = &kind {
+                        return Err(meta.error(format!(
+                            "a model is either `shared` or `per_tenant`; `{}` is already set",
+                            first.name
+                        )));
+                    }
+                    kind = Some(KindAttr {
+                        kind: parsed,
+                        name,
+                        span: meta.path.span(),
+                    });
                 } else if meta.path.is_ident("table") {
                     let lit: LitStr = meta.value()?.parse()?;
                     check_identifier(&lit)?;
@@ -78,7 +115,8 @@ impl Model {
                     krate = Some(lit.parse::<Path>()?);
                 } else {
                     return Err(meta.error(
-                        "unknown pebble attribute on a struct; expected `table = \"...\"`, `global` or `crate = \"...\"`",
+                        "unknown pebble attribute on a struct; expected `table = \"...\"`, `shared`, \
+                         `per_tenant` or `crate = \"...\"`",
                     ));
                 }
                 Ok(())
@@ -139,25 +177,26 @@ impl Model {
         }
         // Forgetting #[tenant_id] (on a new table, or a slim struct over a
         // tenant table) would silently make every statement reach all
-        // tenants, so a model without one must say it is global.
-        match (fields.iter().find(|f| f.tenant), global) {
+        // tenants, so a model without one must say what it is instead.
+        match (fields.iter().find(|f| f.tenant), &kind) {
             (None, None) => {
                 return Err(syn::Error::new(
                     input.ident.span(),
                     format!(
                         "`{}` has no #[tenant_id] field, so statements on it would reach every tenant's rows; \
-                         mark the tenant column with #[tenant_id], or, if the table really has none \
-                         (shared by all tenants, or in a database per tenant), add #[pebble(global)]",
+                         mark the tenant column with #[tenant_id], or, if the table really has none, \
+                         add #[pebble(shared)] (one table for all tenants, like plans) or \
+                         #[pebble(per_tenant)] (a table in each tenant's schema or database)",
                         input.ident
                     ),
                 ))
             }
-            (Some(tenant), Some(span)) => {
+            (Some(tenant), Some(kind)) => {
                 return Err(syn::Error::new(
-                    span,
+                    kind.span,
                     format!(
-                        "a #[pebble(global)] model cannot have a #[tenant_id] field (`{}`)",
-                        tenant.ident
+                        "a #[pebble({})] model cannot have a #[tenant_id] field (`{}`)",
+                        kind.name, tenant.ident
                     ),
                 ))
             }
@@ -169,6 +208,8 @@ impl Model {
             table,
             krate: krate.unwrap_or_else(|| syn::parse_quote!(::pebble)),
             fields,
+            deprecated_global: kind.as_ref().filter(|k| k.name == "global").map(|k| k.span),
+            kind: kind.map(|k| k.kind),
         })
     }
 

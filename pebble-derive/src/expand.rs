@@ -4,7 +4,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::attrs::{is_option, Default, Field, Model};
+use crate::attrs::{is_option, Default, Field, Kind, Model};
 use crate::ident::constant_name;
 
 pub fn expand(model: &Model) -> TokenStream {
@@ -13,8 +13,10 @@ pub fn expand(model: &Model) -> TokenStream {
     let scope_impl = scope_impl(model);
     let key_impl = primary_key_impl(model);
     let columns = column_constants(model);
+    let deprecations = deprecations(model);
     quote! {
         const _: () = {
+            #deprecations
             #defaults
             #model_impl
             #scope_impl
@@ -30,6 +32,7 @@ fn model_impl(model: &Model) -> TokenStream {
         table,
         krate,
         fields,
+        ..
     } = model;
     let private = quote!(#krate::__private);
 
@@ -212,9 +215,36 @@ fn scope_impl(model: &Model) -> TokenStream {
                 }
             }
         }
-        None => quote! {
-            impl #krate::GlobalModel for #ident {}
+        None => {
+            let kind = match model.kind {
+                Some(Kind::PerTenant) => quote!(#krate::PerTenantModel),
+                // The parser refuses a model with neither a tenant field
+                // nor a kind, so this is `shared` (or `global`).
+                _ => quote!(#krate::SharedModel),
+            };
+            quote! {
+                impl #krate::GlobalModel for #ident {}
+                impl #kind for #ident {}
+            }
+        }
+    }
+}
+
+/// A use of a `#[deprecated]` item, spanned at the deprecated attribute, so
+/// that stable Rust warns there (a derive cannot emit warnings itself).
+fn deprecations(model: &Model) -> TokenStream {
+    match model.deprecated_global {
+        Some(span) => quote_spanned! {span=>
+            #[deprecated(
+                note = "#[pebble(global)] is deprecated: write #[pebble(shared)] for a table \
+                        shared by all tenants, or #[pebble(per_tenant)] for one in each \
+                        tenant's schema or database"
+            )]
+            #[allow(non_camel_case_types)]
+            struct global;
+            let _ = global;
         },
+        None => TokenStream::new(),
     }
 }
 

@@ -11,9 +11,12 @@ use syn::{parse_macro_input, DeriveInput};
 /// Maps a struct with named fields to a table.
 ///
 /// Struct attributes: `#[pebble(table = "name")]` (default: the struct name
-/// in snake_case); `#[pebble(global)]`, required exactly when no field is
-/// `#[tenant_id]` (a table shared by all tenants, or one in a database per
-/// tenant); `#[pebble(crate = "path")]` (default: `::pebble`).
+/// in snake_case); exactly when no field is `#[tenant_id]`, one of
+/// `#[pebble(shared)]` (one table for all tenants: plans, the registry;
+/// implements `SharedModel`) or `#[pebble(per_tenant)]` (a table in each
+/// tenant's schema or database; implements `PerTenantModel`), both of
+/// which a plain `Db` queries; `#[pebble(global)]` is a deprecated alias
+/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`).
 ///
 /// Field attributes:
 /// - `#[tenant_id]`: the tenant column (at most one, not an `Option`);

@@ -1,5 +1,6 @@
-//! Finding the PostgreSQL server binaries: on `PATH`, else the newest
-//! `/usr/lib/postgresql/<version>/bin` (Debian and Ubuntu keep them off `PATH`).
+//! Finding the binaries: PostgreSQL's on `PATH`, else the newest
+//! `/usr/lib/postgresql/<version>/bin` (Debian and Ubuntu keep them off
+//! `PATH`); PgBouncer's on `PATH`, else in `/usr/sbin`.
 
 use std::path::{Path, PathBuf};
 
@@ -43,4 +44,33 @@ fn debian_dirs() -> Vec<PathBuf> {
         .collect();
     versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     versions.into_iter().map(|(_, dir)| dir).collect()
+}
+
+/// The `pgbouncer` binary: on `PATH`, else `/usr/sbin/pgbouncer` (where the
+/// Debian package puts it, which is not on a non-root user's `PATH`).
+pub(crate) fn pgbouncer() -> Result<PathBuf, Error> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    pgbouncer_in(on_path.into_iter().chain([PathBuf::from("/usr/sbin")]))
+}
+
+fn pgbouncer_in(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, Error> {
+    dirs.into_iter()
+        .map(|dir| dir.join("pgbouncer"))
+        .find(|binary| binary.is_file())
+        .ok_or(Error::NoPgBouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_pgbouncer_says_how_to_install_it() {
+        let empty = std::env::temp_dir().join("pebble-testkit-no-such-dir");
+        let error = pgbouncer_in([empty]).map_err(|e| e.to_string());
+        let message = error.err().unwrap_or_default();
+        assert!(message.contains("apt-get install pgbouncer"), "{message}");
+    }
 }

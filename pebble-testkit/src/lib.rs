@@ -17,10 +17,20 @@
 //! client.batch_execute("CREATE TABLE t (n int)").await?;
 //! # Ok(()) }
 //! ```
+//!
+//! For testing through a connection pooler, [`PgBouncer`] starts a real
+//! PgBouncer in transaction pooling mode in front of a server
+//! ([`Server::pgbouncer`], [`TempServer::pgbouncer`]), with the same
+//! guarantees: stopped and deleted at exit, killed by the kernel if the
+//! process dies.
 #![warn(missing_docs)]
 
 mod binaries;
 mod cluster;
+mod pgbouncer;
+mod process;
+
+pub use pgbouncer::{PgBouncer, PgBouncerOptions};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -47,6 +57,16 @@ pub enum Error {
     /// A file or process operation failed while starting the server.
     #[error("could not start a throwaway PostgreSQL server: {0}")]
     Io(#[from] std::io::Error),
+    /// [`PgBouncer`] was asked for, and the `pgbouncer` binary is missing.
+    #[error(
+        "PgBouncer is not installed: no `pgbouncer` on PATH nor at /usr/sbin/pgbouncer. Install \
+         it (Debian/Ubuntu: `apt-get install pgbouncer`; its system service is not needed, \
+         pebble-testkit starts its own)"
+    )]
+    NoPgBouncer,
+    /// A [`PgBouncer`] could not be started, or no query went through it.
+    #[error("could not start PgBouncer: {0}")]
+    PgBouncerStart(String),
     /// The server refused a statement (e.g. `CREATE DATABASE`).
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -116,6 +136,13 @@ impl Server {
         let mut config = self.admin.clone();
         config.dbname(database);
         config
+    }
+
+    /// Starts a [`PgBouncer`] in front of this server, connecting to it as
+    /// [`Server::config`] does (see [`PgBouncer::start`] for what that needs
+    /// of a `DATABASE_URL` server).
+    pub fn pgbouncer(&self, options: PgBouncerOptions) -> Result<PgBouncer, Error> {
+        PgBouncer::start(&self.admin, options)
     }
 
     /// Whether the server came from `DATABASE_URL` (and so outlives the process).
@@ -190,6 +217,13 @@ impl TempServer {
         let mut config = self.config();
         config.dbname(database);
         config
+    }
+
+    /// Starts a [`PgBouncer`] in front of this server. It keeps working
+    /// across [`TempServer::stop`] and [`TempServer::restart`] (new server
+    /// connections fail while the server is down).
+    pub fn pgbouncer(&self, options: PgBouncerOptions) -> Result<PgBouncer, Error> {
+        PgBouncer::start(&self.config(), options)
     }
 
     /// Stops the server (fast shutdown: committed data is kept).

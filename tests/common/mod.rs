@@ -63,9 +63,9 @@ impl Document {
     }
 }
 
-/// A global model: shared by every tenant, queried through `Db`.
+/// A shared model: one table for every tenant, queried through `Db`.
 #[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "plans", global)]
+#[pebble(table = "plans", shared)]
 pub struct Plan {
     #[pebble(primary_key)]
     pub code: String,

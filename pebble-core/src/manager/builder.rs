@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::Db;
+use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::error::Result;
-use crate::pool::{IntoConfig, PoolOptions};
+use crate::handle::db::Db;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ use super::{Inner, SetupHook, TenantManager};
 /// ```no_run
 /// # use std::time::Duration;
 /// # use pebble::{Db, Model, PoolOptions, TenantManager};
-/// # #[derive(Model)] #[pebble(global)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
+/// # #[derive(Model)] #[pebble(per_tenant)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let manager = TenantManager::builder("postgres://app@localhost/postgres")
 ///     .pool(PoolOptions::default().max_size(4))

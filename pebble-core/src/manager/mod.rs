@@ -21,9 +21,9 @@ pub use builder::TenantManagerBuilder;
 
 use builder::Settings;
 
-use crate::db::Db;
+use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
-use crate::pool::IntoConfig;
+use crate::handle::db::Db;
 use crate::SqlState;
 
 pub(crate) use connect::refusal;
@@ -68,7 +68,7 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 ///
 /// ```no_run
 /// # use pebble::{Model, TenantManager};
-/// # #[derive(Model, Debug)] #[pebble(global)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
+/// # #[derive(Model, Debug)] #[pebble(per_tenant)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let manager = TenantManager::builder("postgres://app@localhost/postgres")
 ///     .create_missing(true)

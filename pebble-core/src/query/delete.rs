@@ -1,15 +1,14 @@
 use std::fmt;
-use std::marker::PhantomData;
 
 use sea_query::{DeleteStatement, Query};
 
+use crate::conn::{Conn, Statement};
 use crate::error::Result;
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::Model;
 use crate::scope::Scope;
 
-use super::{decode_all, returning};
+use super::core::Core;
 
 /// A `DELETE` on model `M`, from `delete::<M>()`.
 ///
@@ -22,28 +21,21 @@ use super::{decode_all, returning};
 /// ```
 #[must_use = "a delete does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Delete<M> {
-    exec: Conn,
-    scope: Scope,
-    stmt: DeleteStatement,
-    _model: PhantomData<fn() -> M>,
+    core: Core<M, DeleteStatement>,
 }
 
 impl<M: Model> Delete<M> {
-    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+    pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::delete();
         stmt.from_table(M::TABLE);
-        scope.confine(&mut stmt);
         Delete {
-            exec,
-            scope,
-            stmt,
-            _model: PhantomData,
+            core: Core::confined(conn, scope, stmt),
         }
     }
 
     /// Only deletes rows matching `filter`. Several calls are AND-ed.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.stmt.and_where(filter.into_expr());
+        self.core.filter(filter);
         self
     }
 
@@ -54,33 +46,27 @@ impl<M: Model> Delete<M> {
     /// returns ([`Error::InvalidTenantId`](crate::Error::InvalidTenantId) on
     /// a handle keyed by the unset value).
     pub fn build(&self) -> Result<Statement> {
-        self.scope.check()?;
-        Ok(Statement::new(&self.stmt))
+        self.core.build()
     }
 
     /// The SQL text of [`Delete::build`], with `$n` placeholders, or why nothing would be sent.
     pub fn to_sql(&self) -> Result<String> {
-        self.build().map(|stmt| stmt.sql().to_owned())
+        self.build().map(Statement::into_sql)
     }
 
     /// Runs the delete; returns the number of rows removed.
     pub async fn exec(self) -> Result<u64> {
-        self.exec.execute(&self.build()?, &self.scope).await
+        self.core.execute(&self.build()?).await
     }
 
     /// Runs the delete; returns the removed rows.
-    pub async fn returning(mut self) -> Result<Vec<M>> {
-        self.stmt.returning(returning::<M>());
-        let stmt = self.build()?;
-        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+    pub async fn returning(self) -> Result<Vec<M>> {
+        self.core.returning().await
     }
 }
 
 impl<M> fmt::Debug for Delete<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delete")
-            .field("scope", &self.scope)
-            .field("statement", &self.stmt)
-            .finish()
+        self.core.debug(f, "Delete").finish()
     }
 }

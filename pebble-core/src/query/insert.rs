@@ -4,12 +4,12 @@ use std::marker::PhantomData;
 use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query};
 
 use crate::column::{names, Columns, SetColumns};
-use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
+use crate::conn::{Conn, Statement};
+use crate::error::{Error, Refusal, Result};
 use crate::model::Model;
 use crate::scope::Scope;
 
-use super::{decode_all, returning};
+use super::core::Core;
 
 /// Marker: the insert writes one row; `returning()` gives that row.
 #[derive(Debug)]
@@ -42,27 +42,27 @@ pub enum Many {}
 /// ```
 #[must_use = "an insert does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Insert<M, R = One> {
-    exec: Conn,
-    scope: Scope,
-    stmt: InsertStatement,
+    core: Core<M, InsertStatement>,
     /// Set when a row was refused while the builder was made; reported on run.
-    refused: Option<Error>,
+    refused: Option<Refusal>,
     rows: usize,
-    _marker: PhantomData<fn() -> (M, R)>,
+    _rows: PhantomData<fn() -> R>,
 }
 
 impl<M: Model, R> Insert<M, R> {
     /// An insert of `rows`; the first refused row (`Err`) refuses them all.
-    pub(crate) fn new(exec: Conn, scope: Scope, rows: impl IntoIterator<Item = Result<M>>) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        scope: Scope,
+        rows: impl IntoIterator<Item = Result<M, Refusal>>,
+    ) -> Self {
         // Built in place: the statement is large, and moving it through
         // intermediate results costs more than filling it here.
         let mut insert = Insert {
-            exec,
-            scope,
-            stmt: Query::insert(),
+            core: Core::new(conn, scope, Query::insert()),
             refused: None,
             rows: 0,
-            _marker: PhantomData,
+            _rows: PhantomData,
         };
         // Every column, always: whether a defaulted column is filled by the
         // database is decided per row, in VALUES, so rows that differ on it
@@ -71,7 +71,7 @@ impl<M: Model, R> Insert<M, R> {
         // Exactly sized: sea-query then allocates its column list once.
         let mut columns = Vec::with_capacity(width);
         columns.extend(M::COLUMNS.iter().map(|c| c.name));
-        insert.stmt.into_table(M::TABLE).columns(columns);
+        insert.core.stmt.into_table(M::TABLE).columns(columns);
         for row in rows {
             let row = match row {
                 Ok(row) => row,
@@ -92,10 +92,13 @@ impl<M: Model, R> Insert<M, R> {
                 });
             });
             // An exactly sized `Vec`: sea-query collects it in place.
-            if insert.stmt.values(values).is_err() {
-                insert.refused = Some(Error::InvalidQuery(
-                    "a row's values do not match its columns",
-                ));
+            let given = values.len();
+            if insert.core.stmt.values(values).is_err() {
+                insert.refused = Some(Refusal::MalformedRow {
+                    table: M::TABLE,
+                    columns: width,
+                    values: given,
+                });
                 break;
             }
             insert.rows += 1;
@@ -136,12 +139,12 @@ impl<M: Model, R> Insert<M, R> {
     /// ```
     pub fn build(&self) -> Result<Statement> {
         self.check()?;
-        Ok(Statement::new(&self.stmt))
+        self.core.build()
     }
 
     /// The SQL text of [`Insert::build`], with `$n` placeholders, or why nothing would be sent.
     pub fn to_sql(&self) -> Result<String> {
-        self.build().map(|stmt| stmt.sql().to_owned())
+        self.build().map(Statement::into_sql)
     }
 
     /// Runs the insert; returns the number of rows written.
@@ -150,48 +153,28 @@ impl<M: Model, R> Insert<M, R> {
             Err(Error::NothingToInsert { .. }) => return Ok(0),
             other => other?,
         };
-        self.exec.execute(&stmt, &self.scope).await
+        self.core.execute(&stmt).await
     }
 
-    async fn returning_rows(mut self) -> Result<Vec<M>> {
+    async fn returning_rows(self) -> Result<Vec<M>> {
         match self.check() {
             Err(Error::NothingToInsert { .. }) => return Ok(Vec::new()),
             other => other?,
         }
-        self.stmt.returning(returning::<M>());
-        let stmt = self.build()?;
-        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+        self.core.returning().await
     }
 
-    /// Why nothing would be sent, if nothing would; in the order `exec()` meets them.
+    /// Why nothing would be sent for reasons of the insert's own (the
+    /// scope's are checked by `build`), if nothing would; in the order
+    /// `exec()` meets them.
     fn check(&self) -> Result<()> {
         if let Some(refusal) = &self.refused {
-            return Err(copy_refusal(refusal));
+            return Err(refusal.clone().into());
         }
         if self.rows == 0 {
             return Err(Error::NothingToInsert { table: M::TABLE });
         }
-        self.scope.check()
-    }
-}
-
-/// The refusal recorded when the builder was made, again for each
-/// `build()`. Refusals are made by pebble before anything is sent (a row of
-/// another tenant, a malformed row), so none carries a driver error, the one
-/// kind of `Error` that cannot be copied.
-fn copy_refusal(refusal: &Error) -> Error {
-    match refusal {
-        Error::TenantMismatch {
-            table,
-            expected,
-            found,
-        } => Error::TenantMismatch {
-            table,
-            expected: expected.clone(),
-            found: found.clone(),
-        },
-        Error::InvalidQuery(why) => Error::InvalidQuery(why),
-        _ => Error::InvalidQuery("a row of this insert was refused"),
+        Ok(())
     }
 }
 
@@ -226,7 +209,7 @@ impl<M: Model, R> OnConflict<M, R> {
     pub fn do_update(self, columns: impl SetColumns<M>) -> Upsert<M, R> {
         let mut action = SeaOnConflict::columns(self.target);
         action.update_columns(names(columns));
-        if let Some(own_row) = self.insert.scope.qualified_condition(M::TABLE) {
+        if let Some(own_row) = self.insert.core.scope.qualified_condition(M::TABLE) {
             action.action_and_where(own_row);
         }
         Upsert::new(self.insert, action)
@@ -248,7 +231,7 @@ pub struct Upsert<M, R> {
 
 impl<M: Model, R> Upsert<M, R> {
     fn new(mut insert: Insert<M, R>, action: SeaOnConflict) -> Self {
-        insert.stmt.on_conflict(action);
+        insert.core.stmt.on_conflict(action);
         Upsert { insert }
     }
 
@@ -287,9 +270,8 @@ impl<M: Model> Upsert<M, Many> {
 
 impl<M, R> fmt::Debug for Insert<M, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Insert")
-            .field("scope", &self.scope)
-            .field("statement", &self.stmt)
+        self.core
+            .debug(f, "Insert")
             .field("refused", &self.refused)
             .finish()
     }

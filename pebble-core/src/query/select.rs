@@ -1,16 +1,15 @@
 use std::fmt;
-use std::marker::PhantomData;
 
 use sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement};
 
 use crate::column::Order;
+use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
 
-use super::{column_names, decode_all};
+use super::core::{column_names, Core};
 
 /// A `SELECT` on model `M`, from `select::<M>()` or `find::<M>(key)`.
 ///
@@ -29,22 +28,15 @@ use super::{column_names, decode_all};
 /// ```
 #[must_use = "a query does nothing until it is run with `.all()`, `.one()`, `.count()`..."]
 pub struct Select<M> {
-    exec: Conn,
-    scope: Scope,
-    stmt: SelectStatement,
-    _model: PhantomData<fn() -> M>,
+    core: Core<M, SelectStatement>,
 }
 
 impl<M: Model> Select<M> {
-    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+    pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::select();
         stmt.columns(column_names::<M>()).from(M::TABLE);
-        scope.confine(&mut stmt);
         Select {
-            exec,
-            scope,
-            stmt,
-            _model: PhantomData,
+            core: Core::confined(conn, scope, stmt),
         }
     }
 
@@ -53,32 +45,32 @@ impl<M: Model> Select<M> {
         M: HasPrimaryKey,
     {
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(key)) {
-            self.stmt.and_where(Expr::col(*column).eq(value));
+            self.core.stmt.and_where(Expr::col(*column).eq(value));
         }
         self
     }
 
     /// Keeps rows matching `filter`. Several calls are AND-ed.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.stmt.and_where(filter.into_expr());
+        self.core.filter(filter);
         self
     }
 
     /// Sorts by a column; call again for further sort keys.
     pub fn order_by(mut self, order: Order<M>) -> Self {
-        self.stmt.order_by(order.column, order.order);
+        self.core.stmt.order_by(order.column, order.order);
         self
     }
 
     /// Returns at most `n` rows.
     pub fn limit(mut self, n: u64) -> Self {
-        self.stmt.limit(as_bigint(n));
+        self.core.stmt.limit(as_bigint(n));
         self
     }
 
     /// Skips the first `n` rows.
     pub fn offset(mut self, n: u64) -> Self {
-        self.stmt.offset(as_bigint(n));
+        self.core.stmt.offset(as_bigint(n));
         self
     }
 
@@ -89,19 +81,17 @@ impl<M: Model> Select<M> {
     /// An error when nothing would be sent, saying why: the error `all()`
     /// returns ([`Error::InvalidTenantId`] on a handle keyed by the unset value).
     pub fn build(&self) -> Result<Statement> {
-        self.scope.check()?;
-        Ok(Statement::new(&self.stmt))
+        self.core.build()
     }
 
     /// The SQL text of [`Select::build`], with `$n` placeholders, or why nothing would be sent.
     pub fn to_sql(&self) -> Result<String> {
-        self.build().map(|stmt| stmt.sql().to_owned())
+        self.build().map(Statement::into_sql)
     }
 
     /// All matching rows.
     pub async fn all(self) -> Result<Vec<M>> {
-        let stmt = self.build()?;
-        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+        self.core.all().await
     }
 
     /// The first matching row, or [`Error::NotFound`].
@@ -113,33 +103,37 @@ impl<M: Model> Select<M> {
 
     /// The first matching row, if any.
     pub async fn optional(mut self) -> Result<Option<M>> {
-        self.stmt.limit(1);
+        self.core.stmt.limit(1);
         let stmt = self.build()?;
-        let rows = self.exec.rows(&stmt, &self.scope).await?;
+        let rows = self.core.rows(&stmt).await?;
         rows.first().map(M::from_row).transpose()
     }
 
     /// How many rows match (ignores order, limit and offset).
     pub async fn count(mut self) -> Result<i64> {
-        self.stmt
+        self.core
+            .stmt
             .clear_selects()
             .clear_order_by()
             .reset_limit()
             .reset_offset();
-        self.stmt.expr(Expr::col(Asterisk).count());
-        let stmt = Statement::new(&self.stmt);
+        self.core.stmt.expr(Expr::col(Asterisk).count());
+        let stmt = Statement::new(&self.core.stmt);
         self.scalar(&stmt).await
     }
 
     /// Whether any row matches.
     pub async fn exists(mut self) -> Result<bool> {
-        self.stmt
+        self.core
+            .stmt
             .clear_selects()
             .clear_order_by()
             .reset_limit()
             .reset_offset();
-        self.stmt.expr(Expr::cust("1"));
-        let outer = Query::select().expr(Expr::exists(self.stmt.take())).take();
+        self.core.stmt.expr(Expr::cust("1"));
+        let outer = Query::select()
+            .expr(Expr::exists(self.core.stmt.take()))
+            .take();
         let stmt = Statement::new(&outer);
         self.scalar(&stmt).await
     }
@@ -148,7 +142,7 @@ impl<M: Model> Select<M> {
         &self,
         stmt: &Statement,
     ) -> Result<T> {
-        let rows = self.exec.rows(stmt, &self.scope).await?;
+        let rows = self.core.rows(stmt).await?;
         let row = rows.first().ok_or(Error::NotFound { table: M::TABLE })?;
         Ok(row.try_get(0)?)
     }
@@ -162,9 +156,6 @@ fn as_bigint(n: u64) -> u64 {
 
 impl<M> fmt::Debug for Select<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Select")
-            .field("scope", &self.scope)
-            .field("statement", &self.stmt)
-            .finish()
+        self.core.debug(f, "Select").finish()
     }
 }

@@ -1,17 +1,16 @@
 use std::fmt;
-use std::marker::PhantomData;
 
 use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
 
 use crate::column::Column;
+use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
-use crate::exec::{Conn, Statement};
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
 use crate::sql_type::{IntoValue, SqlType};
 
-use super::{decode_all, returning};
+use super::core::Core;
 
 /// An `UPDATE` on model `M`, from `update::<M>()`.
 ///
@@ -32,36 +31,30 @@ use super::{decode_all, returning};
 /// ```
 #[must_use = "an update does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Update<M> {
-    exec: Conn,
-    scope: Scope,
-    stmt: UpdateStatement,
+    core: Core<M, UpdateStatement>,
     assigned: bool,
-    refused: Option<&'static str>,
-    _model: PhantomData<fn() -> M>,
+    /// The tenant column, if something tried to assign it.
+    tenant_assigned: Option<&'static str>,
 }
 
 impl<M: Model> Update<M> {
-    pub(crate) fn new(exec: Conn, scope: Scope) -> Self {
+    pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::update();
         stmt.table(M::TABLE);
-        scope.confine(&mut stmt);
         Update {
-            exec,
-            scope,
-            stmt,
+            core: Core::confined(conn, scope, stmt),
             assigned: false,
-            refused: None,
-            _model: PhantomData,
+            tenant_assigned: None,
         }
     }
 
     /// An update of every column but the key and tenant columns of `row`,
     /// matched by its primary key.
-    pub(crate) fn of_row(exec: Conn, scope: Scope, row: &M) -> Self
+    pub(crate) fn of_row(conn: Conn, scope: Scope, row: &M) -> Self
     where
         M: HasPrimaryKey,
     {
-        let mut update = Update::new(exec, scope);
+        let mut update = Update::new(conn, scope);
         let mut columns = M::COLUMNS.iter();
         row.to_values(|value| {
             if let Some(column) = columns.next() {
@@ -70,7 +63,7 @@ impl<M: Model> Update<M> {
                 }
             }
         });
-        let confined = matches!(update.scope, Scope::Tenant { .. });
+        let confined = update.core.scope.is_tenant();
         for (column, value) in M::PRIMARY_KEY.iter().zip(M::key_values(row.primary_key())) {
             // Under a tenant scope the key's tenant part is already the
             // statement's first condition, with the handle's tenant: the
@@ -80,7 +73,7 @@ impl<M: Model> Update<M> {
             if confined && M::COLUMNS.iter().any(|c| c.tenant && c.name == *column) {
                 continue;
             }
-            update.stmt.and_where(Expr::col(*column).eq(value));
+            update.core.stmt.and_where(Expr::col(*column).eq(value));
         }
         update
     }
@@ -95,16 +88,16 @@ impl<M: Model> Update<M> {
         // The type system already keeps the tenant column out of `set`; this
         // also stops a hand-made `Column` naming it.
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
-            self.refused = Some("the tenant column cannot be updated");
+            self.tenant_assigned = Some(column);
         } else {
-            self.stmt.value(column, value);
+            self.core.stmt.value(column, value);
             self.assigned = true;
         }
     }
 
     /// Only updates rows matching `filter`. Several calls are AND-ed.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.stmt.and_where(filter.into_expr());
+        self.core.filter(filter);
         self
     }
 
@@ -112,8 +105,9 @@ impl<M: Model> Update<M> {
     /// sends the same statement followed by `RETURNING` and every column.
     ///
     /// An error when nothing would be sent, saying why: the error `exec()`
-    /// returns ([`Error::InvalidQuery`] for an update with no `set` or one
-    /// assigning the tenant column, [`Error::InvalidTenantId`] on a handle
+    /// returns ([`Error::NothingToSet`] for an update with no `set`,
+    /// [`Error::TenantColumnAssigned`] for one assigning the tenant column,
+    /// [`Error::InvalidTenantId`] on a handle
     /// keyed by the unset value).
     ///
     /// ```
@@ -127,48 +121,48 @@ impl<M: Model> Update<M> {
     ///     r#"UPDATE "user" SET "name" = $1 WHERE "org" = $2 AND "id" = $3"#
     /// );
     /// let nothing_set = tenant.update::<User>().filter(User::ID.eq(1));
-    /// assert!(matches!(nothing_set.to_sql(), Err(pebble::Error::InvalidQuery(_))));
+    /// assert!(matches!(nothing_set.to_sql(), Err(pebble::Error::NothingToSet { .. })));
     /// # Ok::<(), pebble::Error>(())
     /// ```
     pub fn build(&self) -> Result<Statement> {
         self.check()?;
-        Ok(Statement::new(&self.stmt))
+        self.core.build()
     }
 
     /// The SQL text of [`Update::build`], with `$n` placeholders, or why nothing would be sent.
     pub fn to_sql(&self) -> Result<String> {
-        self.build().map(|stmt| stmt.sql().to_owned())
+        self.build().map(Statement::into_sql)
     }
 
     /// Runs the update; returns the number of rows changed.
     pub async fn exec(self) -> Result<u64> {
-        self.exec.execute(&self.build()?, &self.scope).await
+        self.core.execute(&self.build()?).await
     }
 
     /// Runs the update; returns the changed rows as stored.
-    pub async fn returning(mut self) -> Result<Vec<M>> {
-        self.stmt.returning(returning::<M>());
-        let stmt = self.build()?;
-        decode_all(self.exec.rows(&stmt, &self.scope).await?)
+    pub async fn returning(self) -> Result<Vec<M>> {
+        self.check()?;
+        self.core.returning().await
     }
 
-    /// Why nothing would be sent, if nothing would.
+    /// Why nothing would be sent for reasons of the update's own (the
+    /// scope's are checked by `build`), if nothing would.
     fn check(&self) -> Result<()> {
-        if let Some(why) = self.refused {
-            return Err(Error::InvalidQuery(why));
+        if let Some(column) = self.tenant_assigned {
+            return Err(Error::TenantColumnAssigned {
+                table: M::TABLE,
+                column,
+            });
         }
         if !self.assigned {
-            return Err(Error::InvalidQuery("an update needs at least one `set`"));
+            return Err(Error::NothingToSet { table: M::TABLE });
         }
-        self.scope.check()
+        Ok(())
     }
 }
 
 impl<M> fmt::Debug for Update<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Update")
-            .field("scope", &self.scope)
-            .field("statement", &self.stmt)
-            .finish()
+        self.core.debug(f, "Update").finish()
     }
 }

@@ -7,9 +7,9 @@ use deadpool_postgres::ClientWrapper;
 
 use super::install::policy_marker;
 use super::{quote_ident, RlsTable, TENANT_POLICY};
+use crate::conn::send::StatementMode;
+use crate::conn::table_check::parse_record;
 use crate::error::{Error, Result};
-use crate::send::StatementMode;
-use crate::table_check::parse_record;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The outcome of [`Db::audit_rls`](crate::Db::audit_rls): the connected

@@ -14,13 +14,12 @@
 //! - [`audit`]: what RLS does and does not cover for the connected role.
 
 pub(crate) mod audit;
-pub(crate) mod handle;
 pub(crate) mod install;
 mod owner;
 pub(crate) mod roles;
 
+pub(crate) use crate::conn::send::TENANT_SETTING;
 use crate::model::TenantScoped;
-pub(crate) use crate::send::TENANT_SETTING;
 
 /// A tenant table as row-level security needs it: its name, its tenant
 /// column and that column's type. From [`RlsTable::of`].

@@ -3,11 +3,12 @@
 //! owner (migrations and provisioning connect as the owner; the
 //! application does not).
 
-use crate::db::Db;
-use crate::ddl::record_statement;
 use crate::error::{Error, Result};
+use crate::handle::db::Db;
 use crate::handle::private::Sealed;
+use crate::handle::rls::RlsDb;
 use crate::model::TenantScoped;
+use crate::query::record_statement;
 
 use super::audit::{self, AuditReport};
 use super::install::install_sql;
@@ -112,6 +113,13 @@ impl Db {
     pub async fn audit_rls(&self, tables: &[RlsTable]) -> Result<AuditReport> {
         let client = self.pool().get().await?;
         audit::run(&client, self.mode(), tables).await
+    }
+}
+
+impl RlsDb {
+    /// Audits `tables` as this pool's role: see [`Db::audit_rls`].
+    pub async fn audit(&self, tables: &[RlsTable]) -> Result<AuditReport> {
+        self.db().audit_rls(tables).await
     }
 }
 

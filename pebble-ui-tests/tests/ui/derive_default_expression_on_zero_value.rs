@@ -3,7 +3,7 @@
 use pebble::Model;
 
 #[derive(Model)]
-#[pebble(global)]
+#[pebble(shared)]
 struct Task {
     #[pebble(primary_key, default = "nextval('task_ids')")]
     id: i64,

@@ -1,4 +1,4 @@
-// A model without #[tenant_id] must say it is global: forgetting the tenant
+// A model without #[tenant_id] must say what it is (shared or per_tenant): forgetting the tenant
 // field (say, on a slim struct over a tenant table) must not compile into an
 // unscoped model.
 use pebble::Model;

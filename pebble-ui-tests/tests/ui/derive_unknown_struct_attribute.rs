@@ -1,7 +1,7 @@
 use pebble::Model;
 
 #[derive(Model)]
-#[pebble(table = "docs", global, schema = "app")]
+#[pebble(table = "docs", shared, schema = "app")]
 struct Doc {
     #[pebble(primary_key)]
     id: i64,

@@ -1,7 +1,7 @@
 use pebble::Model;
 
 #[derive(Model)]
-#[pebble(global)]
+#[pebble(shared)]
 struct Doc {
     #[pebble(primary_key)]
     id: i64,

@@ -1,42 +1,22 @@
-//! [`Transaction`]: one pooled connection inside `BEGIN` ... `COMMIT`.
+//! The connection a transaction holds, and its state machine: statements
+//! are admitted while it is open, `COMMIT` / `ROLLBACK` wait for them, and a
+//! transaction dropped without either is rolled back before its connection
+//! is reused. The user-facing `Transaction` is a thin handle on it.
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use tokio::sync::RwLockReadGuard;
 
-use crate::cross::CrossTenant;
-use crate::db::Db;
 use crate::error::{Error, Result, SqlState};
-use crate::exec::Conn;
-use crate::handle::{private::Sealed, unscoped_queries, Executor};
-use crate::model::GlobalModel;
-use crate::scope::Scope;
-use crate::send::{self, StatementMode};
-use crate::sql_type::TenantKey;
-use crate::table_check::TableChecks;
-use crate::tenant::TenantDb;
 
-/// A transaction on one pooled connection, from [`Db::begin`](crate::Db::begin).
-///
-/// Dropped without [`commit`](Transaction::commit), it is rolled back: the
-/// connection goes back to the pool only once `ROLLBACK` has succeeded, and
-/// is discarded otherwise, so no pooled connection ever carries an open
-/// transaction. Builders made from it and still held elsewhere do not keep
-/// it open: once the transaction has ended (committed, rolled back or
-/// dropped), each of their statements fails with
-/// [`Error::TransactionEnded`] and sends nothing.
-///
-/// For a tenant-scoped transaction use
-/// [`TenantDb::begin`](crate::TenantDb::begin) or [`Transaction::tenant`].
-pub struct Transaction {
-    conn: Arc<TxConn>,
-}
+use super::pool::SharedPool;
+use super::send::{self, StatementMode};
+use super::table_check::TableChecks;
 
 /// The connection of a transaction, shared by the builders made from it.
-/// Public only inside this private module.
+/// Public only inside this private module, to appear in `Conn`.
 pub struct TxConn {
     /// Statements hold it shared while they run; `commit`, `rollback` and
     /// the owner's drop take it exclusively, so no statement can straddle
@@ -91,6 +71,11 @@ impl TxConn {
             client,
             done: false,
         })
+    }
+
+    /// A statement of this transaction is known to have failed on the server.
+    pub(crate) fn is_known_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
     }
 
     pub(crate) fn tables(&self) -> &TableChecks {
@@ -165,65 +150,35 @@ impl Drop for Entered<'_> {
     }
 }
 
-impl Transaction {
-    pub(crate) async fn begin(db: &Db) -> Result<Transaction> {
-        let tx = Transaction::on(db).await?;
-        // From here on, dropping this future (or a failed BEGIN) drops `tx`,
-        // which rolls back before the connection can be reused.
-        tx.conn().batch("BEGIN").await?;
-        Ok(tx)
-    }
-
-    /// A transaction whose tenant (for row-level security) is set once,
-    /// right after `BEGIN`, in the same round trip.
-    pub(crate) async fn begin_in_tenant_context(db: &Db, tenant: &str) -> Result<Transaction> {
-        let tx = Transaction::on(db).await?;
-        let entered = tx.conn.enter().await?;
-        let result = send::begin_in_tenant_context(entered.client(), db.mode(), tenant).await;
-        entered.finish(result)?;
-        Ok(tx)
-    }
-
-    /// A transaction not yet begun on a connection of `db`'s pool.
-    async fn on(db: &Db) -> Result<Transaction> {
-        Ok(Transaction {
-            conn: Arc::new(TxConn {
-                gate: tokio::sync::RwLock::new(Slot {
-                    state: State::Open,
-                    client: Some(db.pool().get().await?),
-                }),
-                closed: AtomicBool::new(false),
-                tables: Arc::clone(db.tables()),
-                mode: db.mode(),
-                aborted: AtomicBool::new(false),
-                uncertain: AtomicBool::new(false),
-                raw_used: AtomicBool::new(false),
+impl TxConn {
+    /// A transaction not yet begun, on a connection of `pool`.
+    pub(crate) async fn on(pool: &SharedPool) -> Result<Arc<TxConn>> {
+        Ok(Arc::new(TxConn {
+            gate: tokio::sync::RwLock::new(Slot {
+                state: State::Open,
+                client: Some(pool.pool().get().await?),
             }),
-        })
+            closed: AtomicBool::new(false),
+            tables: Arc::clone(pool.tables()),
+            mode: pool.mode(),
+            aborted: AtomicBool::new(false),
+            uncertain: AtomicBool::new(false),
+            raw_used: AtomicBool::new(false),
+        }))
     }
 
-    /// Commits. If the commit fails the server has rolled back.
-    ///
-    /// If a statement of this transaction failed on the server, PostgreSQL
-    /// has aborted it and would turn `COMMIT` into a silent rollback; pebble
-    /// rolls back and returns [`Error::TransactionAborted`] instead. Waits
-    /// for statements still running on the transaction.
-    ///
-    /// A `commit()` future dropped after it was first polled may or may not
-    /// have committed: once `COMMIT` is on the wire, only the server knows.
-    /// The connection is then rolled back (a no-op after a commit) before
-    /// it is reused, so it never carries the transaction further.
-    pub async fn commit(self) -> Result<()> {
-        self.finish(true).await
+    /// `BEGIN` and `set_config` of the tenant (row-level security), in
+    /// one round trip, on a transaction not yet begun.
+    pub(crate) async fn begin_in_tenant_context(&self, tenant: &str) -> Result<()> {
+        let entered = self.enter().await?;
+        let result = send::begin_in_tenant_context(entered.client(), tenant).await;
+        entered.finish(result)
     }
 
-    /// Rolls back. Waits for statements still running on the transaction.
-    pub async fn rollback(self) -> Result<()> {
-        self.finish(false).await
-    }
-
-    async fn finish(self, commit: bool) -> Result<()> {
-        let tx = &self.conn;
+    /// `COMMIT` (or `ROLLBACK` if a statement aborted the transaction) when
+    /// `commit`, `ROLLBACK` otherwise; waits for statements still running.
+    pub(crate) async fn finish(&self, commit: bool) -> Result<()> {
+        let tx = self;
         let mut gate = tx.gate.write().await;
         if gate.state != State::Open || tx.closed.load(Ordering::Acquire) {
             return Err(Error::TransactionEnded);
@@ -261,27 +216,27 @@ impl Transaction {
         Ok(())
     }
 
-    /// This transaction, confined to tenant `key` (see [`Db::tenant`](crate::Db::tenant)).
-    pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, &Transaction> {
-        TenantDb::new(self, key)
+    /// Ends the transaction even while builders made from it are still
+    /// held: their statements then fail with [`Error::TransactionEnded`].
+    /// Called when the `Transaction` is dropped.
+    pub(crate) fn close(self: &Arc<Self>) {
+        self.closed.store(true, Ordering::Release);
+        match self.gate.try_write() {
+            Ok(mut gate) => end_dropped(&mut gate, &self.raw_used),
+            Err(_) => {
+                // A statement (from a builder on another task) holds the
+                // gate: roll back once it is done. Without a runtime, the
+                // last holder's drop of `TxConn` rolls back instead.
+                let conn = Arc::clone(self);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let mut gate = conn.gate.write().await;
+                        end_dropped(&mut gate, &conn.raw_used);
+                    });
+                }
+            }
+        }
     }
-
-    /// This transaction, unconfined and traced (see [`Db::cross_tenant`](crate::Db::cross_tenant)).
-    pub fn cross_tenant(&self) -> CrossTenant<&Transaction> {
-        CrossTenant::new(self)
-    }
-
-    /// Runs SQL text as is inside the transaction; **not** scoped to any
-    /// tenant. Text that ends the transaction (`COMMIT`, `ROLLBACK`) is
-    /// refused after the fact: the call and every later statement fail with
-    /// [`Error::TransactionEnded`] and the connection is discarded. Session
-    /// settings the text changes (`SET`, not `SET LOCAL`) are reset when the
-    /// transaction ends.
-    pub async fn batch_execute(&self, sql: &str) -> Result<()> {
-        self.conn().raw_batch(sql).await
-    }
-
-    unscoped_queries!(GlobalModel, Scope::global::<M>());
 }
 
 /// Whether the server has aborted the transaction. Known from the outcomes
@@ -299,29 +254,6 @@ async fn reset_after_raw(client: Object) {
     match client.batch_execute("DISCARD ALL").await {
         Ok(()) => client.statement_cache.clear(),
         Err(_) => drop(Object::take(client)),
-    }
-}
-
-impl Drop for Transaction {
-    /// Ends the transaction even while builders made from it are still
-    /// held: their statements then fail with [`Error::TransactionEnded`].
-    fn drop(&mut self) {
-        self.conn.closed.store(true, Ordering::Release);
-        match self.conn.gate.try_write() {
-            Ok(mut gate) => end_dropped(&mut gate, &self.conn.raw_used),
-            Err(_) => {
-                // A statement (from a builder on another task) holds the
-                // gate: roll back once it is done. Without a runtime, the
-                // last holder's drop of `TxConn` rolls back instead.
-                let conn = Arc::clone(&self.conn);
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        let mut gate = conn.gate.write().await;
-                        end_dropped(&mut gate, &conn.raw_used);
-                    });
-                }
-            }
-        }
     }
 }
 
@@ -375,20 +307,4 @@ fn roll_back_in_background(client: Object) {
             drop(guard.0.take()); // back to the pool, clean
         }
     });
-}
-
-impl Executor for Transaction {}
-
-impl Sealed for Transaction {
-    fn conn(&self) -> Conn {
-        Conn::Transaction(Arc::clone(&self.conn))
-    }
-}
-
-impl fmt::Debug for Transaction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transaction")
-            .field("aborted", &self.conn.aborted.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
 }

@@ -1,4 +1,5 @@
-//! [`Db`]: the handle on a connection pool, for global models and as the
+//! [`Db`]: the handle on a connection pool, for models without a tenant
+//! column (shared, or per tenant in a tenant's own database) and as the
 //! starting point of tenant handles.
 
 use std::fmt;
@@ -6,29 +7,33 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
-use crate::cross::CrossTenant;
-use crate::ddl::create_table_sql;
+use crate::conn::pool::{IntoConfig, PoolOptions, SharedPool};
+use crate::conn::send::StatementMode;
+use crate::conn::table_check::TableChecks;
+use crate::conn::Conn;
 use crate::error::Result;
-use crate::exec::Conn;
-use crate::handle::{private::Sealed, unscoped_queries, Executor};
-use crate::model::{GlobalModel, Model};
-use crate::pool::{IntoConfig, PoolOptions};
-use crate::scope::Scope;
-use crate::send::StatementMode;
+use crate::model::{GlobalModel, Model, Target};
+use crate::query::ddl::create_table_sql;
+use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
-use crate::table_check::{TableChecks, Target};
-use crate::tenant::TenantDb;
-use crate::transaction::Transaction;
+
+use super::cross::CrossTenant;
+use super::tenant::TenantDb;
+use super::transaction::Transaction;
+use super::{private::Sealed, unscoped_queries, Executor};
 
 /// A cheap-to-clone handle on a PostgreSQL connection pool.
 ///
-/// `Db` queries **global** models (no `#[tenant_id]` field). Tenant models
+/// `Db` queries models without a `#[tenant_id]` field: **shared** ones
+/// (`#[pebble(shared)]`, one table for all tenants) and, on a tenant's own
+/// database from a [`TenantManager`](crate::TenantManager), **per-tenant**
+/// ones (`#[pebble(per_tenant)]`). Tenant models
 /// are reached through [`Db::tenant`], which confines every statement to one
 /// tenant; asking `Db` for one directly does not compile.
 ///
 /// ```no_run
 /// # use pebble::{Db, Model};
-/// # #[derive(Model)] #[pebble(global)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
+/// # #[derive(Model)] #[pebble(shared)] struct Plan { #[pebble(primary_key)] id: i32, name: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let db = Db::connect("postgres://app@localhost/app").await?;
 /// db.create_table::<Plan>().await?;
@@ -37,16 +42,10 @@ use crate::transaction::Transaction;
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    // An `Arc` of our own (the pool is one too) so that the handles and
-    // builders still out can be counted: see `Db::handles`.
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    pool: Pool,
-    mode: StatementMode,
-    /// Which models were checked against their live table (see `table_check`).
-    tables: Arc<TableChecks>,
+    // An `Arc` of our own (the pool is one too), the same one builders'
+    // `Conn::Pool` holds, so that the handles and builders still out can be
+    // counted: see `Db::handles`.
+    shared: Arc<SharedPool>,
 }
 
 impl Db {
@@ -78,11 +77,7 @@ impl Db {
     /// them: outside any transaction and with no changed session setting.
     pub fn from_pool(pool: Pool) -> Db {
         Db {
-            shared: Arc::new(Shared {
-                pool,
-                mode: StatementMode::default(),
-                tables: Arc::new(TableChecks::default()),
-            }),
+            shared: SharedPool::new(pool),
         }
     }
 
@@ -90,16 +85,12 @@ impl Db {
     /// [`PoolOptions::statement_mode`]). Handles already made keep theirs.
     pub fn statement_mode(self, mode: StatementMode) -> Db {
         Db {
-            shared: Arc::new(Shared {
-                pool: self.shared.pool.clone(),
-                mode,
-                tables: Arc::clone(&self.shared.tables),
-            }),
+            shared: self.shared.with_mode(mode),
         }
     }
 
     pub(crate) fn mode(&self) -> StatementMode {
-        self.shared.mode
+        self.shared.mode()
     }
 
     /// How many handles on this pool exist, counting builders made from it.
@@ -111,11 +102,16 @@ impl Db {
     /// be unscoped and unlogged, and could go back to the pool inside a
     /// transaction or with changed session settings (see `batch_execute`).
     pub(crate) fn pool(&self) -> &Pool {
-        &self.shared.pool
+        self.shared.pool()
     }
 
     pub(crate) fn tables(&self) -> &Arc<TableChecks> {
-        &self.shared.tables
+        self.shared.tables()
+    }
+
+    /// The state this handle shares with its builders.
+    pub(crate) fn shared(&self) -> &SharedPool {
+        &self.shared
     }
 
     /// The pool's size and use: connections open, idle, and callers waiting.
@@ -148,7 +144,7 @@ impl Db {
 
     /// Starts a transaction on one pooled connection.
     pub async fn begin(&self) -> Result<Transaction> {
-        Transaction::begin(self).await
+        Transaction::begin(&self.shared).await
     }
 
     /// Creates `M`'s table and indexes if they do not exist (see
@@ -196,14 +192,18 @@ impl Db {
         self.pool().close();
     }
 
-    unscoped_queries!(GlobalModel, Scope::global::<M>());
+    unscoped_queries!(GlobalModel, Scope::plain::<M>());
 }
 
 impl Executor for Db {}
 
 impl Sealed for Db {
     fn conn(&self) -> Conn {
-        Conn::Pool(self.clone())
+        Conn::Pool(Arc::clone(&self.shared))
+    }
+
+    fn strategy(&self) -> Strategy {
+        Strategy::Row
     }
 }
 

@@ -1,99 +1,44 @@
-//! Running a built statement where its handle says: a pooled connection,
-//! a pooled connection under row-level security (inside the tenant's
-//! context), or a transaction. How it goes on the wire is `send`'s concern.
+//! The execution layer: running a built statement where its handle says (a
+//! pooled connection, or a transaction), inside the tenant's context when
+//! its scope is under row-level security. How it goes on the wire is
+//! [`send`]'s concern, the transaction's state machine [`tx`]'s.
+
+pub(crate) mod pool;
+pub(crate) mod send;
+mod statement;
+pub(crate) mod table_check;
+pub(crate) mod tx;
 
 use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object};
-use sea_query::PostgresQueryBuilder;
-use sea_query_postgres::{PostgresBinder, PostgresValues};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::Db;
 use crate::error::{Error, Result, SqlState};
-use crate::scope::Scope;
-use crate::send::{self, InFlight, Output, StatementMode, Want};
-use crate::table_check::TableChecks;
-use crate::transaction::TxConn;
+use crate::scope::{Scope, TenantContext};
 
-/// Where a statement runs: a fresh pooled connection, or the one a transaction holds.
-/// Public only inside this private module, to appear in the sealed [`Executor`](crate::Executor) trait.
+use pool::SharedPool;
+use send::{InFlight, Output, StatementMode, Want};
+pub use statement::Statement;
+use table_check::TableChecks;
+use tx::TxConn;
+
+/// Where a statement runs: a fresh pooled connection, or the one a
+/// transaction holds. How it is confined (and whether its transaction sets
+/// the tenant for row-level security) is the statement's [`Scope`], not
+/// the connection's. Public only inside this private module, to appear in
+/// the sealed [`Executor`](crate::Executor) trait.
 ///
 /// Builders own one (a pool is an `Arc`), so a builder can be kept in a
 /// variable and extended conditionally, independent of the handle that made it.
 #[derive(Clone)]
 pub enum Conn {
-    /// A builder holds a `Db` (an `Arc` clone), which counts as a handle in use.
-    Pool(Db),
-    /// A pool under row-level security: a tenant statement runs in a
-    /// transaction that first sets the tenant (see `send::in_tenant_context`).
-    Rls(Db),
+    /// A pooled connection per statement. The `Arc` is the one `Db` wraps:
+    /// a builder holding it counts as a handle in use (see `Db::handles`).
+    Pool(Arc<SharedPool>),
+    /// The connection of a transaction.
     Transaction(Arc<TxConn>),
-}
-
-/// A statement rendered to SQL text (with `$n` placeholders) and its bind
-/// values: exactly what a builder sends. From a builder's `build()`.
-///
-/// ```
-/// # use pebble::{Db, Model, PoolOptions};
-/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, age: i32 }
-/// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
-/// let stmt = db.tenant(7_i64).select::<User>().filter(User::AGE.gt(30)).build()?;
-/// assert_eq!(stmt.sql(), r#"SELECT "id", "org", "age" FROM "user" WHERE "org" = $1 AND "age" > $2"#);
-/// assert_eq!(stmt.params().len(), 2);
-/// # Ok::<(), pebble::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Statement {
-    sql: String,
-    values: PostgresValues,
-}
-
-impl Statement {
-    pub(crate) fn new(stmt: &impl PostgresBinder) -> Self {
-        let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
-        Statement { sql, values }
-    }
-
-    /// The SQL text.
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
-    /// The bind values, in placeholder order, ready for `tokio_postgres`.
-    pub fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-        self.values.as_params()
-    }
-}
-
-/// PostgreSQL's wire protocol counts bind parameters in 16 bits.
-const MAX_PARAMETERS: usize = u16::MAX as usize;
-
-impl Statement {
-    /// Refuses a statement the server could not even parse off the wire.
-    fn check_size(&self, scope: &Scope) -> Result<()> {
-        let parameters = self.values.0.len();
-        if parameters > MAX_PARAMETERS {
-            return Err(Error::TooManyParameters {
-                table: scope.table(),
-                parameters,
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Statement {
-    /// The bind values with their PostgreSQL types, for unnamed statements.
-    pub(crate) fn typed_params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
-        self.values
-            .0
-            .iter()
-            .zip(self.values.as_types())
-            .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
-            .collect()
-    }
 }
 
 impl Conn {
@@ -108,24 +53,19 @@ impl Conn {
     async fn run(&self, stmt: &Statement, scope: &Scope, want: Want) -> Result<Output> {
         scope.check()?;
         stmt.check_size(scope)?;
-        scope.trace(&stmt.sql);
-        tracing::debug!(target: "pebble::sql", sql = %stmt.sql);
+        scope.trace(stmt.sql());
+        tracing::debug!(target: "pebble::sql", sql = %stmt.sql());
         match self {
-            Conn::Pool(db) => {
-                let client = db.pool().get().await?;
-                check_table(db.tables(), &client, db.mode(), scope).await?;
-                plain(&client, db.mode(), stmt, want).await
-            }
-            Conn::Rls(db) => {
-                let client = db.pool().get().await?;
-                check_table(db.tables(), &client, db.mode(), scope).await?;
+            Conn::Pool(pool) => {
+                let client = pool.pool().get().await?;
+                check_table(pool.tables(), &client, pool.mode(), scope).await?;
                 match scope.tenant_context() {
                     Some(tenant) => {
                         let flight = InFlight::new(client);
                         let output = send::in_tenant_context(
                             flight.client()?,
-                            db.mode(),
-                            &tenant,
+                            pool.mode(),
+                            tenant.as_str(),
                             stmt,
                             want,
                         )
@@ -133,11 +73,11 @@ impl Conn {
                         flight.done();
                         output
                     }
-                    // A shared model: no tenant to set, and a tenant table
-                    // reached without one shows and accepts nothing.
-                    None => plain(&client, db.mode(), stmt, want).await,
+                    None => plain(&client, pool.mode(), stmt, want).await,
                 }
             }
+            // Under row-level security the transaction's tenant was set
+            // right after its BEGIN.
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = async {
@@ -151,12 +91,13 @@ impl Conn {
     }
 
     /// Raw SQL through a handle under row-level security: the database
-    /// confines it to `tenant` (a pool) or to the transaction's tenant.
+    /// confines it to `tenant` (a pool) or to the transaction's tenant,
+    /// set when it began.
     pub(crate) async fn raw_rows(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-        tenant: &str,
+        tenant: &TenantContext,
     ) -> Result<Vec<Row>> {
         Ok(self.raw(sql, params, tenant, Want::Rows).await?.into_rows())
     }
@@ -165,7 +106,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-        tenant: &str,
+        tenant: &TenantContext,
     ) -> Result<u64> {
         Ok(self
             .raw(sql, params, tenant, Want::Count)
@@ -177,17 +118,17 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-        tenant: &str,
+        tenant: &TenantContext,
         want: Want,
     ) -> Result<Output> {
         tracing::debug!(target: "pebble::sql", sql, "raw SQL under row-level security");
         match self {
-            Conn::Rls(db) => {
-                let flight = InFlight::new(db.pool().get().await?);
+            Conn::Pool(pool) => {
+                let flight = InFlight::new(pool.pool().get().await?);
                 let output = send::raw_in_tenant_context(
                     flight.client()?,
-                    db.mode(),
-                    tenant,
+                    pool.mode(),
+                    tenant.as_str(),
                     sql,
                     params,
                     want,
@@ -206,8 +147,6 @@ impl Conn {
                     send::raw_in_transaction(entered.client(), tx.mode(), sql, params, want).await;
                 entered.finish(result)
             }
-            // Raw SQL is only offered on handles under row-level security.
-            Conn::Pool(_) => Err(Error::RawSqlNeedsRls),
         }
     }
 
@@ -216,7 +155,7 @@ impl Conn {
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql);
         match self {
-            Conn::Pool(db) | Conn::Rls(db) => Ok(db.pool().get().await?.batch_execute(sql).await?),
+            Conn::Pool(pool) => Ok(pool.pool().get().await?.batch_execute(sql).await?),
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = entered
@@ -235,8 +174,8 @@ impl Conn {
     pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
         tracing::debug!(target: "pebble::sql", sql, "raw SQL text");
         match self {
-            Conn::Pool(db) | Conn::Rls(db) => {
-                let client = db.pool().get().await?;
+            Conn::Pool(pool) => {
+                let client = pool.pool().get().await?;
                 let result = client.batch_execute(sql).await.map_err(Error::from);
                 reset_session(client, result).await
             }

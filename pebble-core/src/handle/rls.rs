@@ -7,19 +7,17 @@ use std::fmt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::Db;
+use crate::conn::pool::{IntoConfig, PoolOptions};
+use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::exec::Conn;
-use crate::handle::{private::Sealed, unscoped_queries, Executor};
 use crate::model::{GlobalModel, Model};
-use crate::pool::{IntoConfig, PoolOptions};
-use crate::scope::{context_of, Scope};
+use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
-use crate::tenant::TenantDb;
-use crate::transaction::Transaction;
 
-use super::audit::AuditReport;
-use super::RlsTable;
+use super::db::Db;
+use super::tenant::TenantDb;
+use super::transaction::Transaction;
+use super::{private::Sealed, unscoped_queries, Executor};
 
 /// A pool whose tenant statements PostgreSQL confines too, through the
 /// row-level security policies [`Db::install_rls`] puts on each tenant
@@ -84,19 +82,18 @@ impl RlsDb {
         TenantDb::new(self.clone(), key)
     }
 
-    /// Audits `tables` as this pool's role: see [`Db::audit_rls`].
-    pub async fn audit(&self, tables: &[RlsTable]) -> Result<AuditReport> {
-        self.db.audit_rls(tables).await
-    }
-
-    unscoped_queries!(GlobalModel, Scope::global::<M>());
+    unscoped_queries!(GlobalModel, Scope::plain::<M>());
 }
 
 impl Executor for RlsDb {}
 
 impl Sealed for RlsDb {
     fn conn(&self) -> Conn {
-        Conn::Rls(self.db.clone())
+        self.db.conn()
+    }
+
+    fn strategy(&self) -> Strategy {
+        Strategy::Rls
     }
 }
 
@@ -122,6 +119,10 @@ impl Sealed for RlsTransaction {
     fn conn(&self) -> Conn {
         self.tx.conn()
     }
+
+    fn strategy(&self) -> Strategy {
+        Strategy::Rls
+    }
 }
 
 impl fmt::Debug for RlsTransaction {
@@ -136,8 +137,9 @@ impl<K: TenantKey> TenantDb<K, RlsDb> {
     /// Starts a transaction for this tenant: `BEGIN` and `set_config`, one
     /// round trip; every statement of it is confined by the database.
     pub async fn begin(&self) -> Result<RlsTenantTransaction<K>> {
-        let tenant = tenant_context(self.key())?;
-        let tx = Transaction::begin_in_tenant_context(&self.executor().db, &tenant).await?;
+        let tenant = Strategy::Rls.tenant_context(self.key())?;
+        let tx = Transaction::begin_in_tenant_context(self.executor().db.shared(), tenant.as_str())
+            .await?;
         Ok(TenantDb::new(RlsTransaction { tx }, self.key().clone()))
     }
 }
@@ -173,18 +175,6 @@ impl raw::Sealed for RlsDb {}
 impl RawSql for RlsTransaction {}
 impl raw::Sealed for RlsTransaction {}
 
-/// The tenant as `pebble.tenant_id` text; the unset value is refused.
-fn tenant_context<K: TenantKey>(key: &K) -> Result<String> {
-    let refused = || Error::InvalidTenantId {
-        id: format!("{key:?}"),
-        reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
-    };
-    if key.is_unset() {
-        return Err(refused());
-    }
-    context_of(&key.clone().into_sql()).ok_or_else(refused)
-}
-
 impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and
     /// returns its rows. Only on handles under row-level security: the
@@ -198,7 +188,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     where
         E: RawSql,
     {
-        let tenant = tenant_context(self.key())?;
+        let tenant = self.executor().strategy().tenant_context(self.key())?;
         self.executor().conn().raw_rows(sql, params, &tenant).await
     }
 
@@ -225,7 +215,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     where
         E: RawSql,
     {
-        let tenant = tenant_context(self.key())?;
+        let tenant = self.executor().strategy().tenant_context(self.key())?;
         self.executor()
             .conn()
             .raw_execute(sql, params, &tenant)

@@ -2,14 +2,15 @@
 
 use std::fmt;
 
-use crate::db::Db;
-use crate::error::{Error, Result};
-use crate::handle::Executor;
+use crate::error::{Error, Refusal, Result};
 use crate::model::{HasPrimaryKey, ScopedBy};
 use crate::query::{Delete, Insert, Many, One, Select, Update};
 use crate::scope::Scope;
 use crate::sql_type::TenantKey;
-use crate::transaction::Transaction;
+
+use super::db::Db;
+use super::transaction::Transaction;
+use super::Executor;
 
 /// A handle confined to one tenant, from [`Db::tenant`].
 ///
@@ -73,7 +74,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     }
 
     fn scope<M: ScopedBy<K>>(&self) -> Scope {
-        Scope::tenant::<M>(&self.key)
+        Scope::tenant::<M>(&self.key, self.exec.strategy())
     }
 
     /// A `SELECT` on this tenant's rows of `M`.
@@ -130,17 +131,17 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     }
 
     /// Refuses a row that names another tenant.
-    fn check<M: ScopedBy<K>>(&self, row: &M) -> Result<()> {
+    fn check<M: ScopedBy<K>>(&self, row: &M) -> Result<(), Refusal> {
         let found = row.tenant_key();
         if found.is_unset() || *found == self.key {
             Ok(())
         } else {
-            Err(Error::tenant_mismatch(M::TABLE, &self.key, found))
+            Err(Refusal::tenant_mismatch(M::TABLE, &self.key, found))
         }
     }
 
     /// Stamps an unset tenant with this tenant; refuses another tenant.
-    fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M> {
+    fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M, Refusal> {
         self.check(&row)?;
         if row.tenant_key().is_unset() {
             row.set_tenant_key(self.key.clone());

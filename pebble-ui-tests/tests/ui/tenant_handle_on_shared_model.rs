@@ -2,7 +2,7 @@
 use pebble::{Db, Model};
 
 #[derive(Model)]
-#[pebble(global)]
+#[pebble(shared)]
 struct Plan {
     #[pebble(primary_key)]
     code: String,

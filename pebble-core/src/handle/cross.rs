@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use crate::db::Db;
-use crate::handle::{unscoped_queries, Executor};
 use crate::model::Model;
 use crate::scope::Scope;
+
+use super::db::Db;
+use super::{unscoped_queries, Executor};
 
 /// Statements on any model with no tenant confinement, for admin tools and
 /// analytics. Made by `db.cross_tenant()` so that every use is greppable,
@@ -28,7 +29,7 @@ impl<E: Executor> CrossTenant<E> {
         CrossTenant { exec }
     }
 
-    fn conn(&self) -> crate::exec::Conn {
+    fn conn(&self) -> crate::conn::Conn {
         self.exec.conn()
     }
 

@@ -2,8 +2,8 @@
 
 use sea_query::{ColumnDef as SeaColumn, Index, PostgresQueryBuilder, Table};
 
+use crate::conn::table_check::record_comment;
 use crate::model::Model;
-use crate::table_check::record_comment;
 
 /// The DDL for `M`: `CREATE TABLE IF NOT EXISTS`, an index on the tenant
 /// column, and a unique index per `#[pebble(unique)]` column (on a tenant

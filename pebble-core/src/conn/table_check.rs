@@ -16,8 +16,9 @@ use std::sync::RwLock;
 use deadpool_postgres::ClientWrapper;
 
 use crate::error::{Error, Result};
-use crate::model::ColumnDef;
-use crate::send::StatementMode;
+use crate::model::Target;
+
+use super::send::StatementMode;
 use tokio_postgres::types::Type;
 
 /// The comment prefix that marks a table's record.
@@ -48,43 +49,6 @@ pub(crate) fn parse_record(comment: &str) -> Option<Option<&str>> {
             }
             None
         }
-    }
-}
-
-/// A model as the check needs it: built from the model's constants.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Target {
-    type_id: TypeId,
-    model: &'static str,
-    table: &'static str,
-    columns: &'static [ColumnDef],
-}
-
-impl Target {
-    pub(crate) fn of<M: crate::model::Model>() -> Target {
-        Target {
-            type_id: TypeId::of::<M>(),
-            model: short_type_name(std::any::type_name::<M>()),
-            table: M::TABLE,
-            columns: M::COLUMNS,
-        }
-    }
-
-    pub(crate) fn table(&self) -> &'static str {
-        self.table
-    }
-
-    fn tenant_column(&self) -> Option<&'static ColumnDef> {
-        self.columns.iter().find(|c| c.tenant)
-    }
-}
-
-/// `crate::module::Type<Args>` as `Type<Args>`: what the user wrote.
-fn short_type_name(full: &'static str) -> &'static str {
-    let generic = full.find('<').unwrap_or(full.len());
-    match full[..generic].rfind("::") {
-        Some(i) => &full[i + 2..],
-        None => full,
     }
 }
 
@@ -284,6 +248,7 @@ fn compatible(sql_type: &str, typname: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::short_type_name;
 
     #[test]
     fn short_names() {

@@ -1,24 +1,45 @@
-//! What the handles share: the sealed [`Executor`] trait (a pool or a
-//! transaction) and the query methods of unscoped handles.
+//! The user-facing handles: [`Db`](db::Db), [`Transaction`](transaction::Transaction),
+//! [`TenantDb`](tenant::TenantDb), [`CrossTenant`](cross::CrossTenant) and the
+//! row-level security handles ([`rls`]); and what they share: the sealed
+//! [`Executor`] trait (a pool or a transaction, and the strategy its tenant
+//! handles confine by) and the query methods of unscoped handles.
 
-/// Something statements run on: a [`Db`](crate::Db) (a pooled connection per
-/// statement) or a [`Transaction`](crate::Transaction) (its one connection),
-/// or a reference to either. Sealed.
+pub(crate) mod cross;
+pub(crate) mod db;
+pub(crate) mod rls;
+pub(crate) mod tenant;
+pub(crate) mod transaction;
+
+/// Something statements run on: a [`Db`](crate::Db) or an
+/// [`RlsDb`](crate::RlsDb) (a pooled connection per statement), a
+/// [`Transaction`](crate::Transaction) or an
+/// [`RlsTransaction`](crate::RlsTransaction) (its one connection), or a
+/// reference to one. Sealed: which strategy a tenant handle confines by
+/// comes from its executor, and only pebble's executors exist.
 pub trait Executor: private::Sealed {}
 
 pub(crate) mod private {
-    use crate::exec::Conn;
+    use crate::conn::Conn;
+    use crate::scope::Strategy;
 
     pub trait Sealed {
+        /// Where statements run.
         fn conn(&self) -> Conn;
+        /// How tenant handles on it confine their statements. Required of
+        /// every executor: no strategy is picked by default.
+        fn strategy(&self) -> Strategy;
     }
 }
 
 impl<E: Executor> Executor for &E {}
 
 impl<E: Executor> private::Sealed for &E {
-    fn conn(&self) -> crate::exec::Conn {
+    fn conn(&self) -> crate::conn::Conn {
         (**self).conn()
+    }
+
+    fn strategy(&self) -> crate::scope::Strategy {
+        (**self).strategy()
     }
 }
 

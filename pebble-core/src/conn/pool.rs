@@ -1,13 +1,16 @@
 //! Connection settings and pool construction, shared by [`Db`](crate::Db)
-//! and the [`TenantManager`](crate::TenantManager).
+//! and the [`TenantManager`](crate::TenantManager), and the pool state every
+//! handle and builder on one pool shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use super::send::StatementMode;
+use super::table_check::TableChecks;
 use crate::error::{Error, Result};
-use crate::send::StatementMode;
 
 /// Where to connect: a URL (`postgres://user@host:5432/db`), a key-value
 /// string (`host=... dbname=...`) or a ready [`tokio_postgres::Config`].
@@ -123,5 +126,54 @@ impl PoolOptions {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build the connection pool: {e}")))
+    }
+}
+
+/// What every handle and builder on one pool shares: the pool, how it sends
+/// statements, and which models were checked against their tables.
+///
+/// Held in an `Arc` by `Db` and by each builder's `Conn`, so that the
+/// strong count says how many handles and builders are still out (the
+/// manager closes a pool only when none is: see `Db::handles`). Public only
+/// inside this private module, to appear in `Conn`.
+pub struct SharedPool {
+    pool: Pool,
+    mode: StatementMode,
+    /// Shared with every `SharedPool` over the same pool (see
+    /// `Db::statement_mode`): a model checked once is checked for all.
+    tables: Arc<TableChecks>,
+}
+
+impl SharedPool {
+    pub(crate) fn new(pool: Pool) -> Arc<SharedPool> {
+        Arc::new(SharedPool {
+            pool,
+            mode: StatementMode::default(),
+            tables: Arc::new(TableChecks::default()),
+        })
+    }
+
+    /// The same pool and table checks, sending statements as `mode` says.
+    pub(crate) fn with_mode(&self, mode: StatementMode) -> Arc<SharedPool> {
+        Arc::new(SharedPool {
+            pool: self.pool.clone(),
+            mode,
+            tables: Arc::clone(&self.tables),
+        })
+    }
+
+    /// Crate-private on purpose: a raw client taken from it would be
+    /// unscoped and unlogged, and could go back to the pool inside a
+    /// transaction or with changed session settings.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) fn mode(&self) -> StatementMode {
+        self.mode
+    }
+
+    pub(crate) fn tables(&self) -> &Arc<TableChecks> {
+        &self.tables
     }
 }

@@ -1,0 +1,77 @@
+//! [`Statement`]: what a builder sends, rendered once.
+
+use sea_query::PostgresQueryBuilder;
+use sea_query_postgres::{PostgresBinder, PostgresValues};
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::error::{Error, Result};
+use crate::scope::Scope;
+
+/// A statement rendered to SQL text (with `$n` placeholders) and its bind
+/// values: exactly what a builder sends. From a builder's `build()`.
+///
+/// ```
+/// # use pebble::{Db, Model, PoolOptions};
+/// # #[derive(Model)] struct User { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, age: i32 }
+/// # let db = Db::connect_lazy("host=localhost", PoolOptions::default()).unwrap();
+/// let stmt = db.tenant(7_i64).select::<User>().filter(User::AGE.gt(30)).build()?;
+/// assert_eq!(stmt.sql(), r#"SELECT "id", "org", "age" FROM "user" WHERE "org" = $1 AND "age" > $2"#);
+/// assert_eq!(stmt.params().len(), 2);
+/// # Ok::<(), pebble::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Statement {
+    sql: String,
+    values: PostgresValues,
+}
+
+impl Statement {
+    pub(crate) fn new(stmt: &impl PostgresBinder) -> Self {
+        let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
+        Statement { sql, values }
+    }
+
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The SQL text, without copying it.
+    pub(crate) fn into_sql(self) -> String {
+        self.sql
+    }
+
+    /// The bind values, in placeholder order, ready for `tokio_postgres`.
+    pub fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.values.as_params()
+    }
+}
+
+/// PostgreSQL's wire protocol counts bind parameters in 16 bits.
+const MAX_PARAMETERS: usize = u16::MAX as usize;
+
+impl Statement {
+    /// Refuses a statement the server could not even parse off the wire.
+    pub(crate) fn check_size(&self, scope: &Scope) -> Result<()> {
+        let parameters = self.values.0.len();
+        if parameters > MAX_PARAMETERS {
+            return Err(Error::TooManyParameters {
+                table: scope.table(),
+                parameters,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Statement {
+    /// The bind values with their PostgreSQL types, for unnamed statements.
+    pub(crate) fn typed_params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.values
+            .0
+            .iter()
+            .zip(self.values.as_types())
+            .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+            .collect()
+    }
+}

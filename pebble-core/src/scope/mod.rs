@@ -1,0 +1,204 @@
+//! How a statement is confined: the one place that decides the tenant
+//! condition every select, count, exists, update, delete and upsert of a
+//! tenant handle starts with, and whether its transaction also carries the
+//! tenant for row-level security.
+//!
+//! A closed enum, never a trait: a strategy written elsewhere that forgot to
+//! confine would be exactly the leak pebble exists to stop. What each
+//! strategy adds lives in its own module: [`row`] (the condition) and
+//! [`rls`] (the transaction's tenant setting).
+
+mod rls;
+mod row;
+
+use sea_query::{ConditionalStatement, Expr, Value};
+
+pub(crate) use rls::TenantContext;
+
+use crate::error::{Error, Result};
+use crate::model::{ColumnDef, Model, Target, TenantScoped};
+use crate::sql_type::{SqlType, TenantKey};
+
+/// How a tenant handle confines its statements. Public only inside this
+/// private module, to appear in the sealed `Executor` trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// pebble's row condition alone (`db.tenant(id)` on a plain `Db`).
+    Row,
+    /// The row condition, and the database's row-level security policy
+    /// with the tenant set in each statement's transaction (`RlsDb`).
+    Rls,
+}
+
+impl Strategy {
+    /// The context a transaction or raw SQL runs in as tenant `key`. Only
+    /// row-level security has one (and only it confines raw SQL), so under
+    /// any other strategy it is refused: the typed API does not offer raw
+    /// SQL there, and this guards the crate's own paths.
+    pub(crate) fn tenant_context<K: TenantKey>(self, key: &K) -> Result<TenantContext> {
+        match self {
+            Strategy::Row => Err(Error::RawSqlNeedsRls),
+            Strategy::Rls => TenantContext::of(key),
+        }
+    }
+}
+
+/// The confinement of a handle's statements on one model.
+#[derive(Clone, Debug)]
+pub(crate) enum Scope {
+    /// `Db` or `Transaction` on a model without a tenant column (shared, or
+    /// per tenant in a database of its own): nothing to confine by.
+    Plain { target: Target },
+    /// A tenant handle: `column = key` is AND-ed in front of every
+    /// condition and stamped into every inserted row; under
+    /// [`Strategy::Rls`] the statement's transaction also carries the tenant.
+    Tenant {
+        strategy: Strategy,
+        column: &'static str,
+        key: Value,
+        target: Target,
+    },
+    /// A tenant handle keyed by the unset value (nil UUID, `0`, empty
+    /// string), typically a missing id defaulted: every statement is refused.
+    UnsetTenant { key: String },
+    /// `Db` on a model that has a tenant column (only reachable through a
+    /// hand-written `GlobalModel` impl): every statement is refused.
+    TenantModelThroughDb { table: &'static str },
+    /// `cross_tenant()`: deliberately unconfined, and every statement is traced.
+    CrossTenant { table: &'static str },
+}
+
+impl Scope {
+    /// The scope of `Db` and `Transaction` statements on `M`.
+    pub(crate) fn plain<M: Model>() -> Scope {
+        if const { has_tenant_column(M::COLUMNS) } {
+            Scope::TenantModelThroughDb { table: M::TABLE }
+        } else {
+            Scope::Plain {
+                target: Target::of::<M>(),
+            }
+        }
+    }
+
+    /// The scope of `cross_tenant()` statements on `M`.
+    pub(crate) fn cross_tenant<M: Model>() -> Scope {
+        Scope::CrossTenant { table: M::TABLE }
+    }
+
+    /// The scope of a tenant handle's statements on `M`.
+    pub(crate) fn tenant<M: TenantScoped>(key: &M::TenantKey, strategy: Strategy) -> Scope {
+        if key.is_unset() {
+            return Scope::UnsetTenant {
+                key: format!("{key:?}"),
+            };
+        }
+        Scope::Tenant {
+            strategy,
+            column: M::TENANT_COLUMN,
+            key: key.clone().into_sql(),
+            target: Target::of::<M>(),
+        }
+    }
+
+    /// Whether statements are confined to one tenant by pebble's condition.
+    pub(crate) fn is_tenant(&self) -> bool {
+        matches!(self, Scope::Tenant { .. })
+    }
+
+    /// The model to check against its live table before the first
+    /// statement (see `table_check`); none for `cross_tenant()`, which
+    /// confines nothing a table record could contradict.
+    pub(crate) fn target(&self) -> Option<&Target> {
+        match self {
+            Scope::Plain { target } | Scope::Tenant { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The tenant to set for the statement's transaction: only under
+    /// row-level security.
+    pub(crate) fn tenant_context(&self) -> Option<TenantContext> {
+        match self {
+            Scope::Tenant {
+                strategy: Strategy::Rls,
+                key,
+                ..
+            } => TenantContext::of_value(key),
+            _ => None,
+        }
+    }
+
+    /// The table statements of this scope run on, for error messages.
+    pub(crate) fn table(&self) -> &'static str {
+        match self {
+            Scope::Plain { target } | Scope::Tenant { target, .. } => target.table(),
+            Scope::CrossTenant { table } | Scope::TenantModelThroughDb { table } => table,
+            Scope::UnsetTenant { .. } => "",
+        }
+    }
+
+    /// Refuses a statement this scope must not run; checked by the executor
+    /// before anything is sent.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Scope::UnsetTenant { key } => Err(Error::InvalidTenantId {
+                id: key.clone(),
+                reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+            }),
+            Scope::TenantModelThroughDb { table } => Err(Error::TenantModelThroughDb { table }),
+            Scope::Plain { .. } | Scope::Tenant { .. } | Scope::CrossTenant { .. } => Ok(()),
+        }
+    }
+
+    /// Starts `stmt`'s WHERE clause with the tenant condition. Builders call
+    /// this when they are made, before any user filter, and every user
+    /// filter is AND-ed after it as one parenthesised term.
+    pub(crate) fn confine(&self, stmt: &mut impl ConditionalStatement) {
+        if let Some(tenant) = self.condition() {
+            stmt.and_where(tenant);
+        }
+    }
+
+    /// The tenant condition, unqualified (`"tenant_id" = $1`).
+    fn condition(&self) -> Option<Expr> {
+        match self {
+            // Every strategy keeps the row condition.
+            Scope::Tenant { column, key, .. } => Some(row::condition(column, key)),
+            // Never sent (see `check`); if it were, it would match nothing.
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
+                Some(Expr::cust("FALSE"))
+            }
+            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+        }
+    }
+
+    /// The tenant condition on `table`'s existing row (`"users"."tenant_id" = $n`),
+    /// for an upsert's `DO UPDATE ... WHERE`, where `excluded` is also in scope.
+    pub(crate) fn qualified_condition(&self, table: &'static str) -> Option<Expr> {
+        match self {
+            Scope::Tenant { column, key, .. } => Some(row::qualified_condition(table, column, key)),
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
+                Some(Expr::cust("FALSE"))
+            }
+            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+        }
+    }
+
+    /// Logs a statement that reaches every tenant.
+    pub(crate) fn trace(&self, sql: &str) {
+        if let Scope::CrossTenant { .. } = self {
+            tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
+        }
+    }
+}
+
+const fn has_tenant_column(columns: &[ColumnDef]) -> bool {
+    let mut i = 0;
+    while i < columns.len() {
+        if columns[i].tenant {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}

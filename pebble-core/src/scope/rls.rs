@@ -1,0 +1,54 @@
+//! The row-level security strategy: on top of the row condition, the
+//! tenant is set for the statement's transaction (`pebble.tenant_id`), and
+//! the database's policy confines the statement to it.
+
+use sea_query::Value;
+
+use crate::error::{Error, Result};
+use crate::sql_type::TenantKey;
+
+/// A tenant as the text `pebble_tenant()` casts back to the column type:
+/// the value `set_config('pebble.tenant_id', .., true)` sets. Only made
+/// for handles under row-level security (see `Strategy::raw_context`) and
+/// for keys that are set, so holding one proves the database confines
+/// what runs in it.
+#[derive(Clone, Debug)]
+pub(crate) struct TenantContext(String);
+
+impl TenantContext {
+    /// The text of the setting.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The context of `key`; the unset value (nil UUID, `0`, empty string) is refused.
+    pub(super) fn of<K: TenantKey>(key: &K) -> Result<TenantContext> {
+        let refused = || Error::InvalidTenantId {
+            id: format!("{key:?}"),
+            reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+        };
+        if key.is_unset() {
+            return Err(refused());
+        }
+        context_of(&key.clone().into_sql())
+            .map(TenantContext)
+            .ok_or_else(refused)
+    }
+
+    /// The context of a key already converted to a bind value.
+    pub(super) fn of_value(key: &Value) -> Option<TenantContext> {
+        context_of(key).map(TenantContext)
+    }
+}
+
+/// The key types a tenant column can have, as text.
+fn context_of(key: &Value) -> Option<String> {
+    match key {
+        Value::Uuid(Some(key)) => Some(key.to_string()),
+        Value::BigInt(Some(key)) => Some(key.to_string()),
+        Value::Int(Some(key)) => Some(key.to_string()),
+        Value::SmallInt(Some(key)) => Some(key.to_string()),
+        Value::String(Some(key)) => Some(key.clone()),
+        _ => None,
+    }
+}
