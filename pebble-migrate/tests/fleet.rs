@@ -220,12 +220,12 @@ async fn concurrent_creation_makes_one_schema_and_one_row_per_tenant() -> TestRe
     let db = pebble_testkit::database().await?;
     let migrations = set(&[CREATE_TASKS]);
     let mut tasks = Vec::new();
-    for i in 0..40 {
+    for i in 0..100 {
         let registry = Registry::new(db.config());
         let migrations = migrations.clone();
         tasks.push(tokio::spawn(async move {
             registry
-                .create_schema_tenant(&format!("c{}", i % 5), &migrations)
+                .create_schema_tenant(&format!("c{}", i % 10), &migrations)
                 .await
         }));
     }
@@ -235,7 +235,7 @@ async fn concurrent_creation_makes_one_schema_and_one_row_per_tenant() -> TestRe
             new += 1;
         }
     }
-    assert_eq!(new, 5);
+    assert_eq!(new, 10);
     let c = client(&db.config()).await?;
     assert_eq!(
         count(
@@ -243,7 +243,7 @@ async fn concurrent_creation_makes_one_schema_and_one_row_per_tenant() -> TestRe
             "SELECT count(*) FROM pebble_tenants WHERE status = 'ready'"
         )
         .await?,
-        5
+        10
     );
     assert_eq!(
         count(
@@ -251,7 +251,7 @@ async fn concurrent_creation_makes_one_schema_and_one_row_per_tenant() -> TestRe
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_c%'"
         )
         .await?,
-        5
+        10
     );
     Ok(())
 }
@@ -500,5 +500,78 @@ async fn the_shared_schema_has_its_own_ledger() -> TestResult {
         1
     );
     assert_eq!(count(&c, "SELECT count(*) FROM public.plans").await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_is_per_target_and_a_held_one_is_reported_busy() -> TestResult {
+    let db = pebble_testkit::database().await?;
+    let registry = Registry::new(db.config());
+    let v1 = set(&[CREATE_TASKS]);
+    for id in ["held", "free"] {
+        registry.create_schema_tenant(id, &v1).await?;
+    }
+    // Another runner in the middle of migrating `held`.
+    let other = client(&db.config()).await?;
+    other
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pebble-migrate'), hashtext('pebble-migrate:tenant_held'))",
+        )
+        .await?;
+    let v2 = set(&[CREATE_TASKS, TITLE_NOT_NULL]);
+    let report = Fleet::new(db.config())
+        .lock_wait(std::time::Duration::from_millis(200))
+        .run(&v2, registry.targets().await?)
+        .await?;
+    let by_tenant = |id: &str| {
+        report
+            .targets
+            .iter()
+            .find(|t| t.target.tenant() == Some(id))
+    };
+    assert!(matches!(
+        by_tenant("held").and_then(|t| t.error.clone()),
+        Some(TargetError::Busy { .. })
+    ));
+    assert!(by_tenant("free").is_some_and(|t| t.is_ok() && t.applied.len() == 1));
+    other.batch_execute("ROLLBACK").await?;
+    let rerun = Fleet::new(db.config())
+        .run(&v2, registry.targets().await?)
+        .await?;
+    assert!(rerun.is_ok());
+    assert_eq!(rerun.applied_count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_timeout_fails_a_migration_waiting_behind_live_traffic() -> TestResult {
+    let db = pebble_testkit::database().await?;
+    let registry = Registry::new(db.config());
+    registry
+        .create_schema_tenant("busy", &set(&[CREATE_TASKS]))
+        .await?;
+    // Live traffic holding a lock that ALTER TABLE must wait for.
+    let live = client(&db.config()).await?;
+    live.batch_execute("BEGIN; LOCK TABLE tenant_busy.tasks IN ACCESS SHARE MODE")
+        .await?;
+    let report = Fleet::new(db.config())
+        .lock_timeout(std::time::Duration::from_millis(100))
+        .run(
+            &set(&[CREATE_TASKS, TITLE_NOT_NULL]),
+            registry.targets().await?,
+        )
+        .await?;
+    match &report.targets[0].error {
+        Some(TargetError::Migration { sqlstate, file, .. }) => {
+            assert_eq!(
+                (sqlstate.as_str(), file.as_str()),
+                ("55P03", "0002_title_not_null.sql")
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    live.batch_execute("COMMIT").await?;
+    let c = client(&db.config()).await?;
+    assert_eq!(ledger(&c, "busy").await?, [1]);
     Ok(())
 }
