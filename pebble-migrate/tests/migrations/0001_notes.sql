@@ -1,0 +1,1 @@
+CREATE TABLE notes (id bigserial PRIMARY KEY, body text);
