@@ -477,7 +477,7 @@ async fn the_audit_passes_for_the_app_role_and_names_every_gap() {
     assert!(report
         .findings()
         .iter()
-        .any(|f| f.severity == Severity::Warning && f.table == Some("users")));
+        .any(|f| f.severity == Severity::Warning && f.table.as_deref() == Some("users")));
 
     // The superuser the tests create tables with bypasses everything.
     let report = f.owner.audit_rls(&tables()).await.unwrap();
@@ -604,16 +604,22 @@ async fn the_audit_reports_tables_without_a_record_and_contradicting_ones() {
         .await
         .unwrap();
     assert_eq!(report.tables[0].recorded_tenant_column, None);
-    assert!(report.findings().iter().any(|f| f.table == Some("notes")
-        && f.severity == Severity::Warning
-        && f.message.contains("no record")));
+    assert!(report
+        .findings()
+        .iter()
+        .any(|f| f.table.as_deref() == Some("notes")
+            && f.severity == Severity::Warning
+            && f.message.contains("no record")));
     assert_eq!(
         report.tables[1].recorded_tenant_column,
         Some(Some("tenant_id".to_owned()))
     );
-    assert!(report.findings().iter().any(|f| f.table == Some("users")
-        && f.severity == Severity::Gap
-        && f.message.contains("`tenant_id`")));
+    assert!(report
+        .findings()
+        .iter()
+        .any(|f| f.table.as_deref() == Some("users")
+            && f.severity == Severity::Gap
+            && f.message.contains("`tenant_id`")));
     f.cleanup().await;
 }
 

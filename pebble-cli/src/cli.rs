@@ -30,6 +30,18 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Check every registered tenant against the migrations; exit 1 on findings.
     Health(HealthArgs),
+    /// Audit row-level security for the connected role; exit 1 on any gap.
+    Audit(AuditArgs),
+}
+
+/// `pebble audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// A table to audit, as NAME:TENANT_COLUMN:TYPE (e.g. tasks:org:uuid);
+    /// repeatable. Default: every table of the current schema whose pebble
+    /// record names a tenant column.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
 }
 
 /// `pebble tenant ...`.

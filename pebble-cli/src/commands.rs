@@ -7,7 +7,7 @@ use pebble_migrate::{
 };
 use tokio_postgres::Config;
 
-use crate::cli::{HealthArgs, MigrateArgs, StrategyArg, TenantCommand};
+use crate::cli::{AuditArgs, HealthArgs, MigrateArgs, StrategyArg, TenantCommand};
 use crate::failure::{connection, Failure, FINDINGS, OK};
 use crate::progress::Progress;
 
@@ -215,6 +215,96 @@ pub async fn health(args: HealthArgs, config: Config, json: bool) -> Result<u8, 
         }
     }
     Ok(if report.is_healthy() { OK } else { FINDINGS })
+}
+
+/// `pebble audit`: row-level security as the connected role sees it.
+pub async fn audit(args: AuditArgs, config: Config, json: bool) -> Result<u8, Failure> {
+    let tables = args
+        .tables
+        .iter()
+        .map(|spec| match spec.splitn(3, ':').collect::<Vec<_>>()[..] {
+            [table, column, ty] if !table.is_empty() && !column.is_empty() && !ty.is_empty() => {
+                Ok(pebble::RlsTable::new(table, column, ty))
+            }
+            _ => Err(Failure(format!(
+                "invalid --table {spec:?}: expected NAME:TENANT_COLUMN:TYPE, e.g. tasks:org:uuid"
+            ))),
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let db = pebble::Db::connect(config.clone())
+        .await
+        .map_err(|e| pebble_error(e, &config))?;
+    let tables = if tables.is_empty() {
+        db.recorded_tenant_tables()
+            .await
+            .map_err(|e| pebble_error(e, &config))?
+    } else {
+        tables
+    };
+    let report = db
+        .audit_rls(&tables)
+        .await
+        .map_err(|e| pebble_error(e, &config))?;
+    db.close();
+    let findings = report.findings();
+    let gaps = findings
+        .iter()
+        .filter(|f| f.severity == pebble::Severity::Gap)
+        .count();
+    if json {
+        let tables: Vec<serde_json::Value> = report
+            .tables
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "table": t.table,
+                    "exists": t.exists,
+                    "enabled": t.enabled,
+                    "forced": t.forced,
+                    "policy_as_expected": t.policy_as_expected,
+                    "owned_by_role": t.owned_by_role,
+                    "can_truncate": t.can_truncate,
+                    "unique_without_tenant": t.unique_without_tenant,
+                    "definer_views": t.definer_views,
+                })
+            })
+            .collect();
+        let findings: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "severity": if f.severity == pebble::Severity::Gap { "gap" } else { "warning" },
+                    "table": f.table,
+                    "message": f.message,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "role": report.role,
+            "superuser": report.superuser,
+            "bypass_rls": report.bypass_rls,
+            "tables": tables,
+            "findings": findings,
+        }))?;
+    } else {
+        print!("{report}");
+        if tables.is_empty() {
+            println!(
+                "no tenant tables recorded in the current schema; pass --table NAME:COLUMN:TYPE"
+            );
+        }
+    }
+    Ok(if gaps == 0 { OK } else { FINDINGS })
+}
+
+/// A pebble error as a failure, naming where we tried to connect when it
+/// is a connection problem.
+fn pebble_error(e: pebble::Error, config: &Config) -> Failure {
+    if e.is_connection_error() {
+        connection(pebble_migrate::Error::Connection(e.to_string()), config)
+    } else {
+        Failure(e.to_string())
+    }
 }
 
 /// `1 tenant`, `2 tenants`.

@@ -44,5 +44,6 @@ async fn run(cli: Cli) -> Result<u8, failure::Failure> {
         Command::Tenant(command) => commands::tenant(command, config, cli.json).await,
         Command::Migrate(args) => commands::migrate(args, config, cli.json).await,
         Command::Health(args) => commands::health(args, config, cli.json).await,
+        Command::Audit(args) => commands::audit(args, config, cli.json).await,
     }
 }

@@ -34,7 +34,7 @@ pub struct AuditReport {
 #[non_exhaustive]
 pub struct TableAudit {
     /// The table.
-    pub table: &'static str,
+    pub table: String,
     /// The table exists.
     pub exists: bool,
     /// `ENABLE ROW LEVEL SECURITY`.
@@ -61,7 +61,7 @@ pub struct TableAudit {
     /// create it, and `install_rls` found a comment it would not overwrite).
     pub recorded_tenant_column: Option<Option<String>>,
     /// The tenant column the audited model declares.
-    pub tenant_column: &'static str,
+    pub tenant_column: String,
 }
 
 /// How serious a finding is.
@@ -79,7 +79,7 @@ pub struct Finding {
     /// How serious it is.
     pub severity: Severity,
     /// The table it concerns, or `None` for the role.
-    pub table: Option<&'static str>,
+    pub table: Option<String>,
     /// What is wrong and what to do.
     pub message: String,
 }
@@ -90,7 +90,7 @@ impl fmt::Display for Finding {
             Severity::Gap => "GAP",
             Severity::Warning => "warning",
         };
-        match self.table {
+        match &self.table {
             Some(table) => write!(f, "{severity}: table `{table}`: {}", self.message),
             None => write!(f, "{severity}: role: {}", self.message),
         }
@@ -148,7 +148,7 @@ impl TableAudit {
         let mut push = |severity, message: String| {
             found.push(Finding {
                 severity,
-                table: Some(self.table),
+                table: Some(self.table.clone()),
                 message,
             })
         };
@@ -191,7 +191,7 @@ impl TableAudit {
             );
         }
         match &self.recorded_tenant_column {
-            Some(Some(recorded)) if recorded == self.tenant_column => {}
+            Some(Some(recorded)) if *recorded == self.tenant_column => {}
             Some(recorded) => push(
                 Severity::Gap,
                 format!(
@@ -331,7 +331,7 @@ pub(crate) async fn run(
         };
         let audit = match row {
             None => TableAudit {
-                table: table.table(),
+                table: table.table().to_owned(),
                 exists: false,
                 enabled: false,
                 forced: false,
@@ -341,7 +341,7 @@ pub(crate) async fn run(
                 unique_without_tenant: Vec::new(),
                 definer_views: Vec::new(),
                 recorded_tenant_column: None,
-                tenant_column: table.tenant_column(),
+                tenant_column: table.tenant_column().to_owned(),
             },
             Some(row) => {
                 let marker: Option<String> = row.try_get(4)?;
@@ -351,7 +351,7 @@ pub(crate) async fn run(
                     .and_then(parse_record)
                     .map(|column| column.map(str::to_owned));
                 TableAudit {
-                    table: table.table(),
+                    table: table.table().to_owned(),
                     exists: true,
                     enabled: row.try_get(0)?,
                     forced: row.try_get(1)?,
@@ -361,7 +361,7 @@ pub(crate) async fn run(
                     unique_without_tenant: row.try_get(5)?,
                     definer_views: row.try_get(6)?,
                     recorded_tenant_column: recorded,
-                    tenant_column: table.tenant_column(),
+                    tenant_column: table.tenant_column().to_owned(),
                 }
             }
         };

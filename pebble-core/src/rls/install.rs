@@ -98,11 +98,7 @@ mod tests {
 
     #[test]
     fn the_condition_casts_the_context_to_the_column_type() {
-        let table = RlsTable {
-            table: "tasks",
-            column: "org",
-            sql_type: "bigint",
-        };
+        let table = RlsTable::new("tasks", "org", "bigint");
         assert_eq!(
             condition(&table),
             r#""org" = (SELECT pebble_tenant()::bigint)"#

@@ -18,6 +18,8 @@ pub(crate) mod install;
 mod owner;
 pub(crate) mod roles;
 
+use std::borrow::Cow;
+
 pub(crate) use crate::conn::send::TENANT_SETTING;
 use crate::model::TenantScoped;
 
@@ -30,11 +32,11 @@ use crate::model::TenantScoped;
 /// let tasks = RlsTable::of::<Task>();
 /// assert_eq!(tasks.table(), "task");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RlsTable {
-    table: &'static str,
-    column: &'static str,
-    sql_type: &'static str,
+    table: Cow<'static, str>,
+    column: Cow<'static, str>,
+    sql_type: Cow<'static, str>,
 }
 
 impl RlsTable {
@@ -45,25 +47,41 @@ impl RlsTable {
             .find(|c| c.tenant)
             .map_or("text", |c| c.sql_type);
         RlsTable {
-            table: M::TABLE,
-            column: M::TENANT_COLUMN,
-            sql_type,
+            table: Cow::Borrowed(M::TABLE),
+            column: Cow::Borrowed(M::TENANT_COLUMN),
+            sql_type: Cow::Borrowed(sql_type),
+        }
+    }
+
+    /// A table known only at run time (a tool without the models): its
+    /// name, tenant column, and that column's SQL type as `format_type`
+    /// prints it (`uuid`, `bigint`, `integer`, `text`). See
+    /// [`Db::recorded_tenant_tables`](crate::Db::recorded_tenant_tables).
+    pub fn new(
+        table: impl Into<String>,
+        tenant_column: impl Into<String>,
+        tenant_type: impl Into<String>,
+    ) -> RlsTable {
+        RlsTable {
+            table: Cow::Owned(table.into()),
+            column: Cow::Owned(tenant_column.into()),
+            sql_type: Cow::Owned(tenant_type.into()),
         }
     }
 
     /// The table's name.
-    pub fn table(&self) -> &'static str {
-        self.table
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// The tenant column's name.
-    pub fn tenant_column(&self) -> &'static str {
-        self.column
+    pub fn tenant_column(&self) -> &str {
+        &self.column
     }
 
     /// The tenant column's SQL type (`uuid`, `bigint`, `integer`, `text`).
-    pub fn tenant_type(&self) -> &'static str {
-        self.sql_type
+    pub fn tenant_type(&self) -> &str {
+        &self.sql_type
     }
 }
 

@@ -3,6 +3,8 @@
 //! owner (migrations and provisioning connect as the owner; the
 //! application does not).
 
+use crate::conn::send::StatementMode;
+use crate::conn::table_check::parse_record;
 use crate::error::{Error, Result};
 use crate::handle::db::Db;
 use crate::handle::private::Sealed;
@@ -114,7 +116,49 @@ impl Db {
         let client = self.pool().get().await?;
         audit::run(&client, self.mode(), tables).await
     }
+
+    /// The tables in the current schema whose record (see
+    /// [`Db::create_table`]) names a tenant column, with that column's
+    /// type: what a tool without the models (the `pebble audit` command)
+    /// audits. Tables without a record are not listed.
+    pub async fn recorded_tenant_tables(&self) -> Result<Vec<RlsTable>> {
+        let client = self.pool().get().await?;
+        let rows = match self.mode() {
+            StatementMode::Prepared => client.query(RECORDED_TABLES, &[]).await?,
+            StatementMode::Unnamed => client.query_typed(RECORDED_TABLES, &[]).await?,
+        };
+        let mut tables = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (table, comment, columns): (String, String, Vec<String>) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let Some(Some(column)) = parse_record(&comment) else {
+                continue;
+            };
+            // `columns` holds `name:type` for every column of the table.
+            let tenant_type = columns.iter().find_map(|c| {
+                c.split_once(':')
+                    .filter(|(name, _)| *name == column)
+                    .map(|(_, ty)| ty.to_owned())
+            });
+            if let Some(tenant_type) = tenant_type {
+                tables.push(RlsTable::new(table, column, tenant_type));
+            }
+        }
+        Ok(tables)
+    }
 }
+
+/// Ordinary tables of the current schema with a pebble record comment.
+const RECORDED_TABLES: &str = "\
+SELECT c.relname::text, pg_catalog.obj_description(c.oid, 'pg_class'), \
+  ARRAY(SELECT a.attname || ':' || pg_catalog.format_type(a.atttypid, a.atttypmod) \
+        FROM pg_catalog.pg_attribute a \
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
+FROM pg_catalog.pg_class c \
+WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema()) \
+  AND c.relkind IN ('r', 'p') \
+  AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE 'pebble: tenant column %' \
+ORDER BY 1";
 
 impl RlsDb {
     /// Audits `tables` as this pool's role: see [`Db::audit_rls`].
