@@ -299,6 +299,25 @@ pub enum Error {
         /// The database the tenant id names.
         database: String,
     },
+
+    /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
+    /// table whose tenant-column record contradicts the tenant column it was
+    /// asked to protect: a policy on the wrong column would confine by it.
+    /// Nothing was installed.
+    #[error("row-level security not installed on `{table}`: {reason}")]
+    RlsInstallRefused {
+        /// The table.
+        table: String,
+        /// What its record says against the request.
+        reason: String,
+    },
+
+    /// The driver could not convert a value on this side of the wire: a
+    /// Rust value whose type does not match a parameter's (`&str` for an
+    /// `int4`), a column read as the wrong type, a string with a NUL byte.
+    /// A bug in the calling code, not an outage: not retryable.
+    #[error("value conversion: {0}")]
+    Conversion(#[source] tokio_postgres::Error),
 }
 
 impl Error {
@@ -381,9 +400,24 @@ impl From<tokio_postgres::Error> for Error {
                 message: db.message().to_owned(),
                 source: e,
             },
+            None if is_conversion(&e) => Error::Conversion(e),
             None => Error::Connection(e),
         }
     }
+}
+
+/// A driver error raised on this side before or after the wire, not by
+/// the connection. tokio-postgres keeps its error kinds private; its
+/// messages for them are stable (`error serializing parameter ..`,
+/// `error deserializing column ..`, `error encoding message to server`).
+fn is_conversion(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return false;
+    }
+    let message = e.to_string();
+    ["error serializing", "error deserializing", "error encoding"]
+        .iter()
+        .any(|prefix| message.starts_with(prefix))
 }
 
 /// SQLSTATEs that mean the server (not the statement) is the problem:

@@ -142,9 +142,16 @@ impl Conn {
                 output
             }
             Conn::Transaction(tx) => {
+                tx.mark_raw();
                 let entered = tx.enter().await?;
-                let result =
-                    send::raw_in_transaction(entered.client(), tx.mode(), sql, params, want).await;
+                let result = async {
+                    let output =
+                        send::raw_in_transaction(entered.client(), tx.mode(), sql, params, want)
+                            .await?;
+                    tx.still_ours(entered.client()).await?;
+                    Ok(output)
+                }
+                .await;
                 entered.finish(result)
             }
         }

@@ -137,6 +137,14 @@ pub(crate) async fn in_tenant_context(
     }
 }
 
+/// Raw SQL's transaction ends with `COMMIT`, then `DISCARD ALL` in the
+/// same round trip. Raw SQL can change its session beyond the transaction
+/// (`set_config(.., false)`, which could carry a tenant to the next user
+/// of the connection; a temporary table shadowing a tenant table;
+/// `PREPARE`, `LISTEN`, advisory locks): none of it may survive on a
+/// pooled connection. It costs raw SQL no round trip, only the statements
+/// prepared on the connection, which are prepared again on next use.
+///
 /// Raw SQL inside the tenant's context. With prepared statements this is
 /// one round trip, like a builder's statement. Unnamed, the parameters'
 /// types are unknown until the server has parsed the text, so it takes
@@ -155,12 +163,8 @@ pub(crate) async fn raw_in_tenant_context(
     match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(sql).await?;
-            pipelined(
-                client,
-                tenant,
-                run_prepared(client, &prepared, params, want),
-            )
-            .await
+            let run = run_prepared(client, &prepared, params, want);
+            pipelined_then(client, tenant, run, true).await
         }
         StatementMode::Unnamed => {
             let begin = begin_text(tenant);
@@ -169,10 +173,13 @@ pub(crate) async fn raw_in_tenant_context(
             let types = parsed?.params().to_vec(); // dropping it sends Close, in the transaction
             let typed: Vec<(&(dyn ToSql + Sync), Type)> =
                 params.iter().copied().zip(types).collect();
-            let (output, commit) = tokio::join!(
+            let (output, commit, discard) = tokio::join!(
                 run_typed(client, sql, &typed, want),
-                client.batch_execute("COMMIT")
+                client.batch_execute("COMMIT"),
+                client.batch_execute("DISCARD ALL"),
             );
+            client.statement_cache.clear();
+            discard?;
             let output = output?;
             commit?;
             Ok(output)
@@ -192,12 +199,36 @@ async fn pipelined(
     tenant: &str,
     run: impl Future<Output = Result<Output>>,
 ) -> Result<Output> {
+    pipelined_then(client, tenant, run, false).await
+}
+
+/// [`pipelined`], followed in the same round trip by `DISCARD ALL` when
+/// `reset` (its own message: it cannot run in a multi-statement string).
+async fn pipelined_then(
+    client: &ClientWrapper,
+    tenant: &str,
+    run: impl Future<Output = Result<Output>>,
+    reset: bool,
+) -> Result<Output> {
     let begin = begin_text(tenant);
-    let (begin, output, commit) = tokio::join!(
+    let discard = async {
+        if reset {
+            client.batch_execute("DISCARD ALL").await
+        } else {
+            Ok(())
+        }
+    };
+    let (begin, output, commit, discard) = tokio::join!(
         client.batch_execute(&begin),
         run,
         client.batch_execute("COMMIT"),
+        discard,
     );
+    if reset {
+        // DISCARD ALL deallocated every prepared statement; so must the cache.
+        client.statement_cache.clear();
+    }
+    discard?;
     // First failure first: a failed `BEGIN` or `set_config` explains the
     // statement's failure, not the reverse.
     begin?;
@@ -211,8 +242,9 @@ async fn pipelined(
 /// parameterised `set_config`) cost the server a third more per statement
 /// at 16 clients than this one. The tenant goes in as an `E'...'` literal
 /// with `\\` and `'` escaped, which reads the same whatever
-/// `standard_conforming_strings` says; a NUL byte cannot be sent in a
-/// query, so such a tenant fails with a server error rather than being cut.
+/// `standard_conforming_strings` says. A tenant with a NUL byte never gets
+/// here (the scope refuses it): the message would fail to encode while the
+/// statement behind it still went out.
 fn begin_text(tenant: &str) -> String {
     let escaped = tenant.replace('\\', "\\\\").replace('\'', "''");
     format!("BEGIN; SELECT pg_catalog.set_config('{TENANT_SETTING}', E'{escaped}', true)")
@@ -264,8 +296,14 @@ pub(crate) async fn raw_in_transaction(
 }
 
 /// `BEGIN` and `set_config` on a transaction's connection, in one message.
-pub(crate) async fn begin_in_tenant_context(client: &ClientWrapper, tenant: &str) -> Result<()> {
-    Ok(client.batch_execute(&begin_text(tenant)).await?)
+pub(crate) async fn begin_in_tenant_context(
+    client: &ClientWrapper,
+    tenant: &str,
+    also: &str,
+) -> Result<()> {
+    Ok(client
+        .batch_execute(&format!("{}; {also}", begin_text(tenant)))
+        .await?)
 }
 
 /// A pooled connection running a pipelined transaction. Dropped before the

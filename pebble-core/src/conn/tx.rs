@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use tokio::sync::RwLockReadGuard;
+use tokio_postgres::SimpleQueryMessage;
 
-use crate::error::{Error, Result, SqlState};
+use crate::error::{Error, Result};
 
 use super::pool::SharedPool;
 use super::send::{self, StatementMode};
@@ -37,6 +38,8 @@ pub struct TxConn {
     /// Raw SQL text ran in the transaction: it may have changed session
     /// settings that outlive the transaction, so the session is reset at its end.
     raw_used: AtomicBool,
+    /// Set as `pebble.tx` inside the transaction (see `still_ours`).
+    marker: String,
 }
 
 /// The transaction's state and its connection, while it has one.
@@ -99,23 +102,59 @@ impl TxConn {
             .await
             .map_err(Error::from);
         let result = match result {
-            // SAVEPOINT fails outside a transaction block (SQLSTATE 25P01).
-            Ok(()) => match entered
-                .client()
-                .batch_execute("SAVEPOINT pebble_probe; RELEASE SAVEPOINT pebble_probe")
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
-                    // Whatever happens next on this connection is outside
-                    // the transaction: refuse it all, discard the connection.
-                    self.closed.store(true, Ordering::Release);
-                    Err(Error::TransactionEnded)
-                }
-                Err(e) => Err(e.into()),
-            },
+            Ok(()) => self.still_ours(entered.client()).await,
             Err(e) => Err(e),
         };
+        entered.finish(result)
+    }
+
+    /// Raw SQL ran in this transaction: its session settings are reset at
+    /// the end, and it must not have ended or replaced the transaction.
+    pub(crate) fn mark_raw(&self) {
+        self.raw_used.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection is still inside *this* transaction: `BEGIN`
+    /// set `pebble.tx` to this transaction's random marker, transaction
+    /// locally, so after raw text that committed or rolled back (even
+    /// `COMMIT; BEGIN`, which leaves *a* transaction open) it reads
+    /// otherwise. Whatever runs next on the connection would then be
+    /// outside the transaction: everything is refused, and the connection
+    /// is discarded.
+    pub(crate) async fn still_ours(&self, client: &ClientWrapper) -> Result<()> {
+        let messages = client
+            .simple_query("SELECT pg_catalog.current_setting('pebble.tx', true)")
+            .await?;
+        let current = messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+        if current.as_deref() == Some(self.marker.as_str()) {
+            Ok(())
+        } else {
+            self.closed.store(true, Ordering::Release);
+            Err(Error::TransactionEnded)
+        }
+    }
+
+    /// The statement that starts this transaction (after `BEGIN` and what
+    /// else `begin` says, in the same message): its marker (see `still_ours`).
+    fn marker_sql(&self) -> String {
+        format!(
+            "SELECT pg_catalog.set_config('pebble.tx', '{}', true)",
+            self.marker
+        )
+    }
+
+    /// `BEGIN`, with the transaction's marker, in one message.
+    pub(crate) async fn begin(&self) -> Result<()> {
+        let entered = self.enter().await?;
+        let sql = format!("BEGIN; {}", self.marker_sql());
+        let result = entered
+            .client()
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::from);
         entered.finish(result)
     }
 }
@@ -164,6 +203,8 @@ impl TxConn {
             aborted: AtomicBool::new(false),
             uncertain: AtomicBool::new(false),
             raw_used: AtomicBool::new(false),
+            // Random, so raw text cannot forge it (it cannot read it either).
+            marker: uuid::Uuid::new_v4().simple().to_string(),
         }))
     }
 
@@ -171,7 +212,8 @@ impl TxConn {
     /// one round trip, on a transaction not yet begun.
     pub(crate) async fn begin_in_tenant_context(&self, tenant: &str) -> Result<()> {
         let entered = self.enter().await?;
-        let result = send::begin_in_tenant_context(entered.client(), tenant).await;
+        let result =
+            send::begin_in_tenant_context(entered.client(), tenant, &self.marker_sql()).await;
         entered.finish(result)
     }
 

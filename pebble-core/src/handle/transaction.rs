@@ -38,7 +38,7 @@ impl Transaction {
         };
         // From here on, dropping this future (or a failed BEGIN) drops `tx`,
         // which rolls back before the connection can be reused.
-        tx.conn().batch("BEGIN").await?;
+        tx.conn.begin().await?;
         Ok(tx)
     }
 

@@ -2,10 +2,11 @@
 //! database for the connected role.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use deadpool_postgres::ClientWrapper;
 
-use super::install::policy_marker;
+use super::install::{policy_marker, POLICY_DIGEST};
 use super::{quote_ident, RlsTable, TENANT_POLICY};
 use crate::conn::send::StatementMode;
 use crate::conn::table_check::parse_record;
@@ -25,6 +26,9 @@ pub struct AuditReport {
     pub superuser: bool,
     /// The role has BYPASSRLS.
     pub bypass_rls: bool,
+    /// Superuser or BYPASSRLS roles the role is a member of: even without
+    /// inheriting their rights it can `SET ROLE` to them.
+    pub privileged_roles: Vec<String>,
     /// Per audited table.
     pub tables: Vec<TableAudit>,
 }
@@ -116,6 +120,13 @@ impl AuditReport {
         if self.bypass_rls {
             found.push(role(format!(
                 "`{}` has BYPASSRLS; only the cross-tenant role should",
+                self.role
+            )));
+        }
+        for privileged in &self.privileged_roles {
+            found.push(role(format!(
+                "`{}` is a member of `{privileged}`, a superuser or BYPASSRLS role it can \
+                 SET ROLE to; revoke the membership",
                 self.role
             )));
         }
@@ -271,14 +282,19 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
+const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls, \
+  ARRAY(SELECT o.rolname::text FROM pg_catalog.pg_roles o \
+        WHERE (o.rolsuper OR o.rolbypassrls) AND o.rolname <> current_user \
+        AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1) \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
-const TABLE_QUERY: &str = "\
+static TABLE_QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!("\
 SELECT c.relrowsecurity, c.relforcerowsecurity, \
-  pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'), \
+  pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'), \
   pg_catalog.has_table_privilege(current_user, c.oid, 'TRUNCATE'), \
-  (SELECT pg_catalog.obj_description(p.oid, 'pg_policy') FROM pg_catalog.pg_policy p \
+  (SELECT pg_catalog.obj_description(p.oid, 'pg_policy') = $4 || ' ' || {POLICY_DIGEST} \
+   FROM pg_catalog.pg_policy p \
    WHERE p.polrelid = c.oid AND p.polname = $3 AND NOT p.polpermissive), \
   ARRAY(SELECT ic.relname::text FROM pg_catalog.pg_index i \
         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
@@ -295,7 +311,8 @@ SELECT c.relrowsecurity, c.relforcerowsecurity, \
                           WHERE o.option_name = 'security_invoker'), false) \
         ORDER BY 1), \
   pg_catalog.obj_description(c.oid, 'pg_class') \
-FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)";
+FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)")
+});
 
 pub(crate) async fn run(
     client: &ClientWrapper,
@@ -310,23 +327,28 @@ pub(crate) async fn run(
         role: role.try_get(0)?,
         superuser: role.try_get(1)?,
         bypass_rls: role.try_get(2)?,
+        privileged_roles: role.try_get(3)?,
         tables: Vec::with_capacity(tables.len()),
     };
     for table in tables {
         let name = quote_ident(table.table());
         let (column, policy) = (table.tenant_column(), TENANT_POLICY);
+        let marker = policy_marker(table);
         let row = match mode {
             StatementMode::Prepared => {
-                let query = client.prepare_cached(TABLE_QUERY).await?;
-                client.query_opt(&query, &[&name, &column, &policy]).await?
+                let query = client.prepare_cached(&TABLE_QUERY).await?;
+                client
+                    .query_opt(&query, &[&name, &column, &policy, &marker])
+                    .await?
             }
             StatementMode::Unnamed => {
-                let params: [(&(dyn ToSql + Sync), Type); 3] = [
+                let params: [(&(dyn ToSql + Sync), Type); 4] = [
                     (&name, Type::TEXT),
                     (&column, Type::TEXT),
                     (&policy, Type::TEXT),
+                    (&marker, Type::TEXT),
                 ];
-                client.query_typed_opt(TABLE_QUERY, &params).await?
+                client.query_typed_opt(&TABLE_QUERY, &params).await?
             }
         };
         let audit = match row {
@@ -344,7 +366,7 @@ pub(crate) async fn run(
                 tenant_column: table.tenant_column().to_owned(),
             },
             Some(row) => {
-                let marker: Option<String> = row.try_get(4)?;
+                let policy_ok: Option<bool> = row.try_get(4)?;
                 let comment: Option<String> = row.try_get(7)?;
                 let recorded = comment
                     .as_deref()
@@ -357,7 +379,7 @@ pub(crate) async fn run(
                     forced: row.try_get(1)?,
                     owned_by_role: row.try_get(2)?,
                     can_truncate: row.try_get(3)?,
-                    policy_as_expected: marker.as_deref() == Some(policy_marker(table).as_str()),
+                    policy_as_expected: policy_ok == Some(true),
                     unique_without_tenant: row.try_get(5)?,
                     definer_views: row.try_get(6)?,
                     recorded_tenant_column: recorded,

@@ -31,7 +31,16 @@ pub(crate) fn function_sql() -> String {
     )
 }
 
-/// The marker comment of an installed tenant policy.
+/// A digest of a policy `p`'s definition as PostgreSQL holds it (its
+/// expressions deparsed, roles, command, kind), kept in the policy's marker
+/// comment when pebble creates it: a policy altered afterwards (`ALTER
+/// POLICY ... USING (true)`) no longer matches, so install replaces it and
+/// the audit reports it, whatever the comment says.
+pub(crate) const POLICY_DIGEST: &str = "pg_catalog.md5(pg_catalog.concat_ws('|', \
+pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), \
+p.polroles::text, p.polcmd::text, p.polpermissive::text))";
+
+/// The marker comment of an installed tenant policy (followed by its digest).
 pub(crate) fn policy_marker(table: &RlsTable) -> String {
     format!(
         "pebble v{POLICY_VERSION}: {} {}",
@@ -60,15 +69,18 @@ pub(crate) fn table_sql(table: &RlsTable) -> String {
     let regclass = format!("{}::regclass", quote_literal(&name));
     let condition = condition(table);
     let marker = quote_literal(&policy_marker(table));
+    let digest = POLICY_DIGEST;
     format!(
         "DO $pebble$ BEGIN \
          IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = {regclass} \
          AND p.polname = '{TENANT_POLICY}' AND NOT p.polpermissive \
-         AND pg_catalog.obj_description(p.oid, 'pg_policy') = {marker}) THEN \
+         AND pg_catalog.obj_description(p.oid, 'pg_policy') = {marker} || ' ' || {digest}) THEN \
          DROP POLICY IF EXISTS {TENANT_POLICY} ON {name}; \
          CREATE POLICY {TENANT_POLICY} ON {name} AS RESTRICTIVE FOR ALL \
          USING ({condition}) WITH CHECK ({condition}); \
-         COMMENT ON POLICY {TENANT_POLICY} ON {name} IS {marker}; \
+         EXECUTE pg_catalog.format('COMMENT ON POLICY {TENANT_POLICY} ON %s IS %L', {regclass}, \
+         {marker} || ' ' || (SELECT {digest} FROM pg_catalog.pg_policy p \
+         WHERE p.polrelid = {regclass} AND p.polname = '{TENANT_POLICY}')); \
          END IF; \
          IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = {regclass} \
          AND p.polname = '{BASE_POLICY}' AND p.polpermissive) THEN \

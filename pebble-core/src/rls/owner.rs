@@ -46,6 +46,7 @@ impl Db {
     /// tenant-column record. Idempotent and safe at every deploy: what is
     /// already as it should be is left alone, without taking its locks.
     pub async fn install_rls_tables(&self, tables: &[RlsTable]) -> Result<()> {
+        self.refuse_contradicted_records(tables).await?;
         let mut sql = vec![INSTALL_LOCK.to_owned(), install_sql(tables)];
         sql.extend(
             tables
@@ -55,6 +56,44 @@ impl Db {
         let tx = self.begin().await?;
         tx.conn().batch(&sql.join(";\n")).await?;
         tx.commit().await
+    }
+
+    /// Refuses a table whose record names another tenant column (or none):
+    /// the policy would confine by the wrong column.
+    async fn refuse_contradicted_records(&self, tables: &[RlsTable]) -> Result<()> {
+        const RECORD: &str = "SELECT pg_catalog.obj_description(to_regclass($1), 'pg_class')";
+        let client = self.pool().get().await?;
+        for table in tables {
+            let name = quote_ident(table.table());
+            let row = match self.mode() {
+                StatementMode::Prepared => client.query_one(RECORD, &[&name]).await?,
+                StatementMode::Unnamed => {
+                    client
+                        .query_typed_one(RECORD, &[(&name, tokio_postgres::types::Type::TEXT)])
+                        .await?
+                }
+            };
+            let comment: Option<String> = row.try_get(0)?;
+            match comment.as_deref().and_then(parse_record) {
+                Some(Some(recorded)) if recorded != table.tenant_column() => {
+                    return Err(Error::RlsInstallRefused {
+                        table: table.table().to_owned(),
+                        reason: format!(
+                            "its record names `{recorded}` as the tenant column, not `{}`",
+                            table.tenant_column()
+                        ),
+                    });
+                }
+                Some(None) => {
+                    return Err(Error::RlsInstallRefused {
+                        table: table.table().to_owned(),
+                        reason: "its record says it has no tenant column".to_owned(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Creates the application's role `name` (or brings it up to date):

@@ -60,7 +60,7 @@ pub(crate) enum Scope {
     },
     /// A tenant handle keyed by the unset value (nil UUID, `0`, empty
     /// string), typically a missing id defaulted: every statement is refused.
-    UnsetTenant { key: String },
+    UnsetTenant { key: String, reason: &'static str },
     /// `Db` on a model that has a tenant column (only reachable through a
     /// hand-written `GlobalModel` impl): every statement is refused.
     TenantModelThroughDb { table: &'static str },
@@ -87,9 +87,10 @@ impl Scope {
 
     /// The scope of a tenant handle's statements on `M`.
     pub(crate) fn tenant<M: TenantScoped>(key: &M::TenantKey, strategy: Strategy) -> Scope {
-        if key.is_unset() {
+        if let Some(reason) = rls::refusal(key) {
             return Scope::UnsetTenant {
                 key: format!("{key:?}"),
+                reason,
             };
         }
         Scope::Tenant {
@@ -141,9 +142,9 @@ impl Scope {
     /// before anything is sent.
     pub(crate) fn check(&self) -> Result<()> {
         match self {
-            Scope::UnsetTenant { key } => Err(Error::InvalidTenantId {
+            Scope::UnsetTenant { key, reason } => Err(Error::InvalidTenantId {
                 id: key.clone(),
-                reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+                reason,
             }),
             Scope::TenantModelThroughDb { table } => Err(Error::TenantModelThroughDb { table }),
             Scope::Plain { .. } | Scope::Tenant { .. } | Scope::CrossTenant { .. } => Ok(()),

@@ -23,21 +23,37 @@ impl TenantContext {
 
     /// The context of `key`; the unset value (nil UUID, `0`, empty string) is refused.
     pub(super) fn of<K: TenantKey>(key: &K) -> Result<TenantContext> {
-        let refused = || Error::InvalidTenantId {
+        let refused = |reason| Error::InvalidTenantId {
             id: format!("{key:?}"),
-            reason: "the unset value (nil UUID, 0, empty string) cannot be a tenant",
+            reason,
         };
-        if key.is_unset() {
-            return Err(refused());
+        if let Some(reason) = refusal(key) {
+            return Err(refused(reason));
         }
         context_of(&key.clone().into_sql())
             .map(TenantContext)
-            .ok_or_else(refused)
+            .ok_or_else(|| refused("not a tenant key type"))
     }
 
     /// The context of a key already converted to a bind value.
     pub(super) fn of_value(key: &Value) -> Option<TenantContext> {
         context_of(key).map(TenantContext)
+    }
+}
+
+/// Why `key` cannot be a tenant, if it cannot: the unset value (a missing
+/// id defaulted by mistake), or a text key with a NUL byte, which no
+/// PostgreSQL text can hold and which would make the message that sets the
+/// tenant fail to encode while the statement behind it still ran.
+pub(crate) fn refusal<K: TenantKey>(key: &K) -> Option<&'static str> {
+    if key.is_unset() {
+        return Some("the unset value (nil UUID, 0, empty string) cannot be a tenant");
+    }
+    match key.clone().into_sql() {
+        Value::String(Some(text)) if text.contains('\0') => {
+            Some("a tenant key cannot contain a NUL byte")
+        }
+        _ => None,
     }
 }
 
@@ -48,7 +64,7 @@ fn context_of(key: &Value) -> Option<String> {
         Value::BigInt(Some(key)) => Some(key.to_string()),
         Value::Int(Some(key)) => Some(key.to_string()),
         Value::SmallInt(Some(key)) => Some(key.to_string()),
-        Value::String(Some(key)) => Some(key.clone()),
+        Value::String(Some(key)) if !key.contains('\0') => Some(key.clone()),
         _ => None,
     }
 }
