@@ -2,6 +2,8 @@
 //! database on the process's throwaway server (or on `DATABASE_URL`).
 #![allow(dead_code)]
 
+pub mod rls;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use pebble::{Db, Model};
 use pebble_testkit::TestDatabase;
