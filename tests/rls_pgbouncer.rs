@@ -240,3 +240,60 @@ async fn through_pgbouncer_no_tenant_means_no_rows_and_nothing_survives() {
     assert_eq!(seen, HashSet::from([a, b]));
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn raw_sql_cannot_leave_a_tenant_on_a_server_connection_behind_pgbouncer() {
+    let f = fixture().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    f.app
+        .tenant(a)
+        .insert(User::new("ann", 1))
+        .exec()
+        .await
+        .unwrap();
+    // Tenant B's raw SQL sets A as the *session's* tenant, and creates a
+    // temporary table shadowing `users`; both must end with the statement.
+    for _ in 0..8 {
+        f.app
+            .tenant(b)
+            .execute(
+                "SELECT set_config('pebble.tenant_id', $1, false)",
+                &[&a.to_string()],
+            )
+            .await
+            .unwrap();
+        f.app
+            .tenant(b)
+            .execute(
+                "CREATE TEMP TABLE users (LIKE public.users INCLUDING DEFAULTS)",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    // Whatever server connection PgBouncer hands out now carries no tenant.
+    for _ in 0..40 {
+        let seen = f
+            .app
+            .db()
+            .cross_tenant()
+            .select::<User>()
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "a context-less statement saw tenant A's rows");
+    }
+    f.app
+        .tenant(b)
+        .insert(User::new("bob", 1))
+        .exec()
+        .await
+        .unwrap();
+    let bs = f.owner.cross_tenant().select::<User>().all().await.unwrap();
+    assert_eq!(
+        bs.iter().filter(|u| u.tenant_id == b).count(),
+        1,
+        "B's insert is in the real table"
+    );
+    f.cleanup().await;
+}

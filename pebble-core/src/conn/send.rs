@@ -137,13 +137,15 @@ pub(crate) async fn in_tenant_context(
     }
 }
 
-/// Raw SQL's transaction ends with `COMMIT`, then `DISCARD ALL` in the
-/// same round trip. Raw SQL can change its session beyond the transaction
+/// Raw SQL's transaction ends with [`SESSION_RESET`], then `COMMIT`, in the
+/// same round trip. The reset runs inside the transaction, so that behind
+/// a pooler in transaction mode it reaches the server connection the raw
+/// SQL ran on (after `COMMIT` the next message may go to another one), and
+/// commits with it. Raw SQL can change its session beyond the transaction
 /// (`set_config(.., false)`, which could carry a tenant to the next user
 /// of the connection; a temporary table shadowing a tenant table;
-/// `PREPARE`, `LISTEN`, advisory locks): none of it may survive on a
-/// pooled connection. It costs raw SQL no round trip, only the statements
-/// prepared on the connection, which are prepared again on next use.
+/// `LISTEN`, advisory locks, cursors): none of it may survive on a pooled
+/// connection. It costs raw SQL no round trip.
 ///
 /// Raw SQL inside the tenant's context. With prepared statements this is
 /// one round trip, like a builder's statement. Unnamed, the parameters'
@@ -173,14 +175,13 @@ pub(crate) async fn raw_in_tenant_context(
             let types = parsed?.params().to_vec(); // dropping it sends Close, in the transaction
             let typed: Vec<(&(dyn ToSql + Sync), Type)> =
                 params.iter().copied().zip(types).collect();
-            let (output, commit, discard) = tokio::join!(
+            let (output, reset, commit) = tokio::join!(
                 run_typed(client, sql, &typed, want),
+                client.batch_execute(SESSION_RESET),
                 client.batch_execute("COMMIT"),
-                client.batch_execute("DISCARD ALL"),
             );
-            client.statement_cache.clear();
-            discard?;
             let output = output?;
+            reset?;
             commit?;
             Ok(output)
         }
@@ -202,8 +203,17 @@ async fn pipelined(
     pipelined_then(client, tenant, run, false).await
 }
 
-/// [`pipelined`], followed in the same round trip by `DISCARD ALL` when
-/// `reset` (its own message: it cannot run in a multi-statement string).
+/// Everything `DISCARD ALL` resets but prepared statements: the
+/// connection keeps its statement cache (with `DISCARD ALL` every raw
+/// statement, and every builder statement after it, would be prepared again,
+/// a round trip each). A statement the raw SQL itself `PREPARE`d stays; it
+/// can only make a later prepare of the same name fail, never carry state
+/// to another tenant.
+const SESSION_RESET: &str = "RESET ALL; CLOSE ALL; UNLISTEN *; \
+SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// [`pipelined`], with [`SESSION_RESET`] between the statement and
+/// `COMMIT` when `reset`.
 async fn pipelined_then(
     client: &ClientWrapper,
     tenant: &str,
@@ -213,26 +223,23 @@ async fn pipelined_then(
     let begin = begin_text(tenant);
     let discard = async {
         if reset {
-            client.batch_execute("DISCARD ALL").await
+            client.batch_execute(SESSION_RESET).await
         } else {
             Ok(())
         }
     };
-    let (begin, output, commit, discard) = tokio::join!(
+    let (begin, output, reset, commit) = tokio::join!(
         client.batch_execute(&begin),
         run,
-        client.batch_execute("COMMIT"),
         discard,
+        client.batch_execute("COMMIT"),
     );
-    if reset {
-        // DISCARD ALL deallocated every prepared statement; so must the cache.
-        client.statement_cache.clear();
-    }
-    discard?;
     // First failure first: a failed `BEGIN` or `set_config` explains the
-    // statement's failure, not the reverse.
+    // statement's failure, not the reverse; a failed statement aborted the
+    // transaction, which fails the reset too, and rolls back what it set.
     begin?;
     let output = output?;
+    reset?;
     commit?;
     Ok(output)
 }
