@@ -110,13 +110,19 @@ async fn begin_locked(
         Target::Schema(_) => format!("SET LOCAL search_path TO {};", quote(&schema)),
         Target::Shared | Target::Database(_) => String::new(),
     };
-    // One round trip: the settings, the per-target lock, and what exists.
+    // The settings and the per-target lock in one round trip; what exists
+    // in a second statement once the lock is held. Asked in the same
+    // statement, the answer would come from that statement's snapshot,
+    // taken before the lock was granted: a concurrent creator that committed
+    // and let go in between would be missed (and its CREATE SCHEMA repeated).
     let sql = format!(
         "BEGIN; SET LOCAL lock_timeout = '{}ms'; {search_path} \
-         SELECT pg_try_advisory_xact_lock(hashtext('pebble-migrate'), hashtext({})) \
-         ::text || (to_regnamespace({}) IS NOT NULL)::text || (to_regclass({}) IS NOT NULL)::text",
+         SELECT pg_try_advisory_xact_lock(hashtext('pebble-migrate'), hashtext({}))::text",
         options.lock_timeout.as_millis(),
         literal(&target.lock_key().map_err(invalid)?),
+    );
+    let exists = format!(
+        "SELECT (to_regnamespace({}) IS NOT NULL)::text || (to_regclass({}) IS NOT NULL)::text",
         literal(&quote(&schema)),
         literal(&ledger),
     );
@@ -126,10 +132,14 @@ async fn begin_locked(
             .simple_query(&sql)
             .await
             .map_err(|e| TargetError::from_pg(&e))?;
-        let flags = first_cell(&reply).unwrap_or_default().to_owned();
-        if let Some(rest) = flags.strip_prefix("true") {
-            let schema_exists = rest.starts_with("true");
-            let ledger_exists = rest.ends_with("true") && schema_exists;
+        if first_cell(&reply) == Some("true") {
+            let reply = client
+                .simple_query(&exists)
+                .await
+                .map_err(|e| TargetError::from_pg(&e))?;
+            let flags = first_cell(&reply).unwrap_or_default();
+            let schema_exists = flags.starts_with("true");
+            let ledger_exists = flags.ends_with("true") && schema_exists;
             return Ok((schema_exists, ledger_exists));
         }
         client
