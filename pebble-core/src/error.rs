@@ -318,6 +318,32 @@ pub enum Error {
     /// A bug in the calling code, not an outage: not retryable.
     #[error("value conversion: {0}")]
     Conversion(#[source] tokio_postgres::Error),
+
+    /// A model was asked to decode from a join's row at a column offset,
+    /// but its [`Model`](crate::Model) impl is hand-written without
+    /// `from_row_at` (derive it). Nothing was decoded.
+    #[error(
+        "`{table}` cannot be decoded from a join's row: its Model impl has no from_row_at \
+         (derive it with #[derive(Model)])"
+    )]
+    NoOffsetDecode {
+        /// The model's table.
+        table: &'static str,
+    },
+
+    /// `join`, `left_join`, `columns` or an aggregate was called on a
+    /// select that already had filters, an order, a limit or a key: those
+    /// were written for one table and would be ambiguous in a join. Start
+    /// the join right after `select::<M>()` and filter after it. Nothing
+    /// was sent.
+    #[error(
+        "`{table}`: join, columns and aggregates must come right after select::<M>(), before \
+         filter, order_by, limit, offset or find; nothing was sent"
+    )]
+    ShapedBeforeJoin {
+        /// The base model's table.
+        table: &'static str,
+    },
 }
 
 impl Error {
@@ -333,6 +359,13 @@ impl Error {
     /// True when the statement broke a unique constraint (SQLSTATE 23505).
     pub fn is_unique_violation(&self) -> bool {
         self.code() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// True when the statement broke a foreign key (SQLSTATE 23503): a
+    /// `#[pebble(references = ...)]` column pointing at a row the tenant
+    /// does not have (another tenant's row included).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
     }
 
     /// True for an outage: the server is down, restarting, refusing

@@ -7,6 +7,7 @@
 // Layers, each importing only from those above it in this list:
 // vocabulary (no I/O), how statements are confined, execution, builders,
 // handles, and the operations built on handles.
+pub mod aggregate;
 mod column;
 mod error;
 mod filter;
@@ -24,6 +25,7 @@ mod handle;
 mod manager;
 mod rls;
 
+pub use aggregate::{count, Agg, AggFilter, AggOrder, On};
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
 pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
@@ -38,8 +40,8 @@ pub use handle::transaction::Transaction;
 pub use handle::Executor;
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
-    ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,
-    TenantScoped,
+    ColumnDef, GlobalModel, HasPrimaryKey, Joinable, Model, PerTenantModel, Reference, ScopedBy,
+    SharedModel, TenantScoped,
 };
 pub use query::ddl::create_table_sql;
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
@@ -56,7 +58,7 @@ pub use tokio_postgres;
 /// What `#[derive(Model)]` expands to refers to these paths. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::model::decode;
+    pub use crate::model::{decode, single_key, Reference};
     pub use sea_query::Value;
     pub use std::{result::Result, vec::Vec};
     pub use tokio_postgres::Row;

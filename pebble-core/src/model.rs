@@ -30,6 +30,9 @@ pub struct ColumnDef {
     /// when the field holds its [unset](SqlType::is_unset) value, and sends
     /// the field's value otherwise.
     pub default: Option<&'static str>,
+    /// `#[pebble(references = Model)]`: a foreign key to that model's key
+    /// (with the tenant column on both sides between tenant models).
+    pub references: Option<Reference>,
 }
 
 impl ColumnDef {
@@ -44,7 +47,14 @@ impl ColumnDef {
             tenant: false,
             unique: false,
             default: None,
+            references: None,
         }
+    }
+
+    #[doc(hidden)]
+    pub const fn references(mut self, target: Reference) -> Self {
+        self.references = Some(target);
+        self
     }
 
     #[doc(hidden)]
@@ -70,6 +80,88 @@ impl ColumnDef {
         self.default = Some(clause);
         self
     }
+}
+
+/// The model a `#[pebble(references = Model)]` column points at.
+///
+/// Its columns are reached through a function, not a constant, so that a
+/// model may reference itself (a task's parent task) without its column
+/// list containing itself.
+#[derive(Clone, Copy)]
+pub struct Reference {
+    table: &'static str,
+    columns: fn() -> &'static [ColumnDef],
+}
+
+impl Reference {
+    /// The reference to `T`. Used by the derive.
+    #[doc(hidden)]
+    pub const fn to<T: Model>() -> Reference {
+        Reference {
+            table: T::TABLE,
+            columns: columns_of::<T>,
+        }
+    }
+
+    /// The referenced table.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// The referenced model's columns.
+    pub fn columns(&self) -> &'static [ColumnDef] {
+        (self.columns)()
+    }
+
+    /// The referenced model's tenant column, if it has one.
+    pub fn tenant_column(&self) -> Option<&'static str> {
+        self.columns().iter().find(|c| c.tenant).map(|c| c.name)
+    }
+
+    /// The referenced model's key column other than its tenant column:
+    /// what the referencing field holds.
+    pub fn key_column(&self) -> Option<&'static str> {
+        let mut keys = self.columns().iter().filter(|c| c.primary_key && !c.tenant);
+        match (keys.next(), keys.next()) {
+            (Some(key), None) => Some(key.name),
+            _ => None,
+        }
+    }
+}
+
+fn columns_of<T: Model>() -> &'static [ColumnDef] {
+    T::COLUMNS
+}
+
+impl PartialEq for Reference {
+    /// A table is one model's: the same table is the same reference.
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table
+    }
+}
+
+impl Eq for Reference {}
+
+impl std::fmt::Debug for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reference").field(&self.table).finish()
+    }
+}
+
+/// Whether `T` has exactly one primary key column besides its tenant
+/// column: what a `#[pebble(references = T)]` field can point at. Checked
+/// by the derive at compile time.
+#[doc(hidden)]
+pub const fn single_key<T: Model>() -> bool {
+    let mut found = 0;
+    let mut i = 0;
+    while i < T::COLUMNS.len() {
+        if T::COLUMNS[i].primary_key && !T::COLUMNS[i].tenant {
+            found += 1;
+        }
+        i += 1;
+    }
+    found == 1
 }
 
 /// A struct mapped to a table. Implement it with `#[derive(Model)]`.
@@ -102,6 +194,19 @@ pub trait Model: Sized + Send + Sync + 'static {
 
     /// Decodes a row whose columns are [`Model::COLUMNS`], in order.
     fn from_row(row: &Row) -> Result<Self>;
+
+    /// Decodes [`Model::COLUMNS`] starting at column `offset` of `row`: a
+    /// join's row holds each model's columns one after the other.
+    /// `#[derive(Model)]` implements it (and `from_row` as offset 0); a
+    /// hand-written model that does not can only be decoded at offset 0,
+    /// and is refused elsewhere with [`Error::NoOffsetDecode`].
+    fn from_row_at(row: &Row, offset: usize) -> Result<Self> {
+        if offset == 0 {
+            Self::from_row(row)
+        } else {
+            Err(Error::NoOffsetDecode { table: Self::TABLE })
+        }
+    }
 
     /// Passes the value of every column to `sink`, in [`Model::COLUMNS`]
     /// order, with whether the field holds its type's unset value
@@ -177,6 +282,18 @@ pub trait TenantScoped: Model {
 pub trait ScopedBy<K>: TenantScoped<TenantKey = K> {}
 
 impl<M: TenantScoped> ScopedBy<M::TenantKey> for M {}
+
+/// A model that may be joined into (or referenced by a foreign key from) a
+/// query of a tenant keyed by `K`: a tenant model whose `#[tenant_id]` is a
+/// `K` (its ON clause then carries its own tenant condition), or a
+/// `#[pebble(shared)]` model (any `K`). Implemented by `#[derive(Model)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be joined with (or referenced from) a model whose tenant key is a `{K}`",
+    label = "not a model of tenants keyed by `{K}`, nor a shared model",
+    note = "joins and `#[pebble(references = ...)]` pair tenant models with the same tenant key \
+            type, or with `#[pebble(shared)]` models"
+)]
+pub trait Joinable<K>: Model {}
 
 /// A model with a `#[pebble(primary_key)]` (one field, or several for a composite key).
 #[diagnostic::on_unimplemented(

@@ -46,6 +46,8 @@ pub struct Field {
     pub tenant: bool,
     pub unique: bool,
     pub default: Option<Default>,
+    /// `#[pebble(references = Model)]`: a foreign key to that model's key.
+    pub references: Option<Path>,
 }
 
 /// How the database fills a `#[pebble(default)]` column.
@@ -236,6 +238,7 @@ impl Field {
             tenant: false,
             unique: false,
             default: None,
+            references: None,
         };
 
         for attr in &field.attrs {
@@ -269,6 +272,8 @@ impl Field {
                     } else {
                         Default::OfType(meta.path.span())
                     });
+                } else if meta.path.is_ident("references") {
+                    parsed.references = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("column") {
                     let lit: LitStr = meta.value()?.parse()?;
                     check_identifier(&lit)?;
@@ -276,7 +281,7 @@ impl Field {
                 } else {
                     return Err(meta.error(
                         "unknown pebble attribute on a field; expected `primary_key`, `default`, \
-                         `default = \"...\"`, `unique` or `column = \"...\"`",
+                         `default = \"...\"`, `unique`, `references = Model` or `column = \"...\"`",
                     ));
                 }
                 Ok(())
@@ -300,6 +305,13 @@ impl Field {
                 return Err(syn::Error::new(
                     tenant_attr_span(field),
                     "the #[tenant_id] field cannot have a database default: pebble stamps it",
+                ));
+            }
+            if let Some(path) = &parsed.references {
+                return Err(syn::Error::new(
+                    path.span(),
+                    "the #[tenant_id] field cannot reference a model; pebble adds the tenant \
+                     column to every other reference's foreign key",
                 ));
             }
             if parsed.unique {

@@ -14,6 +14,8 @@ pub fn expand(model: &Model) -> TokenStream {
     let key_impl = primary_key_impl(model);
     let columns = column_constants(model);
     let deprecations = deprecations(model);
+    let joinable = joinable_impl(model);
+    let references = reference_checks(model);
     quote! {
         const _: () = {
             #deprecations
@@ -22,6 +24,8 @@ pub fn expand(model: &Model) -> TokenStream {
             #scope_impl
             #key_impl
             #columns
+            #joinable
+            #references
         };
     }
 }
@@ -40,7 +44,7 @@ fn model_impl(model: &Model) -> TokenStream {
     let decoded = fields.iter().enumerate().map(|(index, f)| {
         let (name, ty, column) = (&f.ident, &f.ty, &f.column);
         quote_spanned! {ty.span()=>
-            #name: #private::decode::<#ty>(row, #index, #table, #column)?
+            #name: #private::decode::<#ty>(row, offset + #index, #table, #column)?
         }
     });
     let moved = fields.iter().map(|f| {
@@ -61,6 +65,10 @@ fn model_impl(model: &Model) -> TokenStream {
             const COLUMNS: &'static [#krate::ColumnDef] = &[#(#column_defs),*];
 
             fn from_row(row: &#private::Row) -> #krate::Result<Self> {
+                <Self as #krate::Model>::from_row_at(row, 0)
+            }
+
+            fn from_row_at(row: &#private::Row, offset: usize) -> #krate::Result<Self> {
                 #private::Result::Ok(Self { #(#decoded),* })
             }
 
@@ -89,6 +97,11 @@ fn column_def(model: &Model, field: &Field) -> TokenStream {
     }
     if field.unique {
         def = quote!(#def.unique());
+    }
+    if let Some(target) = &field.references {
+        def = quote_spanned! {target.span()=>
+            #def.references(#krate::__private::Reference::to::<#target>())
+        };
     }
     match &field.default {
         None => {}
@@ -317,4 +330,58 @@ fn column_constants(model: &Model) -> TokenStream {
             #(#constants)*
         }
     }
+}
+
+/// Which tenant queries may join this model: those of its own key type
+/// (a tenant model), or every one (a shared model). Per-tenant models live
+/// in another schema or database and join none.
+fn joinable_impl(model: &Model) -> TokenStream {
+    let Model { ident, krate, .. } = model;
+    match (model.tenant(), model.kind) {
+        (Some(tenant), _) => {
+            let ty = &tenant.ty;
+            quote!(impl #krate::Joinable<#ty> for #ident {})
+        }
+        (None, Some(Kind::PerTenant)) => TokenStream::new(),
+        (None, _) => quote!(impl<K> #krate::Joinable<K> for #ident {}),
+    }
+}
+
+/// For each `#[pebble(references = Target)]`: `Target` has exactly one key
+/// column besides its tenant column (what one field can point at), and a
+/// tenant model only references models of its own key type or shared
+/// ones. Both are compile errors spanned at the attribute.
+fn reference_checks(model: &Model) -> TokenStream {
+    let krate = &model.krate;
+    model
+        .fields
+        .iter()
+        .filter_map(|f| f.references.as_ref().map(|target| (f, target)))
+        .map(|(field, target)| {
+            let message = format!(
+                "#[pebble(references = ...)] on `{}`: the referenced model needs exactly one \
+                 #[pebble(primary_key)] column besides its #[tenant_id]",
+                field.ident
+            );
+            let key_check = quote_spanned! {target.span()=>
+                const _: () = ::core::assert!(
+                    #krate::__private::single_key::<#target>(),
+                    #message
+                );
+            };
+            let tenant_check = match model.tenant() {
+                Some(tenant) => {
+                    let ty = &tenant.ty;
+                    quote_spanned! {target.span()=>
+                        const _: fn() = || {
+                            fn joinable<T: #krate::Joinable<#ty>>() {}
+                            joinable::<#target>();
+                        };
+                    }
+                }
+                None => TokenStream::new(),
+            };
+            quote!(#key_check #tenant_check)
+        })
+        .collect()
 }

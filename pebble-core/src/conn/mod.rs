@@ -16,6 +16,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result, SqlState};
+use crate::model::Target;
 use crate::scope::{Scope, TenantContext};
 
 use pool::SharedPool;
@@ -43,14 +44,32 @@ pub enum Conn {
 
 impl Conn {
     pub(crate) async fn rows(&self, stmt: &Statement, scope: &Scope) -> Result<Vec<Row>> {
-        Ok(self.run(stmt, scope, Want::Rows).await?.into_rows())
+        Ok(self.run(stmt, scope, &[], Want::Rows).await?.into_rows())
+    }
+
+    /// Rows of a join: `scope` is the base model's (its strategy and
+    /// tenant context confine the statement), and each joined model is
+    /// checked against its table like the base.
+    pub(crate) async fn rows_joined(
+        &self,
+        stmt: &Statement,
+        scope: &Scope,
+        joined: &[Target],
+    ) -> Result<Vec<Row>> {
+        Ok(self.run(stmt, scope, joined, Want::Rows).await?.into_rows())
     }
 
     pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
-        Ok(self.run(stmt, scope, Want::Count).await?.into_count())
+        Ok(self.run(stmt, scope, &[], Want::Count).await?.into_count())
     }
 
-    async fn run(&self, stmt: &Statement, scope: &Scope, want: Want) -> Result<Output> {
+    async fn run(
+        &self,
+        stmt: &Statement,
+        scope: &Scope,
+        joined: &[Target],
+        want: Want,
+    ) -> Result<Output> {
         scope.check()?;
         stmt.check_size(scope)?;
         scope.trace(stmt.sql());
@@ -58,7 +77,7 @@ impl Conn {
         match self {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;
-                check_table(pool.tables(), &client, pool.mode(), scope).await?;
+                check_table(pool.tables(), &client, pool.mode(), scope, joined).await?;
                 match scope.tenant_context() {
                     Some(tenant) => {
                         let flight = InFlight::new(client);
@@ -81,7 +100,7 @@ impl Conn {
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = async {
-                    check_table(tx.tables(), entered.client(), tx.mode(), scope).await?;
+                    check_table(tx.tables(), entered.client(), tx.mode(), scope, joined).await?;
                     plain(entered.client(), tx.mode(), stmt, want).await
                 }
                 .await;
@@ -231,15 +250,21 @@ async fn reset_session(client: Object, result: Result<()>) -> Result<()> {
     }
 }
 
-/// Checks the scope's model against its live table, once per model and pool.
+/// Checks the scope's model, and a join's other models, against their
+/// live tables, once per model and pool. `cross_tenant()` checks none.
 async fn check_table(
     tables: &TableChecks,
     client: &ClientWrapper,
     mode: StatementMode,
     scope: &Scope,
+    joined: &[Target],
 ) -> Result<()> {
-    match scope.target() {
-        Some(target) => tables.ensure(client, mode, target).await,
-        None => Ok(()),
+    let Some(target) = scope.target() else {
+        return Ok(());
+    };
+    tables.ensure(client, mode, target).await?;
+    for target in joined {
+        tables.ensure(client, mode, target).await?;
     }
+    Ok(())
 }

@@ -39,6 +39,11 @@ impl<M: Model, S: PostgresBinder> Core<M, S> {
         }
     }
 
+    /// Its connection, scope and statement.
+    pub(crate) fn into_parts(self) -> (Conn, Scope, S) {
+        (self.conn, self.scope, self.stmt)
+    }
+
     /// The statement as it would be sent, or why the scope sends nothing.
     pub(crate) fn build(&self) -> Result<Statement> {
         self.scope.check()?;
@@ -130,4 +135,14 @@ pub(crate) fn column_names<M: Model>() -> impl Iterator<Item = &'static str> {
 
 fn all_columns<M: Model>() -> ReturningClause {
     Returning::new().columns(column_names::<M>())
+}
+
+/// The table reference a statement on `table` uses under `scope`: the one
+/// place a model becomes a table in a FROM or JOIN clause of the join and
+/// projection builders (a schema strategy qualifies it here). Columns are
+/// qualified by the bare table name, which PostgreSQL resolves against a
+/// schema-qualified FROM entry too.
+pub(crate) fn table_ref(_scope: &Scope, table: &'static str) -> sea_query::TableRef {
+    use sea_query::IntoTableRef;
+    table.into_table_ref()
 }

@@ -61,7 +61,8 @@ pub fn create_table_sql<M: Model>() -> String {
         }
         table.primary_key(&mut pk);
     }
-    let mut statements = vec![table.to_string(PostgresQueryBuilder)];
+    let mut statements = super::references::add_foreign_keys(&mut table, M::TABLE, M::COLUMNS);
+    statements.push(table.to_string(PostgresQueryBuilder));
 
     let tenant = M::COLUMNS.iter().find(|c| c.tenant).map(|c| c.name);
     if let Some(tenant) = tenant {

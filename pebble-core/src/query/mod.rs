@@ -8,11 +8,16 @@ mod core;
 pub(crate) mod ddl;
 mod delete;
 mod insert;
+mod join;
+mod projection;
+mod references;
 mod select;
 mod update;
 
 pub(crate) use ddl::record_statement;
 pub use delete::Delete;
+pub use join::{index, InQuery, Join, MaybeNull, Models, NotNull, Nullness, Part, Push};
+pub use projection::{kind, GroupKey, HavingCondition, Item, Projection, Selection, Sort};
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
 pub use select::Select;
 pub use update::Update;

@@ -50,6 +50,15 @@ impl<M: Model> Select<M> {
         self
     }
 
+    /// Its connection and scope, and whether filters, an order, a limit,
+    /// an offset or a key were added since `select::<M>()` (a join starts
+    /// from the bare select: those were written for one table).
+    pub(crate) fn into_start(self) -> (Conn, Scope, bool) {
+        let (conn, scope, stmt) = self.core.into_parts();
+        let bare = Select::<M>::new(conn.clone(), scope.clone()).core.stmt;
+        (conn, scope, stmt != bare)
+    }
+
     /// Keeps rows matching `filter`. Several calls are AND-ed.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
         self.core.filter(filter);
@@ -150,7 +159,7 @@ impl<M: Model> Select<M> {
 
 /// PostgreSQL's LIMIT and OFFSET are `bigint`; a larger `u64` would wrap
 /// to a negative number on the way, so it is clamped (it means "all").
-fn as_bigint(n: u64) -> u64 {
+pub(crate) fn as_bigint(n: u64) -> u64 {
     std::cmp::min(n, i64::MAX.unsigned_abs())
 }
 

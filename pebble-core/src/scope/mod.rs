@@ -185,6 +185,26 @@ impl Scope {
         }
     }
 
+    /// The condition a joined model's ON clause starts with: its own
+    /// tenant column equal to this scope's tenant (`"projects"."org" = $n`),
+    /// for a joined tenant model; nothing for a shared one (`tenant_column`
+    /// `None`) or an unconfined scope.
+    pub(crate) fn joined_condition(
+        &self,
+        table: &'static str,
+        tenant_column: Option<&'static str>,
+    ) -> Option<Expr> {
+        match self {
+            Scope::Tenant { key, .. } => {
+                tenant_column.map(|column| row::qualified_condition(table, column, key))
+            }
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
+                Some(Expr::cust("FALSE"))
+            }
+            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+        }
+    }
+
     /// Logs a statement that reaches every tenant.
     pub(crate) fn trace(&self, sql: &str) {
         if let Scope::CrossTenant { .. } = self {
