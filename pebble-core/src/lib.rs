@@ -44,6 +44,7 @@ pub use model::{
     SharedModel, TenantScoped,
 };
 pub use query::ddl::create_table_sql;
+pub use query::{Cond, Join, Projection};
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;
 pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};

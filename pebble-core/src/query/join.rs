@@ -1,5 +1,5 @@
-//! Joins on a tenant handle: [`Join`], from `select::<M>().join::<J>(on)`
-//! or `.left_join::<J>(on)`.
+//! Joins on a tenant handle: [`Join`], from `select::<M>().join::<J>().on(on)`
+//! or `.left_join::<J>().on(on)`.
 //!
 //! Confinement: the base model keeps its tenant condition first in the
 //! WHERE clause, and every joined tenant model gets its own
@@ -19,7 +19,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{Condition, Expr, ExprTrait, JoinType, Query, SelectStatement};
+use sea_query::{Condition as SeaCondition, Expr, ExprTrait, JoinType, Query, SelectStatement};
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
@@ -103,9 +103,8 @@ impl<M: Model> Part for Option<M> {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.primary_key || !keyed);
-        let absent = probe.all(|(i, _)| {
-            matches!(row.try_get::<_, Option<Present>>(offset + i), Ok(None))
-        });
+        let absent =
+            probe.all(|(i, _)| matches!(row.try_get::<_, Option<Present>>(offset + i), Ok(None)));
         if absent {
             Ok(None)
         } else {
@@ -218,7 +217,7 @@ impl<A, B, C, OA, OB, OC, J, P> Push<J, P> for ((A, B, C), (OA, OB, OC)) {
 }
 
 /// A `SELECT` over several models of one tenant, joined: from
-/// `select::<M>().join::<J>(on)` on a tenant handle. Finish with `all()`,
+/// `select::<M>().join::<J>().on(on)` on a tenant handle. Finish with `all()`,
 /// `one()`, `optional()` or `count()`, or pick columns and aggregates with
 /// [`Join::columns`].
 ///
@@ -236,8 +235,8 @@ impl<A, B, C, OA, OB, OC, J, P> Push<J, P> for ((A, B, C), (OA, OB, OC)) {
 /// let rows: Vec<(Task, Project, Option<User>)> = db
 ///     .tenant(acme)
 ///     .select::<Task>()
-///     .join::<Project>(Task::PROJECT_ID.eq_col(Project::ID))
-///     .left_join::<User>(Task::ASSIGNEE_ID.eq_col(User::ID))
+///     .join::<Project>().on(Task::PROJECT_ID.eq_col(Project::ID))
+///     .left_join::<User>().on(Task::ASSIGNEE_ID.eq_col(User::ID))
 ///     .filter(Project::NAME.eq("Apollo"))
 ///     .order_by(User::NAME.asc())
 ///     .all()
@@ -296,31 +295,22 @@ pub(crate) fn start<M: TenantScoped>(select: Select<M>) -> Join<M::TenantKey, (M
 }
 
 impl<M: TenantScoped> Select<M> {
-    /// Inner-joins `J` on `on`: rows of this tenant's `M` paired with this
-    /// tenant's `J`. `J` must be a model of the same tenant key type (its
-    /// ON clause gets its own tenant condition) or a shared model.
-    /// Call it right after `select::<M>()`; filter and sort after it.
-    pub fn join<J, A, B, IA, IB>(self, on: On<A, B>) -> Join<M::TenantKey, (M, J), (M, J)>
-    where
-        J: Joinable<M::TenantKey>,
-        A: InQuery<(M, J), (M, J), IA>,
-        B: InQuery<(M, J), (M, J), IB>,
-    {
-        base(self).add::<J, J>(JoinType::InnerJoin, on.into_expr())
+    /// Inner-joins `J`: finish with [`Pending::on`]. Rows of this tenant's
+    /// `M` paired with this tenant's `J`. `J` must be a model of the same
+    /// tenant key type (its ON clause gets its own tenant condition) or a
+    /// shared model. Call it right after `select::<M>()`; filter and sort
+    /// after it.
+    pub fn join<J: Joinable<M::TenantKey>>(self) -> Pending<M::TenantKey, (M,), (M,), J, J> {
+        Pending::new(base(self), JoinType::InnerJoin)
     }
 
-    /// Left-joins `J` on `on`: every row of this tenant's `M`, with this
-    /// tenant's matching `J` or `None` (never another tenant's row).
-    pub fn left_join<J, A, B, IA, IB>(
+    /// Left-joins `J`: finish with [`Pending::on`]. Every row of this
+    /// tenant's `M`, with this tenant's matching `J`, or `None` (never
+    /// another tenant's row).
+    pub fn left_join<J: Joinable<M::TenantKey>>(
         self,
-        on: On<A, B>,
-    ) -> Join<M::TenantKey, (M, J), (M, Option<J>)>
-    where
-        J: Joinable<M::TenantKey>,
-        A: InQuery<(M, J), (M, Option<J>), IA>,
-        B: InQuery<(M, J), (M, Option<J>), IB>,
-    {
-        base(self).add::<J, Option<J>>(JoinType::LeftJoin, on.into_expr())
+    ) -> Pending<M::TenantKey, (M,), (M,), J, Option<J>> {
+        Pending::new(base(self), JoinType::LeftJoin)
     }
 
     /// Selects chosen columns and aggregates of `M` instead of whole rows:
@@ -331,6 +321,51 @@ impl<M: TenantScoped> Select<M> {
         C: Selection<(M,), (M,), I>,
     {
         start(self).columns(columns)
+    }
+}
+
+/// A join waiting for its condition: `.join::<Project>().on()` then
+/// `.on(Task::PROJECT_ID.eq_col(Project::ID))`. `P` is how `J` decodes
+/// (`J`, or `Option<J>` for a left join).
+#[must_use = "a join needs its condition: `.on(a.eq_col(b))`"]
+pub struct Pending<K, S, O, J, P> {
+    join: Join<K, S, O>,
+    kind: JoinType,
+    _marker: PhantomData<fn() -> (J, P)>,
+}
+
+impl<K, S, O, J, P> Pending<K, S, O, J, P> {
+    fn new(join: Join<K, S, O>, kind: JoinType) -> Self {
+        Pending {
+            join,
+            kind,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<K, S, O, J: Joinable<K>, P> Pending<K, S, O, J, P>
+where
+    (S, O): Models + Push<J, P>,
+{
+    /// The join condition, between two models of the query (the joined
+    /// one included): `Task::PROJECT_ID.eq_col(Project::ID)`.
+    #[allow(clippy::type_complexity)]
+    pub fn on<A, B, IA, IB>(
+        self,
+        on: On<A, B>,
+    ) -> Join<K, <(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows>
+    where
+        A: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IA>,
+        B: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IB>,
+    {
+        self.join.add::<J, P>(self.kind, on.into_expr())
+    }
+}
+
+impl<K, S, O, J, P> fmt::Debug for Pending<K, S, O, J, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").field("join", &self.join).finish()
     }
 }
 
@@ -354,7 +389,7 @@ where
         (S, O): Push<J, P>,
     {
         let target = Target::of::<J>();
-        let mut condition = Condition::all();
+        let mut condition = SeaCondition::all();
         // The joined table's own tenant condition comes first, so the user's
         // condition can only narrow it.
         if let Some(tenant) = self
@@ -371,47 +406,21 @@ where
         self.retype()
     }
 
-    /// Inner-joins `J` on `on` (see [`Select::join`]).
-    pub fn join<J, A, B, IA, IB>(
-        self,
-        on: On<A, B>,
-    ) -> Join<K, <(S, O) as Push<J, J>>::Models, <(S, O) as Push<J, J>>::Rows>
-    where
-        J: Joinable<K>,
-        (S, O): Push<J, J>,
-        A: InQuery<<(S, O) as Push<J, J>>::Models, <(S, O) as Push<J, J>>::Rows, IA>,
-        B: InQuery<<(S, O) as Push<J, J>>::Models, <(S, O) as Push<J, J>>::Rows, IB>,
-    {
-        self.add::<J, J>(JoinType::InnerJoin, on.into_expr())
+    /// Inner-joins `J` (see [`Select::join`]); finish with [`Pending::on`].
+    pub fn join<J: Joinable<K>>(self) -> Pending<K, S, O, J, J> {
+        Pending::new(self, JoinType::InnerJoin)
     }
 
-    /// Left-joins `J` on `on` (see [`Select::left_join`]).
-    #[allow(clippy::type_complexity)]
-    pub fn left_join<J, A, B, IA, IB>(
-        self,
-        on: On<A, B>,
-    ) -> Join<K, <(S, O) as Push<J, Option<J>>>::Models, <(S, O) as Push<J, Option<J>>>::Rows>
-    where
-        J: Joinable<K>,
-        (S, O): Push<J, Option<J>>,
-        A: InQuery<
-            <(S, O) as Push<J, Option<J>>>::Models,
-            <(S, O) as Push<J, Option<J>>>::Rows,
-            IA,
-        >,
-        B: InQuery<
-            <(S, O) as Push<J, Option<J>>>::Models,
-            <(S, O) as Push<J, Option<J>>>::Rows,
-            IB,
-        >,
-    {
-        self.add::<J, Option<J>>(JoinType::LeftJoin, on.into_expr())
+    /// Left-joins `J` (see [`Select::left_join`]); finish with [`Pending::on`].
+    pub fn left_join<J: Joinable<K>>(self) -> Pending<K, S, O, J, Option<J>> {
+        Pending::new(self, JoinType::LeftJoin)
     }
 
-    /// Keeps rows matching `filter`, on any model of the query. Several
-    /// calls are AND-ed, after the tenant condition.
-    pub fn filter<N: InQuery<S, O, I>, I>(mut self, filter: Filter<N>) -> Self {
-        self.stmt.and_where(qualify(filter.into_expr(), N::TABLE));
+    /// Keeps rows matching `filter`, on any model of the query (a
+    /// [`Filter`], or a [`Cond`] combining filters of several models).
+    /// Several calls are AND-ed, after the tenant condition.
+    pub fn filter<C: Condition<S, O, I>, I>(mut self, filter: C) -> Self {
+        self.stmt.and_where(filter.into_qualified());
         self
     }
 
@@ -515,6 +524,89 @@ impl<K, S, O> fmt::Debug for Join<K, S, O> {
             .field("scope", &self.scope)
             .field("statement", &self.stmt)
             .finish()
+    }
+}
+
+/// A condition a join's `filter` takes: a [`Filter`] on one of its
+/// models, or a [`Cond`] over several.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a condition on the models of this query",
+    note = "filter on columns of models the query selects or joins"
+)]
+pub trait Condition<S, O, I> {
+    #[doc(hidden)]
+    fn into_qualified(self) -> Expr;
+}
+
+impl<S, O, I, N: InQuery<S, O, I>> Condition<S, O, I> for Filter<N> {
+    fn into_qualified(self) -> Expr {
+        qualify(self.into_expr(), N::TABLE)
+    }
+}
+
+/// Filters on different models combined, for a join:
+/// `Cond::from(Project::NAME.eq("Apollo")).or(User::NAME.eq("bob"))`.
+/// `Ms` lists the models it mentions; a join only takes it if it has them all.
+pub struct Cond<Ms> {
+    expr: Expr,
+    _marker: PhantomData<fn() -> Ms>,
+}
+
+impl<M: Model> From<Filter<M>> for Cond<(M,)> {
+    fn from(filter: Filter<M>) -> Self {
+        Cond {
+            expr: qualify(filter.into_expr(), M::TABLE),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<Ms> Cond<Ms> {
+    /// Both conditions hold.
+    pub fn and<Ns>(self, other: impl Into<Cond<Ns>>) -> Cond<(Ms, Ns)> {
+        Cond {
+            expr: self.expr.and(other.into().expr),
+            _marker: PhantomData,
+        }
+    }
+
+    /// Either condition holds.
+    pub fn or<Ns>(self, other: impl Into<Cond<Ns>>) -> Cond<(Ms, Ns)> {
+        Cond {
+            expr: self.expr.or(other.into().expr),
+            _marker: PhantomData,
+        }
+    }
+
+    /// The condition does not hold.
+    #[allow(clippy::should_implement_trait)] // a method reads better in chains
+    pub fn not(self) -> Cond<Ms> {
+        Cond {
+            expr: self.expr.not(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<Ms> fmt::Debug for Cond<Ms> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cond").field(&self.expr).finish()
+    }
+}
+
+/// The models a [`Cond`] mentions are all in the query.
+pub trait Mentions<S, O, I> {}
+
+impl<S, O, I, M: InQuery<S, O, I>> Mentions<S, O, I> for (M,) {}
+
+impl<S, O, IA, IB, A: Mentions<S, O, IA>, B: Mentions<S, O, IB>> Mentions<S, O, (IA, IB)>
+    for (A, B)
+{
+}
+
+impl<S, O, I, Ms: Mentions<S, O, I>> Condition<S, O, (I,)> for Cond<Ms> {
+    fn into_qualified(self) -> Expr {
+        self.expr
     }
 }
 

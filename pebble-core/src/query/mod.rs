@@ -16,8 +16,11 @@ mod update;
 
 pub(crate) use ddl::record_statement;
 pub use delete::Delete;
-pub use join::{index, InQuery, Join, MaybeNull, Models, NotNull, Nullness, Part, Push};
-pub use projection::{kind, GroupKey, HavingCondition, Item, Projection, Selection, Sort};
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
+pub use join::{
+    index, Cond, Condition, InQuery, Join, MaybeNull, Mentions, Models, NotNull, Nullness, Part,
+    Pending, Push,
+};
+pub use projection::{kind, GroupKey, HavingCondition, Item, Projection, Selection, Sort};
 pub use select::Select;
 pub use update::Update;

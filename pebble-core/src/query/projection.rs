@@ -14,10 +14,9 @@ use crate::aggregate::{Agg, AggFilter, AggOrder};
 use crate::column::{Column, Order, TenantColumn};
 use crate::conn::Statement;
 use crate::error::{Error, Result};
-use crate::filter::Filter;
 use crate::sql_type::SqlType;
 
-use super::join::{qualify, InQuery, Join, Models, Nullness};
+use super::join::{Condition, InQuery, Join, Models, Nullness};
 
 /// Markers telling the compiler which kind of term an argument is. Hidden.
 #[doc(hidden)]
@@ -258,7 +257,7 @@ impl<S, O> HavingCondition<S, O, Rows> for AggFilter<()> {
 /// let per_project: Vec<(String, i64, Option<i64>)> = db
 ///     .tenant(7_i64)
 ///     .select::<Task>()
-///     .join::<Project>(Task::PROJECT_ID.eq_col(Project::ID))
+///     .join::<Project>().on(Task::PROJECT_ID.eq_col(Project::ID))
 ///     .columns((Project::NAME, pebble::count(), Task::ESTIMATE.sum()))
 ///     .group_by(Project::NAME)
 ///     .having(pebble::count().gt(2))
@@ -295,8 +294,8 @@ where
 
     /// Keeps rows matching `filter` (before grouping), on any model of the
     /// query. Several calls are AND-ed, after the tenant condition.
-    pub fn filter<N: InQuery<S, O, I>, I>(mut self, filter: Filter<N>) -> Self {
-        self.join.stmt.and_where(qualify(filter.into_expr(), N::TABLE));
+    pub fn filter<C: Condition<S, O, I>, I>(mut self, filter: C) -> Self {
+        self.join.stmt.and_where(filter.into_qualified());
         self
     }
 

@@ -74,7 +74,11 @@ fn key_is_exactly(target: &Reference, tenant: &str, key: &str) -> bool {
         && matches!((a, b), (Some(a), Some(b)) if (a == tenant && b == key) || (a == key && b == tenant))
 }
 
-fn unique_index(target: &Reference, tenant: &'static str, key: &'static str) -> sea_query::IndexCreateStatement {
+fn unique_index(
+    target: &Reference,
+    tenant: &'static str,
+    key: &'static str,
+) -> sea_query::IndexCreateStatement {
     Index::create()
         .if_not_exists()
         .unique()
