@@ -3,6 +3,8 @@
 //! join conditions (the same project ids, the same names), every query run
 //! as each tenant; composite foreign keys refusing cross-tenant references.
 
+#![allow(clippy::type_complexity)] // tests spell out the tuples a projection decodes to
+
 mod common;
 
 use pebble::{count, Cond, Db, Error, Model, PoolOptions, RlsDb, RlsTable};

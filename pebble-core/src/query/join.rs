@@ -135,7 +135,7 @@ impl<'a> FromSql<'a> for Present {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not one of the models of this query",
     label = "this refers to `{Self}`, which the query does not select or join",
-    note = "join the model first (`.join::<{Self}>(...)` or `.left_join::<{Self}>(...)`), \
+    note = "join the model first (`.join::<{Self}>().on(...)` or `.left_join::<{Self}>().on(...)`), \
             or use a column of a model the query has"
 )]
 pub trait InQuery<S, O, I>: Model {
@@ -252,8 +252,14 @@ pub struct Join<K, S, O> {
     pub(crate) joined: Vec<Target>,
     /// The base table, when filters came before the join: nothing is sent.
     pub(crate) shaped: Option<&'static str>,
-    _marker: PhantomData<fn() -> (K, S, O)>,
+    _marker: Marker<K, S, O>,
 }
+
+type Marker<K, S, O> = PhantomData<fn() -> (K, S, O)>;
+
+/// A [`Join`] with model `J` added, decoded as `P`.
+pub type Joined<K, S, O, J, P> =
+    Join<K, <(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows>;
 
 impl<K, S, O> Join<K, S, O> {
     pub(crate) fn retype<S2, O2>(self) -> Join<K, S2, O2> {
@@ -351,10 +357,7 @@ where
     /// The join condition, between two models of the query (the joined
     /// one included): `Task::PROJECT_ID.eq_col(Project::ID)`.
     #[allow(clippy::type_complexity)]
-    pub fn on<A, B, IA, IB>(
-        self,
-        on: On<A, B>,
-    ) -> Join<K, <(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows>
+    pub fn on<A, B, IA, IB>(self, on: On<A, B>) -> Joined<K, S, O, J, P>
     where
         A: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IA>,
         B: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IB>,
@@ -380,11 +383,7 @@ where
     (S, O): Models,
 {
     /// Adds `J` to the query; `P` is how it decodes (`J` or `Option<J>`).
-    fn add<J: Joinable<K>, P>(
-        mut self,
-        kind: JoinType,
-        on: Expr,
-    ) -> Join<K, <(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows>
+    fn add<J: Joinable<K>, P>(mut self, kind: JoinType, on: Expr) -> Joined<K, S, O, J, P>
     where
         (S, O): Push<J, P>,
     {
