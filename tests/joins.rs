@@ -833,3 +833,78 @@ async fn a_joined_model_is_checked_against_its_table() {
     assert!(matches!(err, Error::TenantColumnMismatch { .. }), "{err}");
     let _ = AnyPerson::NAME;
 }
+
+#[tokio::test]
+async fn a_model_may_reference_itself() {
+    /// A tree of folders per tenant, keyed by `id` alone: the unique
+    /// `(org, id)` its own foreign key needs goes inside its CREATE TABLE.
+    #[derive(Model, Debug)]
+    #[pebble(table = "j_folders")]
+    struct Folder {
+        #[pebble(primary_key)]
+        id: i64,
+        #[tenant_id]
+        org: Uuid,
+        #[pebble(references = Folder)]
+        parent: Option<i64>,
+    }
+    let f = fixture().await;
+    f.db.create_table::<Folder>().await.unwrap();
+    // Idempotent, like every create_table.
+    f.db.create_table::<Folder>().await.unwrap();
+    let folder = |id, parent| Folder {
+        id,
+        org: Uuid::nil(),
+        parent,
+    };
+    f.db.tenant(f.a)
+        .insert(folder(1, None))
+        .exec()
+        .await
+        .unwrap();
+    f.db.tenant(f.a)
+        .insert(folder(2, Some(1)))
+        .exec()
+        .await
+        .unwrap();
+    let err =
+        f.db.tenant(f.b)
+            .insert(folder(3, Some(1)))
+            .exec()
+            .await
+            .unwrap_err();
+    assert!(err.is_foreign_key_violation(), "{err}");
+    let ids: Vec<i64> =
+        f.db.cross_tenant()
+            .select::<Folder>()
+            .order_by(Folder::ID.asc())
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
+    assert_eq!(ids, [1, 2]);
+}
+
+#[tokio::test]
+async fn the_readme_join_sends_what_the_readme_shows() {
+    let f = fixture().await;
+    let sql =
+        f.db.tenant(f.a)
+            .select::<Task>()
+            .join::<Project>()
+            .on(Task::PROJECT_ID.eq_col(Project::ID))
+            .left_join::<Person>()
+            .on(Task::ASSIGNEE_ID.eq_col(Person::ID))
+            .filter(Project::NAME.eq("Apollo"))
+            .filter(Cond::from(Person::NAME.eq("ann")).or(Task::ESTIMATE.gt(5)))
+            .order_by(Person::NAME.asc())
+            .to_sql()
+            .unwrap();
+    let from = &sql[sql.find(" FROM ").unwrap()..];
+    assert_eq!(
+        from,
+        r#" FROM "j_tasks" INNER JOIN "j_projects" ON "j_projects"."org" = $1 AND "j_tasks"."project_id" = "j_projects"."id" LEFT JOIN "j_people" ON "j_people"."org" = $2 AND "j_tasks"."assignee_id" = "j_people"."id" WHERE "j_tasks"."org" = $3 AND "j_projects"."name" = $4 AND ("j_people"."name" = $5 OR "j_tasks"."estimate" > $6) ORDER BY "j_people"."name" ASC"#
+    );
+}
