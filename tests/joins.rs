@@ -908,3 +908,29 @@ async fn the_readme_join_sends_what_the_readme_shows() {
         r#" FROM "j_tasks" INNER JOIN "j_projects" ON "j_projects"."org" = $1 AND "j_tasks"."project_id" = "j_projects"."id" LEFT JOIN "j_people" ON "j_people"."org" = $2 AND "j_tasks"."assignee_id" = "j_people"."id" WHERE "j_tasks"."org" = $3 AND "j_projects"."name" = $4 AND ("j_people"."name" = $5 OR "j_tasks"."estimate" > $6) ORDER BY "j_people"."name" ASC"#
     );
 }
+
+#[tokio::test]
+async fn shared_models_and_cross_tenant_aggregate_too() {
+    let f = fixture().await;
+    // A plain Db on a shared model: columns and aggregates, no tenant condition.
+    let codes: Vec<(String, i64)> =
+        f.db.select::<Category>()
+            .columns((Category::CODE, count()))
+            .group_by(Category::CODE)
+            .order_by(Category::CODE.asc())
+            .all()
+            .await
+            .unwrap();
+    assert_eq!(codes, [("dev".into(), 1), ("ops".into(), 1)]);
+    // The explicit cross-tenant door: tasks per tenant, for an admin.
+    let per_org: Vec<(Uuid, i64, Option<i64>)> =
+        f.db.cross_tenant()
+            .select::<Task>()
+            .columns((Task::ORG, count(), Task::ESTIMATE.sum()))
+            .group_by(Task::ORG)
+            .order_by(Task::ESTIMATE.sum().asc())
+            .all()
+            .await
+            .unwrap();
+    assert_eq!(per_org, [(f.a, 3, Some(16)), (f.b, 3, Some(160))]);
+}

@@ -40,8 +40,8 @@ pub use handle::transaction::Transaction;
 pub use handle::Executor;
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
-    ColumnDef, GlobalModel, HasPrimaryKey, Joinable, Model, PerTenantModel, Reference, ScopedBy,
-    SharedModel, TenantScoped,
+    join_key, ColumnDef, GlobalModel, HasPrimaryKey, JoinBase, Joinable, Model, PerTenantModel,
+    Reference, ScopedBy, SharedModel, TenantScoped,
 };
 pub use query::ddl::create_table_sql;
 pub use query::{Cond, Join, Projection};

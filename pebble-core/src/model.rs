@@ -288,12 +288,30 @@ impl<M: TenantScoped> ScopedBy<M::TenantKey> for M {}
 /// `K` (its ON clause then carries its own tenant condition), or a
 /// `#[pebble(shared)]` model (any `K`). Implemented by `#[derive(Model)]`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be joined with (or referenced from) a model whose tenant key is a `{K}`",
-    label = "not a model of tenants keyed by `{K}`, nor a shared model",
+    message = "`{Self}` cannot be joined with (or referenced from) models keyed by `{K}`",
+    label = "not a model keyed by `{K}`, nor a shared model",
     note = "joins and `#[pebble(references = ...)]` pair tenant models with the same tenant key \
             type, or with `#[pebble(shared)]` models"
 )]
 pub trait Joinable<K>: Model {}
+
+/// What a model's joins and references pair it with: its tenant key type
+/// (a tenant model), [`join_key::Shared`] or [`join_key::PerTenant`].
+/// Implemented by `#[derive(Model)]`.
+pub trait JoinBase: Model {
+    /// The key models joined to this one must be [`Joinable`] by.
+    type JoinKey;
+}
+
+/// The [`JoinBase::JoinKey`] of models without a tenant column.
+pub mod join_key {
+    /// `#[pebble(shared)]` models: they join shared models only.
+    #[derive(Debug)]
+    pub enum Shared {}
+    /// `#[pebble(per_tenant)]` models: they join per-tenant and shared models.
+    #[derive(Debug)]
+    pub enum PerTenant {}
+}
 
 /// A model with a `#[pebble(primary_key)]` (one field, or several for a composite key).
 #[diagnostic::on_unimplemented(

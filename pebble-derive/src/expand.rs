@@ -332,25 +332,41 @@ fn column_constants(model: &Model) -> TokenStream {
     }
 }
 
-/// Which tenant queries may join this model: those of its own key type
-/// (a tenant model), or every one (a shared model). Per-tenant models live
-/// in another schema or database and join none.
+/// Which queries may join this model, and which it may join: a tenant
+/// model pairs with its own key type, a per-tenant model with per-tenant
+/// ones, and a shared model is joinable from every query.
 fn joinable_impl(model: &Model) -> TokenStream {
     let Model { ident, krate, .. } = model;
     match (model.tenant(), model.kind) {
         (Some(tenant), _) => {
             let ty = &tenant.ty;
-            quote!(impl #krate::Joinable<#ty> for #ident {})
+            quote! {
+                impl #krate::Joinable<#ty> for #ident {}
+                impl #krate::JoinBase for #ident {
+                    type JoinKey = #ty;
+                }
+            }
         }
-        (None, Some(Kind::PerTenant)) => TokenStream::new(),
-        (None, _) => quote!(impl<K> #krate::Joinable<K> for #ident {}),
+        (None, Some(Kind::PerTenant)) => quote! {
+            impl #krate::Joinable<#krate::join_key::PerTenant> for #ident {}
+            impl #krate::JoinBase for #ident {
+                type JoinKey = #krate::join_key::PerTenant;
+            }
+        },
+        (None, _) => quote! {
+            impl<K> #krate::Joinable<K> for #ident {}
+            impl #krate::JoinBase for #ident {
+                type JoinKey = #krate::join_key::Shared;
+            }
+        },
     }
 }
 
 /// For each `#[pebble(references = Target)]`: `Target` has exactly one key
-/// column besides its tenant column (what one field can point at), and a
-/// tenant model only references models of its own key type or shared
-/// ones. Both are compile errors spanned at the attribute.
+/// column besides its tenant column (what one field can point at), and is
+/// `Joinable` from this model: a tenant model references models of its
+/// own key type or shared ones, a shared model shared ones. Both are
+/// compile errors spanned at the attribute.
 fn reference_checks(model: &Model) -> TokenStream {
     let krate = &model.krate;
     model
@@ -369,17 +385,12 @@ fn reference_checks(model: &Model) -> TokenStream {
                     #message
                 );
             };
-            let tenant_check = match model.tenant() {
-                Some(tenant) => {
-                    let ty = &tenant.ty;
-                    quote_spanned! {target.span()=>
-                        const _: fn() = || {
-                            fn joinable<T: #krate::Joinable<#ty>>() {}
-                            joinable::<#target>();
-                        };
-                    }
-                }
-                None => TokenStream::new(),
+            let ident = &model.ident;
+            let tenant_check = quote_spanned! {target.span()=>
+                const _: fn() = || {
+                    fn joinable<T: #krate::Joinable<K>, K>() {}
+                    joinable::<#target, <#ident as #krate::JoinBase>::JoinKey>();
+                };
             };
             quote!(#key_check #tenant_check)
         })

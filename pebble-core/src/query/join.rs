@@ -28,7 +28,7 @@ use crate::column::Order;
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::model::{Joinable, Model, Target, TenantScoped};
+use crate::model::{JoinBase, Joinable, Model, Target};
 use crate::scope::Scope;
 
 use super::core::table_ref;
@@ -283,7 +283,7 @@ pub(crate) fn select_model<M: Model>(stmt: &mut SelectStatement) {
 
 /// A join's start from a select: the base's FROM and its tenant condition,
 /// qualified; no columns yet.
-pub(crate) fn start<M: TenantScoped>(select: Select<M>) -> Join<M::TenantKey, (M,), (M,)> {
+pub(crate) fn start<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M,)> {
     let (conn, scope, shaped) = select.into_start();
     let mut stmt = Query::select();
     stmt.from(table_ref(&scope, M::TABLE));
@@ -300,29 +300,29 @@ pub(crate) fn start<M: TenantScoped>(select: Select<M>) -> Join<M::TenantKey, (M
     }
 }
 
-impl<M: TenantScoped> Select<M> {
+impl<M: JoinBase> Select<M> {
     /// Inner-joins `J`: finish with [`Pending::on`]. Rows of this tenant's
     /// `M` paired with this tenant's `J`. `J` must be a model of the same
     /// tenant key type (its ON clause gets its own tenant condition) or a
     /// shared model. Call it right after `select::<M>()`; filter and sort
     /// after it.
-    pub fn join<J: Joinable<M::TenantKey>>(self) -> Pending<M::TenantKey, (M,), (M,), J, J> {
+    pub fn join<J: Joinable<M::JoinKey>>(self) -> Pending<M::JoinKey, (M,), (M,), J, J> {
         Pending::new(base(self), JoinType::InnerJoin)
     }
 
     /// Left-joins `J`: finish with [`Pending::on`]. Every row of this
     /// tenant's `M`, with this tenant's matching `J`, or `None` (never
     /// another tenant's row).
-    pub fn left_join<J: Joinable<M::TenantKey>>(
+    pub fn left_join<J: Joinable<M::JoinKey>>(
         self,
-    ) -> Pending<M::TenantKey, (M,), (M,), J, Option<J>> {
+    ) -> Pending<M::JoinKey, (M,), (M,), J, Option<J>> {
         Pending::new(base(self), JoinType::LeftJoin)
     }
 
     /// Selects chosen columns and aggregates of `M` instead of whole rows:
     /// `.columns((Task::ID, Task::TITLE))` gives `(i64, String)` tuples.
     /// See [`Join::columns`].
-    pub fn columns<C, I>(self, columns: C) -> Projection<M::TenantKey, (M,), (M,), C::Out>
+    pub fn columns<C, I>(self, columns: C) -> Projection<M::JoinKey, (M,), (M,), C::Out>
     where
         C: Selection<(M,), (M,), I>,
     {
@@ -372,7 +372,7 @@ impl<K, S, O, J, P> fmt::Debug for Pending<K, S, O, J, P> {
     }
 }
 
-fn base<M: TenantScoped>(select: Select<M>) -> Join<M::TenantKey, (M,), (M,)> {
+fn base<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M,)> {
     let mut join = start(select);
     select_model::<M>(&mut join.stmt);
     join

@@ -1,5 +1,6 @@
 // A reference between tenant models needs the same tenant key type, and a
-// referenced model with one key column besides its tenant column.
+// referenced model with one key column besides its tenant column; a shared
+// model references no tenant model.
 use pebble::Model;
 use uuid::Uuid;
 
@@ -31,6 +32,15 @@ struct Task {
     project_id: i64,
     #[pebble(references = Pair)]
     pair: i64,
+}
+
+#[derive(Model)]
+#[pebble(shared)]
+struct Plan {
+    #[pebble(primary_key)]
+    code: String,
+    #[pebble(references = Task)]
+    example_task: i64,
 }
 
 fn main() {}

@@ -1,6 +1,6 @@
 // Only models of the handle's tenant key type, or shared models, can be
 // joined: a model keyed by another type (or living in each tenant's own
-// schema) does not compile.
+// schema) does not compile; a query on a shared model joins no tenant model.
 use pebble::{Db, Model};
 use uuid::Uuid;
 
@@ -34,6 +34,17 @@ fn other_key_type(db: Db, acme: Uuid) {
 
 fn per_tenant_model(db: Db, acme: Uuid) {
     let _ = db.tenant(acme).select::<Task>().left_join::<Setting>();
+}
+
+#[derive(Model)]
+#[pebble(shared)]
+struct Plan {
+    #[pebble(primary_key)]
+    code: String,
+}
+
+fn shared_base_joins_a_tenant_model(db: Db) {
+    let _ = db.select::<Plan>().join::<Task>();
 }
 
 fn main() {}
