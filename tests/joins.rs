@@ -934,3 +934,29 @@ async fn shared_models_and_cross_tenant_aggregate_too() {
             .unwrap();
     assert_eq!(per_org, [(f.a, 3, Some(16)), (f.b, 3, Some(160))]);
 }
+
+#[tokio::test]
+async fn only_narrows_the_joined_rows_in_the_on_clause() {
+    let f = fixture().await;
+    for (tenant, own_bob) in [(f.a, 2), (f.b, 12)] {
+        let t = f.db.tenant(tenant);
+        let joined = t
+            .select::<Task>()
+            .left_join::<Person>()
+            .only(Person::NAME.eq("bob"))
+            .on(Task::ASSIGNEE_ID.eq_col(Person::ID))
+            .order_by(Task::ID.asc());
+        let sql = joined.to_sql().unwrap();
+        assert!(
+            sql.contains(r#"LEFT JOIN "j_people" ON "j_people"."org" = $1 AND ("j_tasks"."assignee_id" = "j_people"."id" AND "j_people"."name" = $2)"#),
+            "{sql}"
+        );
+        // Every task stays; only bob is joined (ann's task gets None).
+        let rows = joined.all().await.unwrap();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|(t, p)| (t.id, p.as_ref().map(|p| (p.id, p.org))))
+            .collect();
+        assert_eq!(got, [(1, None), (2, None), (3, Some((own_bob, tenant)))]);
+    }
+}

@@ -337,6 +337,8 @@ impl<M: JoinBase> Select<M> {
 pub struct Pending<K, S, O, J, P> {
     join: Join<K, S, O>,
     kind: JoinType,
+    /// Conditions on `J` alone, for its ON clause.
+    only: Vec<Expr>,
     _marker: PhantomData<fn() -> (J, P)>,
 }
 
@@ -345,8 +347,21 @@ impl<K, S, O, J, P> Pending<K, S, O, J, P> {
         Pending {
             join,
             kind,
+            only: Vec::new(),
             _marker: PhantomData,
         }
+    }
+}
+
+impl<K, S, O, J: Model, P> Pending<K, S, O, J, P> {
+    /// Joins only the rows of `J` matching `filter`: the condition goes in
+    /// the ON clause (after `J`'s tenant condition), so a left join still
+    /// keeps every row of the query, with `None` where no such `J`
+    /// matched: `.left_join::<User>().only(User::ACTIVE.eq(true)).on(...)`.
+    /// The same filter in `filter` (the WHERE clause) would drop those rows.
+    pub fn only(mut self, filter: Filter<J>) -> Self {
+        self.only.push(qualify(filter.into_expr(), J::TABLE));
+        self
     }
 }
 
@@ -362,7 +377,11 @@ where
         A: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IA>,
         B: InQuery<<(S, O) as Push<J, P>>::Models, <(S, O) as Push<J, P>>::Rows, IB>,
     {
-        self.join.add::<J, P>(self.kind, on.into_expr())
+        let mut on = on.into_expr();
+        for only in self.only {
+            on = on.and(only);
+        }
+        self.join.add::<J, P>(self.kind, on)
     }
 }
 
