@@ -1,5 +1,6 @@
-//! Joins on a tenant handle: [`Join`], from `select::<M>().join::<J>().on(on)`
-//! or `.left_join::<J>().on(on)`.
+//! Joins: [`Join`], from `select::<M>().join::<J>().on(cond)` or
+//! `.left_join::<J>().on(cond)`, on a tenant handle (and on a plain `Db`
+//! for shared and per-tenant models, or through `cross_tenant()`).
 //!
 //! Confinement: the base model keeps its tenant condition first in the
 //! WHERE clause, and every joined tenant model gets its own
@@ -330,7 +331,7 @@ impl<M: JoinBase> Select<M> {
     }
 }
 
-/// A join waiting for its condition: `.join::<Project>().on()` then
+/// A join waiting for its condition: `.join::<Project>()` then
 /// `.on(Task::PROJECT_ID.eq_col(Project::ID))`. `P` is how `J` decodes
 /// (`J`, or `Option<J>` for a left join).
 #[must_use = "a join needs its condition: `.on(a.eq_col(b))`"]
