@@ -11,6 +11,7 @@ mod column;
 mod error;
 mod filter;
 mod model;
+mod sql_enum;
 mod sql_type;
 
 mod scope;
@@ -44,6 +45,7 @@ pub use model::{
 pub use query::ddl::create_table_sql;
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;
+pub use sql_enum::{EnumDef, SqlEnum};
 pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};
 
 /// Re-exported so pools and configs can be built without a separate dependency.
@@ -57,7 +59,12 @@ pub use tokio_postgres;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::decode;
+    pub use crate::sql_enum::derived as sql_enum;
+    pub use postgres_types::private::BytesMut;
+    pub use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
     pub use sea_query::Value;
+    pub use std::boxed::Box;
+    pub use std::option::Option;
     pub use std::{result::Result, vec::Vec};
     pub use tokio_postgres::Row;
 }

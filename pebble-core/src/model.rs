@@ -7,6 +7,7 @@ use sea_query::Value;
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
+use crate::sql_enum::EnumDef;
 use crate::sql_type::{SqlType, TenantKey};
 
 /// Metadata of one column, as declared on the model.
@@ -30,6 +31,9 @@ pub struct ColumnDef {
     /// when the field holds its [unset](SqlType::is_unset) value, and sends
     /// the field's value otherwise.
     pub default: Option<&'static str>,
+    /// For an enum column: its labels and whether it is a native enum type
+    /// or text with a CHECK constraint.
+    pub enum_def: Option<EnumDef>,
 }
 
 impl ColumnDef {
@@ -44,6 +48,7 @@ impl ColumnDef {
             tenant: false,
             unique: false,
             default: None,
+            enum_def: T::ENUM,
         }
     }
 

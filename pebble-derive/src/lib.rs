@@ -2,6 +2,7 @@
 //! the `pebble` crate, which re-exports it next to the `Model` trait.
 
 mod attrs;
+mod enum_derive;
 mod expand;
 mod ident;
 
@@ -37,6 +38,25 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     attrs::Model::parse(&input)
         .map(|model| expand::expand(&model))
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Maps a fieldless enum to a column type: a native PostgreSQL enum type
+/// (the default) or `text` with a CHECK constraint.
+///
+/// Enum attributes: `#[pebble(type_name = "task_status")]` (default: the
+/// enum name in snake_case), or `#[pebble(text)]` for a text column;
+/// `#[pebble(rename_all = "...")]` (`snake_case`, the default,
+/// `SCREAMING_SNAKE_CASE`, `kebab-case`, `lowercase`, `UPPERCASE`,
+/// `PascalCase` for the names as written); `#[pebble(crate = "path")]`.
+/// Variant attribute: `#[pebble(rename = "label")]`.
+///
+/// The enum must also derive (or implement) `Clone` and `Debug`.
+#[proc_macro_derive(Enum, attributes(pebble))]
+pub fn derive_enum(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    enum_derive::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
