@@ -10,6 +10,7 @@
 mod column;
 mod error;
 mod filter;
+mod insertable;
 mod model;
 mod sql_enum;
 mod sql_type;
@@ -37,6 +38,7 @@ pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
+pub use insertable::{Insertable, Unset};
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,

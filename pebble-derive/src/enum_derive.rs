@@ -155,7 +155,7 @@ impl EnumModel {
             }
             if label.is_empty() || label.len() > MAX_LABEL_BYTES || label.contains('\0') {
                 return Err(syn::Error::new(
-                    variant.span(),
+                    variant.ident.span(),
                     format!(
                         "label `{label}` must be 1 to {MAX_LABEL_BYTES} bytes without NUL characters"
                     ),
@@ -163,7 +163,7 @@ impl EnumModel {
             }
             if let Some((first, _)) = variants.iter().find(|(_, l)| *l == label) {
                 return Err(syn::Error::new(
-                    variant.span(),
+                    variant.ident.span(),
                     format!("label `{label}` is already used by variant `{first}`"),
                 ));
             }

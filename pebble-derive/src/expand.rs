@@ -14,7 +14,10 @@ pub fn expand(model: &Model) -> TokenStream {
     let key_impl = primary_key_impl(model);
     let columns = column_constants(model);
     let deprecations = deprecations(model);
+    let insert_type = crate::insert_type::expand(model);
     quote! {
+        #insert_type
+
         const _: () = {
             #deprecations
             #defaults

@@ -5,6 +5,7 @@ mod attrs;
 mod enum_derive;
 mod expand;
 mod ident;
+mod insert_type;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -17,7 +18,11 @@ use syn::{parse_macro_input, DeriveInput};
 /// implements `SharedModel`) or `#[pebble(per_tenant)]` (a table in each
 /// tenant's schema or database; implements `PerTenantModel`), both of
 /// which a plain `Db` queries; `#[pebble(global)]` is a deprecated alias
-/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`).
+/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`);
+/// `#[pebble(insert = "NewTask")]` (or bare `insert`, for `New<Model>`)
+/// generates a struct without the `#[pebble(default)]` and `#[tenant_id]`
+/// fields that every insert method accepts (`pebble::Insertable`), deriving
+/// `Debug`, `Clone` and whatever `#[pebble(insert_derive(...))]` lists.
 ///
 /// Field attributes:
 /// - `#[tenant_id]`: the tenant column (at most one, not an `Option`);
