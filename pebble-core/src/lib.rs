@@ -9,6 +9,7 @@
 // handles, and the operations built on handles.
 mod column;
 mod error;
+mod expr;
 mod filter;
 mod insertable;
 mod model;
@@ -31,6 +32,9 @@ pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
+pub use expr::{coalesce, Expr, IntoExpr, Numeric};
+#[cfg(feature = "chrono")]
+pub use expr::{current_date, now};
 pub use filter::Filter;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;

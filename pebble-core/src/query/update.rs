@@ -1,10 +1,11 @@
 use std::fmt;
 
-use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
+use sea_query::{Expr, ExprTrait, Query, UpdateStatement};
 
 use crate::column::Column;
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
+use crate::expr::IntoExpr;
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
@@ -84,7 +85,33 @@ impl<M: Model> Update<M> {
         self
     }
 
-    fn assign(&mut self, column: &'static str, value: Value) {
+    /// Sets `column` to the value of `expr`, computed per row by the
+    /// database: [`now()`](crate::now), `Task::VOTES + 1`,
+    /// [`coalesce`](crate::coalesce), another column of the same model.
+    /// The expression's type must be the column's (a `T` also fits an
+    /// `Option<T>` column); the tenant column is never assignable.
+    ///
+    /// ```no_run
+    /// # use pebble::{Model, Db};
+    /// # #[derive(Model)] struct Task { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, attempts: i32,
+    /// #     done_at: Option<chrono::DateTime<chrono::Utc>>, due: chrono::NaiveDate, started: chrono::NaiveDate }
+    /// # async fn demo(db: Db) -> pebble::Result<()> {
+    /// db.tenant(7_i64)
+    ///     .update::<Task>()
+    ///     .set_expr(Task::DONE_AT, pebble::now())
+    ///     .set_expr(Task::ATTEMPTS, Task::ATTEMPTS + 1)
+    ///     .set_expr(Task::DUE, Task::STARTED)
+    ///     .filter(Task::ID.eq(1))
+    ///     .exec()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_expr<T: SqlType>(mut self, column: Column<M, T>, expr: impl IntoExpr<M, T>) -> Self {
+        self.assign(column.name(), expr.into_expr());
+        self
+    }
+
+    fn assign(&mut self, column: &'static str, value: impl Into<Expr>) {
         // The type system already keeps the tenant column out of `set`; this
         // also stops a hand-made `Column` naming it.
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
