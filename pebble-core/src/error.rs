@@ -252,6 +252,14 @@ pub enum Error {
         column_type: String,
     },
 
+    /// [`SchemaReport::check`](crate::SchemaReport::check): the models do
+    /// not match their tables; the report lists every mismatch.
+    #[error("the schema does not match the models ({} mismatch(es)):\n{report}", report.mismatches().len())]
+    SchemaMismatch {
+        /// Every mismatch, by model and column.
+        report: Box<crate::SchemaReport>,
+    },
+
     /// [`AuditReport::check`](crate::AuditReport::check) found gaps in row-level security.
     #[error("row-level security audit found {} gap(s):\n{}", gaps.len(), gaps.join("\n"))]
     RlsAudit {

@@ -23,6 +23,7 @@ mod conn;
 pub mod query;
 
 mod handle;
+mod verify;
 
 mod manager;
 mod rls;
@@ -53,6 +54,7 @@ pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;
 pub use sql_enum::{EnumDef, SqlEnum};
 pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};
+pub use verify::{Mismatch, MismatchKind, ModelSchema, SchemaReport};
 
 /// Re-exported so pools and configs can be built without a separate dependency.
 pub use deadpool_postgres;
