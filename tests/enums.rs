@@ -341,3 +341,74 @@ async fn raw_client(test_db: &TestDatabase) -> pebble::tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+#[tokio::test]
+async fn enums_under_row_level_security_and_in_raw_sql() {
+    use pebble::{RlsDb, RlsTable};
+
+    let (test_db, owner) = database(StatementMode::Prepared).await;
+    let tables = [RlsTable::of::<Task>()];
+    owner.install_rls_tables(&tables).await.expect("rls");
+    let role = format!("app_{}", Uuid::new_v4().simple());
+    let password = owner
+        .create_app_role(&role, &tables)
+        .await
+        .expect("app role");
+    let mut config = test_db.config();
+    config.user(&role).password(&password);
+    let app = RlsDb::connect(config).await.expect("app");
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+
+    app.tenant(a)
+        .insert_many([
+            task("write", Status::Todo, Some(Priority::Low), Kind::Bug),
+            task("ship", Status::Done, None, Kind::FeatureRequest),
+        ])
+        .exec()
+        .await
+        .expect("insert");
+    let done = app
+        .tenant(a)
+        .select::<Task>()
+        .filter(Task::STATUS.eq(Status::Done))
+        .all()
+        .await
+        .expect("select");
+    assert_eq!(titles(&done), ["ship"]);
+
+    // The derive's ToSql / FromSql: an enum as a raw parameter and column,
+    // confined by the database to the tenant.
+    let rows = app
+        .tenant(a)
+        .query(
+            "SELECT status, priority FROM tasks WHERE status = $1",
+            &[&Status::Todo],
+        )
+        .await
+        .expect("raw");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, Status>(0), Status::Todo);
+    assert_eq!(rows[0].get::<_, Option<Priority>>(1), Some(Priority::Low));
+
+    // The second tenant sees none of it, raw or typed, and cannot change it.
+    let theirs = app
+        .tenant(b)
+        .query(
+            "SELECT status FROM tasks WHERE status = $1",
+            &[&Status::Todo],
+        )
+        .await
+        .expect("b raw");
+    assert!(theirs.is_empty());
+    let changed = app
+        .tenant(b)
+        .update::<Task>()
+        .set(Task::STATUS, Status::InProgress)
+        .filter(Task::STATUS.is_in([Status::Todo, Status::Done]))
+        .exec()
+        .await
+        .expect("b update");
+    assert_eq!(changed, 0);
+    let a_rows = app.tenant(a).select::<Task>().all().await.expect("a rows");
+    assert!(a_rows.iter().all(|t| t.status != Status::InProgress));
+}
