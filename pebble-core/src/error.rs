@@ -79,7 +79,7 @@ pub enum Error {
     },
 
     /// A column's value could not be decoded into the model's field type.
-    #[error("cannot decode `{table}.{column}`: {source}")]
+    #[error("cannot decode `{table}.{column}`: {}", with_cause(source))]
     Decode {
         /// The table of the model.
         table: &'static str,
@@ -411,6 +411,16 @@ impl From<tokio_postgres::Error> for Error {
             None if is_conversion(&e) => Error::Conversion(e),
             None => Error::Connection(e),
         }
+    }
+}
+
+/// The driver's message and its cause: for a decode error the message
+/// only names the column's position, the cause says what was wrong (an
+/// unknown enum label, the Rust and PostgreSQL types that differ).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
