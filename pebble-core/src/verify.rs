@@ -144,6 +144,12 @@ pub enum MismatchKind {
         /// Whether the column accepts NULL.
         column_nullable: bool,
     },
+    /// The field is `#[pebble(default)]` but the column has no default:
+    /// an insert writing `DEFAULT` for it would store NULL.
+    MissingDefault {
+        /// The clause the model declares (`DEFAULT now()`).
+        expected: &'static str,
+    },
     /// The primary key columns differ.
     PrimaryKey {
         /// The model's `#[pebble(primary_key)]` columns, in order.
@@ -208,6 +214,10 @@ impl fmt::Display for MismatchKind {
             MismatchKind::Nullability { .. } => {
                 write!(f, "the column accepts NULL but the field is not an Option")
             }
+            MismatchKind::MissingDefault { expected } => write!(
+                f,
+                "the model expects a database default ({expected}), the column has none"
+            ),
             MismatchKind::PrimaryKey { expected, found } => write!(
                 f,
                 "primary key ({}) expected, the table has ({})",
@@ -503,6 +513,13 @@ fn compare_column(
                 model_nullable: field.nullable,
                 column_nullable: !live.not_null,
             },
+        );
+    }
+    if let (Some(expected), false) = (field.default, live.has_default) {
+        report.push(
+            target,
+            Some(field.name),
+            MismatchKind::MissingDefault { expected },
         );
     }
     if field.tenant {
