@@ -11,7 +11,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{DeriveInput, Ident, LitStr, Path, Token, Visibility};
+use syn::{Attribute, Data, DeriveInput, Ident, LitStr, Path, Token, Visibility};
 
 use crate::attrs::Model;
 
@@ -20,6 +20,8 @@ pub struct InsertType {
     ident: Ident,
     vis: Visibility,
     derives: Vec<Path>,
+    /// The model fields' doc comments, which the insert type's fields repeat.
+    docs: Vec<(Ident, Vec<Attribute>)>,
 }
 
 /// `insert` and `insert_derive` as written on the struct.
@@ -81,10 +83,27 @@ impl InsertAttrs {
                 "the insert type needs a name of its own",
             ));
         }
+        let docs = match &input.data {
+            Data::Struct(data) => data
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    let docs: Vec<Attribute> = f
+                        .attrs
+                        .iter()
+                        .filter(|a| a.path().is_ident("doc"))
+                        .cloned()
+                        .collect();
+                    f.ident.clone().map(|ident| (ident, docs))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Some(InsertType {
             ident,
             vis: input.vis.clone(),
             derives: self.derives,
+            docs,
         }))
     }
 }
@@ -97,6 +116,7 @@ pub fn expand(model: &Model) -> TokenStream {
         ident,
         vis,
         derives,
+        docs,
     } = insert;
     let (model_ident, krate) = (&model.ident, &model.krate);
     let left_out = |f: &&crate::attrs::Field| f.tenant || f.default.is_some();
@@ -105,8 +125,17 @@ pub fn expand(model: &Model) -> TokenStream {
 
     let declared = kept.iter().map(|f| {
         let (vis, name, ty) = (&f.vis, &f.ident, &f.ty);
-        let doc = format!("The column `{}`.", f.column);
-        quote!(#[doc = #doc] #vis #name: #ty)
+        let written = docs
+            .iter()
+            .find(|(ident, _)| ident == name)
+            .map(|(_, attrs)| attrs.as_slice())
+            .unwrap_or_default();
+        if written.is_empty() {
+            let doc = format!("The column `{}`.", f.column);
+            quote!(#[doc = #doc] #vis #name: #ty)
+        } else {
+            quote!(#(#written)* #vis #name: #ty)
+        }
     });
     let moved = kept.iter().map(|f| {
         let name = &f.ident;
