@@ -234,3 +234,30 @@ async fn the_tenant_column_is_never_assigned_by_expression() {
         [5, 7]
     );
 }
+
+#[tokio::test]
+async fn a_column_assigned_twice_is_refused_before_sending() {
+    let (_test_db, db) = database(StatementMode::Prepared).await;
+    let update = db
+        .tenant(A)
+        .update::<Counter>()
+        .set(Counter::VOTES, 1)
+        .set_expr(Counter::VOTES, Counter::VOTES + 1);
+    assert!(matches!(
+        update.to_sql(),
+        Err(Error::ColumnAssignedTwice {
+            table: "counters",
+            column: "votes"
+        })
+    ));
+    let err = update.exec().await.expect_err("assigned twice");
+    assert!(matches!(err, Error::ColumnAssignedTwice { .. }), "{err:?}");
+    assert_eq!(
+        rows(&db, A)
+            .await
+            .iter()
+            .map(|c| c.votes)
+            .collect::<Vec<_>>(),
+        [5, 7]
+    );
+}

@@ -125,6 +125,16 @@ pub enum Error {
         column: &'static str,
     },
 
+    /// An update assigned the same column twice (`set` or `set_expr`),
+    /// which PostgreSQL refuses. Nothing was sent.
+    #[error("`{table}.{column}` is assigned twice in one update; nothing was sent")]
+    ColumnAssignedTwice {
+        /// The table of the update.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+    },
+
     /// A row gave a different number of values than its model has columns
     /// (only possible with a hand-written [`Model`](crate::Model) impl).
     /// Nothing of the insert was sent.

@@ -36,6 +36,8 @@ pub struct Update<M> {
     assigned: bool,
     /// The tenant column, if something tried to assign it.
     tenant_assigned: Option<&'static str>,
+    /// A column `set` or `set_expr` assigned more than once.
+    assigned_twice: Option<&'static str>,
 }
 
 impl<M: Model> Update<M> {
@@ -46,6 +48,7 @@ impl<M: Model> Update<M> {
             core: Core::confined(conn, scope, stmt),
             assigned: false,
             tenant_assigned: None,
+            assigned_twice: None,
         }
     }
 
@@ -81,6 +84,7 @@ impl<M: Model> Update<M> {
 
     /// Sets `column` to `value` in every matching row.
     pub fn set<T: SqlType>(mut self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
+        self.check_once(column.name());
         self.assign(column.name(), value.into_value());
         self
     }
@@ -107,8 +111,23 @@ impl<M: Model> Update<M> {
     /// # Ok(()) }
     /// ```
     pub fn set_expr<T: SqlType>(mut self, column: Column<M, T>, expr: impl IntoExpr<M, T>) -> Self {
+        self.check_once(column.name());
         self.assign(column.name(), expr.into_expr());
         self
+    }
+
+    /// PostgreSQL refuses `SET a = .., a = ..`; say so before sending.
+    /// (`of_row` assigns each column once by construction.)
+    fn check_once(&mut self, column: &'static str) {
+        let seen = self
+            .core
+            .stmt
+            .get_values()
+            .iter()
+            .any(|(assigned, _)| assigned.to_string() == column);
+        if seen && self.assigned_twice.is_none() {
+            self.assigned_twice = Some(column);
+        }
     }
 
     fn assign(&mut self, column: &'static str, value: impl Into<Expr>) {
@@ -134,6 +153,7 @@ impl<M: Model> Update<M> {
     /// An error when nothing would be sent, saying why: the error `exec()`
     /// returns ([`Error::NothingToSet`] for an update with no `set`,
     /// [`Error::TenantColumnAssigned`] for one assigning the tenant column,
+    /// [`Error::ColumnAssignedTwice`] for one assigning a column twice,
     /// [`Error::InvalidTenantId`] on a handle
     /// keyed by the unset value).
     ///
@@ -177,6 +197,12 @@ impl<M: Model> Update<M> {
     fn check(&self) -> Result<()> {
         if let Some(column) = self.tenant_assigned {
             return Err(Error::TenantColumnAssigned {
+                table: M::TABLE,
+                column,
+            });
+        }
+        if let Some(column) = self.assigned_twice {
+            return Err(Error::ColumnAssignedTwice {
                 table: M::TABLE,
                 column,
             });
