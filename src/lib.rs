@@ -54,6 +54,11 @@ pub use pebble_core::*;
 /// crate documentation for the attributes.
 pub use pebble_derive::Model;
 
+/// Derives [`SqlEnum`] and [`SqlType`] for a fieldless enum: a native
+/// PostgreSQL enum type or text with a CHECK constraint. See the README's
+/// "Enums" section.
+pub use pebble_derive::Enum;
+
 /// The README's Rust examples, compiled by `cargo test` so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -79,7 +79,7 @@ pub enum Error {
     },
 
     /// A column's value could not be decoded into the model's field type.
-    #[error("cannot decode `{table}.{column}`: {source}")]
+    #[error("cannot decode `{table}.{column}`: {}", with_cause(source))]
     Decode {
         /// The table of the model.
         table: &'static str,
@@ -122,6 +122,16 @@ pub enum Error {
         /// The table of the update.
         table: &'static str,
         /// The tenant column.
+        column: &'static str,
+    },
+
+    /// An update assigned the same column twice (`set` or `set_expr`),
+    /// which PostgreSQL refuses. Nothing was sent.
+    #[error("`{table}.{column}` is assigned twice in one update; nothing was sent")]
+    ColumnAssignedTwice {
+        /// The table of the update.
+        table: &'static str,
+        /// The column.
         column: &'static str,
     },
 
@@ -250,6 +260,14 @@ pub enum Error {
         field_type: &'static str,
         /// The column's type in the database.
         column_type: String,
+    },
+
+    /// [`SchemaReport::check`](crate::SchemaReport::check): the models do
+    /// not match their tables; the report lists every mismatch.
+    #[error("the schema does not match the models ({} mismatch(es)):\n{report}", report.mismatches().len())]
+    SchemaMismatch {
+        /// Every mismatch, by model and column.
+        report: Box<crate::SchemaReport>,
     },
 
     /// [`AuditReport::check`](crate::AuditReport::check) found gaps in row-level security.
@@ -436,6 +454,16 @@ impl From<tokio_postgres::Error> for Error {
             None if is_conversion(&e) => Error::Conversion(e),
             None => Error::Connection(e),
         }
+    }
+}
+
+/// The driver's message and its cause: for a decode error the message
+/// only names the column's position, the cause says what was wrong (an
+/// unknown enum label, the Rust and PostgreSQL types that differ).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

@@ -10,8 +10,11 @@
 pub mod aggregate;
 mod column;
 mod error;
+mod expr;
 mod filter;
+mod insertable;
 mod model;
+mod sql_enum;
 mod sql_type;
 
 mod scope;
@@ -21,6 +24,7 @@ mod conn;
 pub mod query;
 
 mod handle;
+mod verify;
 
 mod manager;
 mod rls;
@@ -31,6 +35,9 @@ pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
+pub use expr::{coalesce, Expr, IntoExpr, Numeric};
+#[cfg(feature = "chrono")]
+pub use expr::{current_date, now};
 pub use filter::Filter;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
@@ -38,6 +45,7 @@ pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
+pub use insertable::{Insertable, Unset};
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     join_key, ColumnDef, GlobalModel, HasPrimaryKey, JoinBase, Joinable, Model, PerTenantModel,
@@ -47,7 +55,9 @@ pub use query::ddl::create_table_sql;
 pub use query::{Cond, Join, Projection};
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;
+pub use sql_enum::{EnumDef, SqlEnum};
 pub use sql_type::{IntoValue, SqlType, TenantKey, TextType};
+pub use verify::{Mismatch, MismatchKind, ModelSchema, SchemaReport};
 
 /// Re-exported so pools and configs can be built without a separate dependency.
 pub use deadpool_postgres;
@@ -60,7 +70,12 @@ pub use tokio_postgres;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::{decode, single_key, Reference};
+    pub use crate::sql_enum::derived as sql_enum;
+    pub use postgres_types::private::BytesMut;
+    pub use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
     pub use sea_query::Value;
+    pub use std::boxed::Box;
+    pub use std::option::Option;
     pub use std::{result::Result, vec::Vec};
     pub use tokio_postgres::Row;
 }

@@ -7,6 +7,7 @@ use sea_query::Value;
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
+use crate::sql_enum::EnumDef;
 use crate::sql_type::{SqlType, TenantKey};
 
 /// Metadata of one column, as declared on the model.
@@ -33,6 +34,9 @@ pub struct ColumnDef {
     /// `#[pebble(references = Model)]`: a foreign key to that model's key
     /// (with the tenant column on both sides between tenant models).
     pub references: Option<Reference>,
+    /// For an enum column: its labels and whether it is a native enum type
+    /// or text with a CHECK constraint.
+    pub enum_def: Option<EnumDef>,
 }
 
 impl ColumnDef {
@@ -48,6 +52,7 @@ impl ColumnDef {
             unique: false,
             default: None,
             references: None,
+            enum_def: T::ENUM,
         }
     }
 

@@ -7,6 +7,8 @@ use sea_query::{ArrayType, Value};
 use tokio_postgres::types::FromSql;
 use uuid::Uuid;
 
+use crate::sql_enum::EnumDef;
+
 /// A Rust type that can be the type of a model field (a column).
 ///
 /// Implemented for `Uuid`, `String`, `i16`, `i32`, `i64`, `f32`, `f64`,
@@ -43,6 +45,10 @@ pub trait SqlType: Clone + Debug + Send + Sync + 'static + for<'a> FromSql<'a> {
     /// store that value. Make the field an `Option<T>` instead (`None` takes
     /// the database default, `Some(v)` stores `v`).
     const UNSET_IS_RESERVED: bool = false;
+    /// For an enum column (`#[derive(pebble::Enum)]`): its labels and how
+    /// it is stored, so `create_table` can create the type or the CHECK
+    /// constraint. `None` for every other type.
+    const ENUM: Option<EnumDef> = None;
 
     /// Whether this is the type's *unset* value: the nil UUID, `0`, `0.0`,
     /// `false`, `""`, an empty `Vec<u8>`, `None`, the Unix epoch,
@@ -137,6 +143,7 @@ impl<T: SqlType<Base = T>> SqlType for Option<T> {
     const DEFAULT_CLAUSE: Option<&'static str> = T::DEFAULT_CLAUSE;
     // `None` is the unset value and `Some(v)` always a value, whatever `v`.
     const UNSET_IS_RESERVED: bool = true;
+    const ENUM: Option<EnumDef> = T::ENUM;
 
     fn is_unset(&self) -> bool {
         self.is_none()

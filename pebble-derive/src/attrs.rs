@@ -18,6 +18,8 @@ pub struct Model {
     pub kind: Option<Kind>,
     /// Where a deprecated `#[pebble(global)]` was written, to warn there.
     pub deprecated_global: Option<Span>,
+    /// `#[pebble(insert = "NewTask")]`: the insert type to generate.
+    pub insert: Option<crate::insert_type::InsertType>,
 }
 
 /// What a model without a `#[tenant_id]` field is.
@@ -87,8 +89,12 @@ impl Model {
         let mut table = None;
         let mut krate = None;
         let mut kind: Option<KindAttr> = None;
+        let mut insert = crate::insert_type::InsertAttrs::default();
         for attr in pebble_attrs(&input.attrs) {
             attr.parse_nested_meta(|meta| {
+                if insert.parse(&meta)? {
+                    return Ok(());
+                }
                 let written = [
                     ("shared", Kind::Shared),
                     ("per_tenant", Kind::PerTenant),
@@ -118,7 +124,7 @@ impl Model {
                 } else {
                     return Err(meta.error(
                         "unknown pebble attribute on a struct; expected `table = \"...\"`, `shared`, \
-                         `per_tenant` or `crate = \"...\"`",
+                         `per_tenant`, `insert = \"...\"`, `insert_derive(...)` or `crate = \"...\"`",
                     ));
                 }
                 Ok(())
@@ -212,6 +218,7 @@ impl Model {
             fields,
             deprecated_global: kind.as_ref().filter(|k| k.name == "global").map(|k| k.span),
             kind: kind.map(|k| k.kind),
+            insert: insert.finish(input)?,
         })
     }
 

@@ -16,7 +16,10 @@ pub fn expand(model: &Model) -> TokenStream {
     let deprecations = deprecations(model);
     let joinable = joinable_impl(model);
     let references = reference_checks(model);
+    let insert_type = crate::insert_type::expand(model);
     quote! {
+        #insert_type
+
         const _: () = {
             #deprecations
             #defaults

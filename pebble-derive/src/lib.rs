@@ -2,8 +2,10 @@
 //! the `pebble` crate, which re-exports it next to the `Model` trait.
 
 mod attrs;
+mod enum_derive;
 mod expand;
 mod ident;
+mod insert_type;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -16,7 +18,11 @@ use syn::{parse_macro_input, DeriveInput};
 /// implements `SharedModel`) or `#[pebble(per_tenant)]` (a table in each
 /// tenant's schema or database; implements `PerTenantModel`), both of
 /// which a plain `Db` queries; `#[pebble(global)]` is a deprecated alias
-/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`).
+/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`);
+/// `#[pebble(insert = "NewTask")]` (or bare `insert`, for `New<Model>`)
+/// generates a struct without the `#[pebble(default)]` and `#[tenant_id]`
+/// fields that every insert method accepts (`pebble::Insertable`), deriving
+/// `Debug`, `Clone` and whatever `#[pebble(insert_derive(...))]` lists.
 ///
 /// Field attributes:
 /// - `#[tenant_id]`: the tenant column (at most one, not an `Option`);
@@ -37,6 +43,25 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     attrs::Model::parse(&input)
         .map(|model| expand::expand(&model))
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Maps a fieldless enum to a column type: a native PostgreSQL enum type
+/// (the default) or `text` with a CHECK constraint.
+///
+/// Enum attributes: `#[pebble(type_name = "task_status")]` (default: the
+/// enum name in snake_case), or `#[pebble(text)]` for a text column;
+/// `#[pebble(rename_all = "...")]` (`snake_case`, the default,
+/// `SCREAMING_SNAKE_CASE`, `kebab-case`, `lowercase`, `UPPERCASE`,
+/// `PascalCase` for the names as written); `#[pebble(crate = "path")]`.
+/// Variant attribute: `#[pebble(rename = "label")]`.
+///
+/// The enum must also derive (or implement) `Clone` and `Debug`.
+#[proc_macro_derive(Enum, attributes(pebble))]
+pub fn derive_enum(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    enum_derive::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -226,7 +226,7 @@ fn describe(tenant_column: Option<&str>) -> String {
 /// Whether a field declared as `sql_type` (pebble's built-in types) can be
 /// sent to and read from a column of type `typname` in binary format.
 /// Types pebble does not know (a custom `SqlType`) are not checked.
-fn compatible(sql_type: &str, typname: &str) -> bool {
+pub(crate) fn compatible(sql_type: &str, typname: &str) -> bool {
     let accepted: &[&str] = match sql_type {
         "uuid" => &["uuid"],
         "text" => &["text", "varchar", "bpchar", "name", "citext"],

@@ -62,16 +62,34 @@ macro_rules! unscoped_queries {
             $crate::query::Select::new(self.conn(), $scope).by_key(key)
         }
 
-        /// An `INSERT` of one row.
-        pub fn insert<M: $bound>(&self, row: M) -> $crate::query::Insert<M, $crate::query::One> {
-            $crate::query::Insert::new(self.conn(), $scope, [Ok(row)])
+        /// An `INSERT` of one row: a model, or its generated `New*` value
+        /// (see [`Insertable`]($crate::Insertable)).
+        pub fn insert<I>(&self, row: I) -> $crate::query::Insert<I::Model, $crate::query::One>
+        where
+            I: $crate::Insertable,
+            I::Model: $bound,
+        {
+            self.insert_rows([row.into_model()])
         }
 
-        /// An `INSERT` of many rows in one statement.
-        pub fn insert_many<M: $bound>(
+        /// An `INSERT` of many rows in one statement: models, or their
+        /// generated `New*` values.
+        pub fn insert_many<I>(
+            &self,
+            rows: impl IntoIterator<Item = I>,
+        ) -> $crate::query::Insert<I::Model, $crate::query::Many>
+        where
+            I: $crate::Insertable,
+            I::Model: $bound,
+        {
+            self.insert_rows(rows.into_iter().map($crate::Insertable::into_model))
+        }
+
+        /// An insert of `rows`, unchecked (an unscoped handle stamps nothing).
+        fn insert_rows<M: $bound, R>(
             &self,
             rows: impl IntoIterator<Item = M>,
-        ) -> $crate::query::Insert<M, $crate::query::Many> {
+        ) -> $crate::query::Insert<M, R> {
             $crate::query::Insert::new(self.conn(), $scope, rows.into_iter().map(Ok))
         }
 

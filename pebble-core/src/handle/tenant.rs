@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Refusal, Result};
+use crate::insertable::Insertable;
 use crate::model::{HasPrimaryKey, ScopedBy};
 use crate::query::{Delete, Insert, Many, One, Select, Update};
 use crate::scope::Scope;
@@ -89,19 +90,27 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         Select::new(self.exec.conn(), self.scope::<M>()).by_key(key)
     }
 
-    /// An `INSERT` of one row, stamped with this tenant.
-    pub fn insert<M: ScopedBy<K>>(&self, row: M) -> Insert<M, One> {
-        Insert::new(self.exec.conn(), self.scope::<M>(), [self.stamp(row)])
+    /// An `INSERT` of one row, stamped with this tenant: a model, or its
+    /// generated `New*` value (see [`Insertable`]).
+    pub fn insert<I>(&self, row: I) -> Insert<I::Model, One>
+    where
+        I: Insertable,
+        I::Model: ScopedBy<K>,
+    {
+        let scope = self.scope::<I::Model>();
+        Insert::new(self.exec.conn(), scope, [self.stamp(row.into_model())])
     }
 
     /// An `INSERT` of many rows in one statement, each stamped with this
-    /// tenant. If any row carries another tenant, none is written.
-    pub fn insert_many<M: ScopedBy<K>>(
-        &self,
-        rows: impl IntoIterator<Item = M>,
-    ) -> Insert<M, Many> {
-        let rows = rows.into_iter().map(|row| self.stamp(row));
-        Insert::new(self.exec.conn(), self.scope::<M>(), rows)
+    /// tenant: models, or their generated `New*` values. If any row
+    /// carries another tenant, none is written.
+    pub fn insert_many<I>(&self, rows: impl IntoIterator<Item = I>) -> Insert<I::Model, Many>
+    where
+        I: Insertable,
+        I::Model: ScopedBy<K>,
+    {
+        let rows = rows.into_iter().map(|row| self.stamp(row.into_model()));
+        Insert::new(self.exec.conn(), self.scope::<I::Model>(), rows)
     }
 
     /// An `UPDATE` on this tenant's rows of `M`.

@@ -4,6 +4,7 @@ use sea_query::{ColumnDef as SeaColumn, Index, PostgresQueryBuilder, Table};
 
 use crate::conn::table_check::record_comment;
 use crate::model::Model;
+use crate::sql_enum::{check_clause, create_type_sql};
 
 /// The DDL for `M`: `CREATE TABLE IF NOT EXISTS`, an index on the tenant
 /// column, and a unique index per `#[pebble(unique)]` column (on a tenant
@@ -34,6 +35,15 @@ use crate::model::Model;
 /// );
 /// ```
 pub fn create_table_sql<M: Model>() -> String {
+    // Enum types first: the table's columns refer to them.
+    let mut statements = Vec::new();
+    for column in M::COLUMNS {
+        if let Some(create) = column.enum_def.as_ref().and_then(create_type_sql) {
+            if !statements.contains(&create) {
+                statements.push(create);
+            }
+        }
+    }
     let mut table = Table::create();
     table.table(M::TABLE).if_not_exists();
     for column in M::COLUMNS {
@@ -44,8 +54,22 @@ pub fn create_table_sql<M: Model>() -> String {
         } else {
             def.not_null();
         }
-        if let Some(clause) = column.default {
-            def.extra(clause);
+        // A text enum's labels are enforced by the database too.
+        let check = column
+            .enum_def
+            .filter(|e| e.type_name.is_none())
+            .map(|e| check_clause(column.name, &e));
+        match (column.default, check) {
+            (Some(clause), Some(check)) => {
+                def.extra(format!("{clause} {check}"));
+            }
+            (Some(clause), None) => {
+                def.extra(clause);
+            }
+            (None, Some(check)) => {
+                def.extra(check);
+            }
+            (None, None) => {}
         }
         table.col(def);
     }
@@ -61,7 +85,11 @@ pub fn create_table_sql<M: Model>() -> String {
         }
         table.primary_key(&mut pk);
     }
-    let mut statements = super::references::add_foreign_keys(&mut table, M::TABLE, M::COLUMNS);
+    statements.extend(super::references::add_foreign_keys(
+        &mut table,
+        M::TABLE,
+        M::COLUMNS,
+    ));
     statements.push(table.to_string(PostgresQueryBuilder));
 
     let tenant = M::COLUMNS.iter().find(|c| c.tenant).map(|c| c.name);

@@ -1,10 +1,11 @@
 use std::fmt;
 
-use sea_query::{Expr, ExprTrait, Query, UpdateStatement, Value};
+use sea_query::{Expr, ExprTrait, Query, UpdateStatement};
 
 use crate::column::Column;
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
+use crate::expr::IntoExpr;
 use crate::filter::Filter;
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
@@ -35,6 +36,8 @@ pub struct Update<M> {
     assigned: bool,
     /// The tenant column, if something tried to assign it.
     tenant_assigned: Option<&'static str>,
+    /// A column `set` or `set_expr` assigned more than once.
+    assigned_twice: Option<&'static str>,
 }
 
 impl<M: Model> Update<M> {
@@ -45,6 +48,7 @@ impl<M: Model> Update<M> {
             core: Core::confined(conn, scope, stmt),
             assigned: false,
             tenant_assigned: None,
+            assigned_twice: None,
         }
     }
 
@@ -80,11 +84,53 @@ impl<M: Model> Update<M> {
 
     /// Sets `column` to `value` in every matching row.
     pub fn set<T: SqlType>(mut self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
+        self.check_once(column.name());
         self.assign(column.name(), value.into_value());
         self
     }
 
-    fn assign(&mut self, column: &'static str, value: Value) {
+    /// Sets `column` to the value of `expr`, computed per row by the
+    /// database: [`now()`](crate::now), `Task::VOTES + 1`,
+    /// [`coalesce`](crate::coalesce), another column of the same model.
+    /// The expression's type must be the column's (a `T` also fits an
+    /// `Option<T>` column); the tenant column is never assignable.
+    ///
+    /// ```no_run
+    /// # use pebble::{Model, Db};
+    /// # #[derive(Model)] struct Task { #[pebble(primary_key)] id: i64, #[tenant_id] org: i64, attempts: i32,
+    /// #     done_at: Option<chrono::DateTime<chrono::Utc>>, due: chrono::NaiveDate, started: chrono::NaiveDate }
+    /// # async fn demo(db: Db) -> pebble::Result<()> {
+    /// db.tenant(7_i64)
+    ///     .update::<Task>()
+    ///     .set_expr(Task::DONE_AT, pebble::now())
+    ///     .set_expr(Task::ATTEMPTS, Task::ATTEMPTS + 1)
+    ///     .set_expr(Task::DUE, Task::STARTED)
+    ///     .filter(Task::ID.eq(1))
+    ///     .exec()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_expr<T: SqlType>(mut self, column: Column<M, T>, expr: impl IntoExpr<M, T>) -> Self {
+        self.check_once(column.name());
+        self.assign(column.name(), expr.into_expr());
+        self
+    }
+
+    /// PostgreSQL refuses `SET a = .., a = ..`; say so before sending.
+    /// (`of_row` assigns each column once by construction.)
+    fn check_once(&mut self, column: &'static str) {
+        let seen = self
+            .core
+            .stmt
+            .get_values()
+            .iter()
+            .any(|(assigned, _)| assigned.to_string() == column);
+        if seen && self.assigned_twice.is_none() {
+            self.assigned_twice = Some(column);
+        }
+    }
+
+    fn assign(&mut self, column: &'static str, value: impl Into<Expr>) {
         // The type system already keeps the tenant column out of `set`; this
         // also stops a hand-made `Column` naming it.
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
@@ -107,6 +153,7 @@ impl<M: Model> Update<M> {
     /// An error when nothing would be sent, saying why: the error `exec()`
     /// returns ([`Error::NothingToSet`] for an update with no `set`,
     /// [`Error::TenantColumnAssigned`] for one assigning the tenant column,
+    /// [`Error::ColumnAssignedTwice`] for one assigning a column twice,
     /// [`Error::InvalidTenantId`] on a handle
     /// keyed by the unset value).
     ///
@@ -150,6 +197,12 @@ impl<M: Model> Update<M> {
     fn check(&self) -> Result<()> {
         if let Some(column) = self.tenant_assigned {
             return Err(Error::TenantColumnAssigned {
+                table: M::TABLE,
+                column,
+            });
+        }
+        if let Some(column) = self.assigned_twice {
+            return Err(Error::ColumnAssignedTwice {
                 table: M::TABLE,
                 column,
             });
