@@ -27,6 +27,7 @@ mod rls;
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
 pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
+pub use conn::tls::{ConnectConfig, SslMode, TlsOptions};
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
 pub use filter::Filter;

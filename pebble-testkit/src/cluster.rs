@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::Binaries;
 use crate::process::{self, lock, tail, Guarded, RunAs, TempDir};
-use crate::Error;
+use crate::{Error, TlsCertificates};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -23,12 +23,20 @@ pub(crate) struct Cluster {
     /// is stopped (immediately: the data is being thrown away) before its
     /// directory is deleted.
     server: Mutex<Option<Guarded>>,
+    /// Settings passed to the server besides the defaults (`ssl=on`...).
+    settings: Vec<(String, String)>,
     dir: TempDir,
 }
 
 impl Cluster {
     /// Creates a cluster (`initdb`) and starts its server.
     pub(crate) fn start() -> Result<Cluster, Error> {
+        Cluster::start_with(None)
+    }
+
+    /// Creates a cluster and starts its server, with `ssl = on` and
+    /// `certs`' server certificate when given.
+    pub(crate) fn start_with(certs: Option<&TlsCertificates>) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -37,9 +45,13 @@ impl Cluster {
             run_as,
             port: 0,
             server: Mutex::new(None),
+            settings: Vec::new(),
             dir,
         };
         cluster.init()?;
+        if let Some(certs) = certs {
+            cluster.install_tls(certs)?;
+        }
         // A free port can be taken between our probe and the server's bind; try again then.
         let mut attempt = 0;
         loop {
@@ -99,6 +111,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// Writes the server's certificate and key (readable by the server's
+    /// user only, as PostgreSQL demands of a key) and turns TLS on.
+    fn install_tls(&mut self, certs: &TlsCertificates) -> Result<(), Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        fs::write(&cert, certs.cert_pem())?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)?
+            .write_all(certs.key_pem().as_bytes())?;
+        if let Some(user) = self.run_as {
+            user.own(&cert)?;
+            user.own(&key)?;
+        }
+        self.settings.push(("ssl".into(), "on".into()));
+        self.settings
+            .push(("ssl_cert_file".into(), cert.display().to_string()));
+        self.settings
+            .push(("ssl_key_file".into(), key.display().to_string()));
+        Ok(())
+    }
+
     fn launch(&self) -> Result<(), Error> {
         let log = self.dir.path().join("server.log");
         let out = File::create(&log)?;
@@ -116,6 +155,11 @@ impl Cluster {
             .args(["-c", "full_page_writes=off"])
             // Database-per-tenant tests open many pools at once.
             .args(["-c", "max_connections=400"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_owned(), format!("{name}={value}")]),
+            )
             .stdout(out.try_clone()?)
             .stderr(out);
         // At exit the data is thrown away, so an immediate shutdown (no checkpoint) will do.

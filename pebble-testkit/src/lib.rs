@@ -29,8 +29,10 @@ mod binaries;
 mod cluster;
 mod pgbouncer;
 mod process;
+mod tls;
 
 pub use pgbouncer::{PgBouncer, PgBouncerOptions};
+pub use tls::TlsCertificates;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -197,6 +199,7 @@ fn local_config(port: u16) -> tokio_postgres::Config {
 /// ```
 pub struct TempServer {
     cluster: cluster::Cluster,
+    tls: Option<TlsCertificates>,
 }
 
 impl TempServer {
@@ -204,7 +207,49 @@ impl TempServer {
     pub fn start() -> Result<TempServer, Error> {
         Ok(TempServer {
             cluster: cluster::Cluster::start()?,
+            tls: None,
         })
+    }
+
+    /// Starts a server with `ssl = on`, presenting a certificate for
+    /// `localhost` and `127.0.0.1` signed by a CA generated for it (see
+    /// [`TempServer::tls`] for the CA to trust). Plain connections are
+    /// still accepted, as on a default PostgreSQL with TLS on.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), pebble_testkit::Error> {
+    /// let server = pebble_testkit::TempServer::start_tls()?;
+    /// let ca_pem = server.tls().expect("TLS server").ca_pem();
+    /// // connect with sslmode=verify-full, trusting ca_pem
+    /// # Ok(()) }
+    /// ```
+    pub fn start_tls() -> Result<TempServer, Error> {
+        TempServer::start_tls_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// [`TempServer::start_tls`] with a certificate for `names` (DNS names
+    /// or IP addresses): a certificate for another name than the one
+    /// connected to tests host name verification.
+    pub fn start_tls_for(names: &[&str]) -> Result<TempServer, Error> {
+        let certs = TlsCertificates::generate(names)?;
+        Ok(TempServer {
+            cluster: cluster::Cluster::start_with(Some(&certs))?,
+            tls: Some(certs),
+        })
+    }
+
+    /// The certificates of a server started with TLS.
+    pub fn tls(&self) -> Option<&TlsCertificates> {
+        self.tls.as_ref()
+    }
+
+    /// A URL for `database` on it (`postgres://postgres@127.0.0.1:PORT/DB`),
+    /// to add parameters such as `?sslmode=require` to.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.cluster.port()
+        )
     }
 
     /// A configuration for its `postgres` database.

@@ -7,6 +7,7 @@ pub(crate) mod pool;
 pub(crate) mod send;
 mod statement;
 pub(crate) mod table_check;
+pub(crate) mod tls;
 pub(crate) mod tx;
 
 use std::sync::Arc;

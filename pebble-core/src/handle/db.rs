@@ -65,7 +65,7 @@ impl Db {
 
     /// A handle whose pool opens connections only when statements need them.
     pub fn connect_lazy(config: impl IntoConfig, options: PoolOptions) -> Result<Db> {
-        let pool = options.build(config.into_config()?)?;
+        let pool = options.build(config.into_connect()?)?;
         Ok(Db::from_pool(pool).statement_mode(options.statement_mode))
     }
 
