@@ -8,6 +8,7 @@ pub(crate) mod send;
 mod statement;
 pub(crate) mod table_check;
 pub(crate) mod tls;
+mod trace;
 pub(crate) mod tx;
 
 use std::sync::Arc;
@@ -51,11 +52,33 @@ impl Conn {
         Ok(self.run(stmt, scope, Want::Count).await?.into_count())
     }
 
+    /// Whether the pool opted in to tracing bound values.
+    fn log_values(&self) -> bool {
+        match self {
+            Conn::Pool(pool) => pool.log_values(),
+            Conn::Transaction(tx) => tx.log_values(),
+        }
+    }
+
     async fn run(&self, stmt: &Statement, scope: &Scope, want: Want) -> Result<Output> {
         scope.check()?;
         stmt.check_size(scope)?;
         scope.trace(stmt.sql());
-        tracing::debug!(target: "pebble::sql", sql = %stmt.sql());
+        let rows = |output: &Output| match output {
+            Output::Rows(rows) => rows.len() as u64,
+            Output::Count(n) => *n,
+        };
+        trace::statement(
+            stmt,
+            scope,
+            self.log_values(),
+            rows,
+            self.run_untraced(stmt, scope, want),
+        )
+        .await
+    }
+
+    async fn run_untraced(&self, stmt: &Statement, scope: &Scope, want: Want) -> Result<Output> {
         match self {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;
@@ -122,7 +145,23 @@ impl Conn {
         tenant: &TenantContext,
         want: Want,
     ) -> Result<Output> {
-        tracing::debug!(target: "pebble::sql", sql, "raw SQL under row-level security");
+        let run = self.raw_untraced(sql, params, tenant, want);
+        trace::text(
+            sql,
+            "raw SQL under row-level security",
+            Some(tenant.as_str()),
+            run,
+        )
+        .await
+    }
+
+    async fn raw_untraced(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        tenant: &TenantContext,
+        want: Want,
+    ) -> Result<Output> {
         match self {
             Conn::Pool(pool) => {
                 let flight = InFlight::new(pool.pool().get().await?);
@@ -161,7 +200,10 @@ impl Conn {
     /// Runs pebble's own SQL text (DDL it generated, `BEGIN`): text that
     /// leaves no session state behind.
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
-        tracing::debug!(target: "pebble::sql", sql);
+        trace::text(sql, "SQL text", None, self.batch_untraced(sql)).await
+    }
+
+    async fn batch_untraced(&self, sql: &str) -> Result<()> {
         match self {
             Conn::Pool(pool) => Ok(pool.pool().get().await?.batch_execute(sql).await?),
             Conn::Transaction(tx) => {
@@ -180,7 +222,10 @@ impl Conn {
     /// `BEGIN`, `PREPARE`, temporary tables...): nothing of that may reach
     /// the next statement on the connection.
     pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
-        tracing::debug!(target: "pebble::sql", sql, "raw SQL text");
+        trace::text(sql, "raw SQL text", None, self.raw_batch_untraced(sql)).await
+    }
+
+    async fn raw_batch_untraced(&self, sql: &str) -> Result<()> {
         match self {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;

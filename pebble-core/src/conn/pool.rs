@@ -107,6 +107,7 @@ pub struct PoolOptions {
     pub(crate) create_timeout: Option<Duration>,
     pub(crate) statement_mode: StatementMode,
     pub(crate) tls: TlsOptions,
+    pub(crate) log_values: bool,
 }
 
 impl Default for PoolOptions {
@@ -117,6 +118,7 @@ impl Default for PoolOptions {
             create_timeout: Some(Duration::from_secs(10)),
             statement_mode: StatementMode::Prepared,
             tls: TlsOptions::default(),
+            log_values: false,
         }
     }
 }
@@ -168,6 +170,19 @@ impl PoolOptions {
         self
     }
 
+    /// Records each statement's bound values in a TRACE event (target
+    /// `pebble::sql`) besides the DEBUG event every statement gets. Off by
+    /// default: values are user data (emails, tokens) that logs should not
+    /// collect unless someone asked for it while debugging.
+    ///
+    /// ```
+    /// let debugging = pebble_core::PoolOptions::default().log_values(true);
+    /// ```
+    pub fn log_values(mut self, log: bool) -> Self {
+        self.log_values = log;
+        self
+    }
+
     /// A pool on `config`. Opens no connection until one is needed.
     pub(crate) fn build(&self, config: ConnectConfig) -> Result<Pool> {
         let (config, tls) = config.with_tls(&self.tls).prepare()?;
@@ -200,6 +215,8 @@ impl PoolOptions {
 pub struct SharedPool {
     pool: Pool,
     mode: StatementMode,
+    /// Trace bound values (see `PoolOptions::log_values`).
+    log_values: bool,
     /// Shared with every `SharedPool` over the same pool (see
     /// `Db::statement_mode`): a model checked once is checked for all.
     tables: Arc<TableChecks>,
@@ -210,6 +227,7 @@ impl SharedPool {
         Arc::new(SharedPool {
             pool,
             mode: StatementMode::default(),
+            log_values: false,
             tables: Arc::new(TableChecks::default()),
         })
     }
@@ -219,8 +237,23 @@ impl SharedPool {
         Arc::new(SharedPool {
             pool: self.pool.clone(),
             mode,
+            log_values: self.log_values,
             tables: Arc::clone(&self.tables),
         })
+    }
+
+    /// The same pool and table checks, tracing bound values when `log`.
+    pub(crate) fn with_log_values(&self, log: bool) -> Arc<SharedPool> {
+        Arc::new(SharedPool {
+            pool: self.pool.clone(),
+            mode: self.mode,
+            log_values: log,
+            tables: Arc::clone(&self.tables),
+        })
+    }
+
+    pub(crate) fn log_values(&self) -> bool {
+        self.log_values
     }
 
     /// Crate-private on purpose: a raw client taken from it would be
