@@ -1,4 +1,19 @@
-//! A real PostgreSQL for pebble's tests and examples, with no set-up.
+//! A real PostgreSQL for pebble's tests and examples, with no set-up: for
+//! pebble itself, and for applications built on it.
+//!
+//! In an application, add it as a dev-dependency, most simply through
+//! pebble's `testkit` feature, which also brings `#[pebble::test]` (a fresh
+//! database per test, as a `pebble::Db`) and re-exports this crate as
+//! `pebble::testkit`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! pebble = { version = "0.1", features = ["testkit"] }
+//! ```
+//!
+//! The machine running the tests needs the PostgreSQL server binaries
+//! (Debian/Ubuntu: `apt-get install postgresql`; the system service is not
+//! needed) or a `DATABASE_URL` on which the user may create databases.
 //!
 //! - With `DATABASE_URL` set, that server is used.
 //! - Otherwise a throwaway cluster is started from the machine's PostgreSQL
@@ -17,6 +32,10 @@
 //! client.batch_execute("CREATE TABLE t (n int)").await?;
 //! # Ok(()) }
 //! ```
+//!
+//! For TLS, [`TempServer::start_tls`] starts a server with `ssl = on` and a
+//! certificate signed by a CA generated for it ([`TlsCertificates`]), whose
+//! PEM the test gives its client to trust.
 //!
 //! For testing through a connection pooler, [`PgBouncer`] starts a real
 //! PgBouncer in transaction pooling mode in front of a server
