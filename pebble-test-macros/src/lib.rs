@@ -114,7 +114,18 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<proc_macro2::TokenS
             #inner().await
         })
     };
+    // Checked outside the `#[test]` function too, which only exists in
+    // test builds: a name in `models(...)` that is no model fails any build.
+    let model_check = (!models.is_empty()).then(|| {
+        quote! {
+            const _: fn() = || {
+                fn __pebble_model<M: ::pebble::Model>() {}
+                #( __pebble_model::<#models>(); )*
+            };
+        }
+    });
     Ok(quote! {
+        #model_check
         #[::core::prelude::v1::test]
         #(#attrs)*
         #vis fn #name() #output {

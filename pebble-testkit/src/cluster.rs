@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::Binaries;
 use crate::process::{self, lock, tail, Guarded, RunAs, TempDir};
-use crate::{Error, TlsCertificates};
+use crate::Error;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -34,9 +34,9 @@ impl Cluster {
         Cluster::start_with(None)
     }
 
-    /// Creates a cluster and starts its server, with `ssl = on` and
-    /// `certs`' server certificate when given.
-    pub(crate) fn start_with(certs: Option<&TlsCertificates>) -> Result<Cluster, Error> {
+    /// Creates a cluster and starts its server, with `ssl = on` and this
+    /// server certificate and key (PEM) when given.
+    pub(crate) fn start_with(tls: Option<(&str, &str)>) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -49,8 +49,8 @@ impl Cluster {
             dir,
         };
         cluster.init()?;
-        if let Some(certs) = certs {
-            cluster.install_tls(certs)?;
+        if let Some((cert, key)) = tls {
+            cluster.install_tls(cert, key)?;
         }
         // A free port can be taken between our probe and the server's bind; try again then.
         let mut attempt = 0;
@@ -113,19 +113,19 @@ impl Cluster {
 
     /// Writes the server's certificate and key (readable by the server's
     /// user only, as PostgreSQL demands of a key) and turns TLS on.
-    fn install_tls(&mut self, certs: &TlsCertificates) -> Result<(), Error> {
+    fn install_tls(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let cert = self.dir.path().join("server.crt");
         let key = self.dir.path().join("server.key");
-        fs::write(&cert, certs.cert_pem())?;
+        fs::write(&cert, cert_pem)?;
         fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&key)?
-            .write_all(certs.key_pem().as_bytes())?;
+            .write_all(key_pem.as_bytes())?;
         if let Some(user) = self.run_as {
             user.own(&cert)?;
             user.own(&key)?;

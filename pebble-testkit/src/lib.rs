@@ -33,8 +33,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! For TLS, [`TempServer::start_tls`] starts a server with `ssl = on` and a
-//! certificate signed by a CA generated for it ([`TlsCertificates`]), whose
+//! For TLS (feature `tls`), `TempServer::start_tls` starts a server with `ssl = on` and a
+//! certificate signed by a CA generated for it (`TlsCertificates`), whose
 //! PEM the test gives its client to trust.
 //!
 //! For testing through a connection pooler, [`PgBouncer`] starts a real
@@ -48,9 +48,11 @@ mod binaries;
 mod cluster;
 mod pgbouncer;
 mod process;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use pgbouncer::{PgBouncer, PgBouncerOptions};
+#[cfg(feature = "tls")]
 pub use tls::TlsCertificates;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -218,6 +220,7 @@ fn local_config(port: u16) -> tokio_postgres::Config {
 /// ```
 pub struct TempServer {
     cluster: cluster::Cluster,
+    #[cfg(feature = "tls")]
     tls: Option<TlsCertificates>,
 }
 
@@ -226,10 +229,12 @@ impl TempServer {
     pub fn start() -> Result<TempServer, Error> {
         Ok(TempServer {
             cluster: cluster::Cluster::start()?,
+            #[cfg(feature = "tls")]
             tls: None,
         })
     }
 
+    #[cfg(feature = "tls")]
     /// Starts a server with `ssl = on`, presenting a certificate for
     /// `localhost` and `127.0.0.1` signed by a CA generated for it (see
     /// [`TempServer::tls`] for the CA to trust). Plain connections are
@@ -246,17 +251,19 @@ impl TempServer {
         TempServer::start_tls_for(&["localhost", "127.0.0.1"])
     }
 
+    #[cfg(feature = "tls")]
     /// [`TempServer::start_tls`] with a certificate for `names` (DNS names
     /// or IP addresses): a certificate for another name than the one
     /// connected to tests host name verification.
     pub fn start_tls_for(names: &[&str]) -> Result<TempServer, Error> {
         let certs = TlsCertificates::generate(names)?;
         Ok(TempServer {
-            cluster: cluster::Cluster::start_with(Some(&certs))?,
+            cluster: cluster::Cluster::start_with(Some((certs.cert_pem(), certs.key_pem())))?,
             tls: Some(certs),
         })
     }
 
+    #[cfg(feature = "tls")]
     /// The certificates of a server started with TLS.
     pub fn tls(&self) -> Option<&TlsCertificates> {
         self.tls.as_ref()
