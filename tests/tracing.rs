@@ -2,6 +2,8 @@
 //! table, tenant, strategy, duration and row count, transaction
 //! boundaries alike, and bound values only when the pool opted in.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -273,4 +275,47 @@ async fn cross_tenant_statements_say_so() {
     assert_eq!(last.get("strategy"), Some("cross_tenant"));
     assert_eq!(last.get("tenant"), None);
     assert_eq!(last.get("rows"), Some("2"));
+}
+
+/// Under row-level security: the strategy says so, the tenant is the
+/// transaction's, and raw SQL (which the database confines) is traced with
+/// its tenant too; the second tenant's events carry only its own rows.
+#[tokio::test]
+async fn row_level_security_statements_carry_their_tenant() {
+    use common::rls::Fixture;
+    use common::User;
+
+    let f = Fixture::new().await;
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let a_users = f
+        .app
+        .tenant(f.a)
+        .select::<User>()
+        .all()
+        .await
+        .expect("select");
+    assert_eq!(a_users.len(), 2);
+    let rows = f
+        .app
+        .tenant(f.b)
+        .query("SELECT name FROM users WHERE name = $1", &[&"ann"])
+        .await
+        .expect("raw");
+    assert_eq!(rows.len(), 1, "b's own ann only");
+
+    let events = capture.take();
+    let stmt = statements(&events)[0].clone();
+    assert_eq!(stmt.get("strategy"), Some("rls"), "{stmt:?}");
+    assert_eq!(stmt.get("tenant"), Some(f.a.to_string().as_str()));
+    assert_eq!(stmt.get("rows"), Some("2"));
+    let raw = events
+        .iter()
+        .find(|e| e.get("message") == Some("raw SQL under row-level security"))
+        .expect("raw SQL event");
+    assert_eq!(raw.get("tenant"), Some(f.b.to_string().as_str()), "{raw:?}");
+    assert!(raw.get("elapsed_us").is_some());
+    // The bound value of the raw statement is not recorded.
+    assert!(events.iter().all(|e| !e.fields.contains_key("values")));
 }
