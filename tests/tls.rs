@@ -243,6 +243,76 @@ mod with_the_feature {
         assert!(matches!(e, Error::TlsRoots { .. }), "{e:?}");
     }
 
+    /// A server that logs clients in by certificate (`cert` in pg_hba):
+    /// the client certificate from `TlsOptions` or `sslcert`/`sslkey` opens
+    /// it; without one, or with one the server's CA did not sign, the
+    /// server refuses the login.
+    #[tokio::test]
+    async fn client_certificates_log_in_where_the_server_demands_them() {
+        let server = TempServer::start_tls_requiring_client_certs().expect("server");
+        let certs = server.tls().expect("TLS").clone();
+        let url = format!("{}?sslmode=verify-full", server.url_for("postgres"));
+        let with_cert = trusting(certs.ca_pem()).tls(
+            TlsOptions::new()
+                .ca_pem(certs.ca_pem().as_bytes().to_vec())
+                .client_cert_pem(certs.client_cert_pem(), certs.client_key_pem()),
+        );
+        let db = Db::connect_with(&url, with_cert).await.expect("cert login");
+        db.batch_execute("SELECT 1").await.expect("runs");
+
+        // The same as files named in the URL.
+        let dir = std::env::temp_dir().join(format!("pebble-client-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("file");
+            path.display().to_string()
+        };
+        let url_with_files = format!(
+            "{url}&sslrootcert={}&sslcert={}&sslkey={}",
+            write("ca.pem", certs.ca_pem()),
+            write("client.pem", certs.client_cert_pem()),
+            write("client.key", certs.client_key_pem()),
+        );
+        let db = Db::connect(&url_with_files)
+            .await
+            .expect("cert login from files");
+        db.batch_execute("SELECT 1").await.expect("runs");
+
+        // No certificate: the server refuses (28000, invalid authorization).
+        let e = Db::connect_with(&url, trusting(certs.ca_pem()))
+            .await
+            .expect_err("no certificate");
+        assert_eq!(
+            e.code(),
+            Some(&pebble::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+            "{e:?}"
+        );
+
+        // A certificate from another CA: the handshake fails.
+        let other = TlsCertificates::generate(&["127.0.0.1"]).expect("other");
+        let forged = trusting(certs.ca_pem()).tls(
+            TlsOptions::new()
+                .ca_pem(certs.ca_pem().as_bytes().to_vec())
+                .client_cert_pem(other.client_cert_pem(), other.client_key_pem()),
+        );
+        let e = Db::connect_with(&url, forged)
+            .await
+            .expect_err("foreign certificate");
+        assert!(matches!(e, Error::Tls(_) | Error::Connection(_)), "{e:?}");
+
+        // A key that does not belong to the certificate, or no key at all.
+        let mismatched = TlsOptions::new()
+            .mode(SslMode::VerifyFull)
+            .ca_pem(certs.ca_pem().as_bytes().to_vec())
+            .client_cert_pem(certs.client_cert_pem(), b"no key here".to_vec());
+        let e = Db::connect_with(&url, PoolOptions::default().tls(mismatched))
+            .await
+            .expect_err("bad key");
+        assert!(matches!(e, Error::TlsClientCert { .. }), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Tenant-scoped statements over a verified connection: the scope holds
     /// (the second tenant sees and changes nothing of the first), and the
     /// server says every backend of the pool is encrypted.

@@ -184,6 +184,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The client certificate or its key could not be loaded or do not
+    /// match (`sslcert` / `sslkey`, [`TlsOptions::client_cert_pem`](crate::TlsOptions::client_cert_pem)).
+    /// Nothing was sent.
+    #[error("cannot use the client certificate from {origin}: {reason}")]
+    TlsClientCert {
+        /// Where the certificate or key was read from.
+        origin: String,
+        /// Why it failed.
+        reason: String,
+    },
+
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -14,6 +14,15 @@ use crate::Error;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a TLS server presents and trusts (PEM).
+pub(crate) struct TlsSetup<'a> {
+    pub(crate) cert_pem: &'a str,
+    pub(crate) key_pem: &'a str,
+    /// The CA client certificates must be signed by.
+    pub(crate) ca_pem: &'a str,
+    pub(crate) require_client_cert: bool,
+}
+
 /// A cluster on disk, and its server when started.
 pub(crate) struct Cluster {
     binaries: Binaries,
@@ -34,9 +43,9 @@ impl Cluster {
         Cluster::start_with(None)
     }
 
-    /// Creates a cluster and starts its server, with `ssl = on` and this
-    /// server certificate and key (PEM) when given.
-    pub(crate) fn start_with(tls: Option<(&str, &str)>) -> Result<Cluster, Error> {
+    /// Creates a cluster and starts its server, with `ssl = on` when `tls`
+    /// is given.
+    pub(crate) fn start_with(tls: Option<&TlsSetup<'_>>) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -49,8 +58,8 @@ impl Cluster {
             dir,
         };
         cluster.init()?;
-        if let Some((cert, key)) = tls {
-            cluster.install_tls(cert, key)?;
+        if let Some(tls) = tls {
+            cluster.install_tls(tls)?;
         }
         // A free port can be taken between our probe and the server's bind; try again then.
         let mut attempt = 0;
@@ -112,13 +121,19 @@ impl Cluster {
     }
 
     /// Writes the server's certificate and key (readable by the server's
-    /// user only, as PostgreSQL demands of a key) and turns TLS on.
-    fn install_tls(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
+    /// user only, as PostgreSQL demands of a key) and the CA client
+    /// certificates are checked against, and turns TLS on; with
+    /// `require_client_cert`, TCP clients must log in with a certificate
+    /// whose common name is their user name (`cert` in `pg_hba.conf`).
+    fn install_tls(&mut self, tls: &TlsSetup<'_>) -> Result<(), Error> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        let (cert_pem, key_pem) = (tls.cert_pem, tls.key_pem);
         let cert = self.dir.path().join("server.crt");
         let key = self.dir.path().join("server.key");
+        let ca = self.dir.path().join("ca.crt");
         fs::write(&cert, cert_pem)?;
+        fs::write(&ca, tls.ca_pem)?;
         fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -129,12 +144,27 @@ impl Cluster {
         if let Some(user) = self.run_as {
             user.own(&cert)?;
             user.own(&key)?;
+            user.own(&ca)?;
+        }
+        if tls.require_client_cert {
+            let hba = self.data().join("pg_hba.conf");
+            fs::write(
+                &hba,
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 cert\n\
+                 hostssl all all ::1/128 cert\n",
+            )?;
+            if let Some(user) = self.run_as {
+                user.own(&hba)?;
+            }
         }
         self.settings.push(("ssl".into(), "on".into()));
         self.settings
             .push(("ssl_cert_file".into(), cert.display().to_string()));
         self.settings
             .push(("ssl_key_file".into(), key.display().to_string()));
+        self.settings
+            .push(("ssl_ca_file".into(), ca.display().to_string()));
         Ok(())
     }
 

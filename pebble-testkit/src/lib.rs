@@ -256,9 +256,29 @@ impl TempServer {
     /// or IP addresses): a certificate for another name than the one
     /// connected to tests host name verification.
     pub fn start_tls_for(names: &[&str]) -> Result<TempServer, Error> {
+        TempServer::start_tls_with(names, false)
+    }
+
+    /// [`TempServer::start_tls`], where TCP clients must log in with a
+    /// certificate signed by the server's CA whose common name is their
+    /// user name (`hostssl ... cert` in `pg_hba.conf`): see
+    /// [`TlsCertificates::client_cert_pem`] for one, for user `postgres`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls_requiring_client_certs() -> Result<TempServer, Error> {
+        TempServer::start_tls_with(&["localhost", "127.0.0.1"], true)
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls_with(names: &[&str], require_client_cert: bool) -> Result<TempServer, Error> {
         let certs = TlsCertificates::generate(names)?;
+        let setup = cluster::TlsSetup {
+            cert_pem: certs.cert_pem(),
+            key_pem: certs.key_pem(),
+            ca_pem: certs.ca_pem(),
+            require_client_cert,
+        };
         Ok(TempServer {
-            cluster: cluster::Cluster::start_with(Some((certs.cert_pem(), certs.key_pem())))?,
+            cluster: cluster::Cluster::start_with(Some(&setup))?,
             tls: Some(certs),
         })
     }

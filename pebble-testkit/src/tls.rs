@@ -19,11 +19,14 @@ pub struct TlsCertificates {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
 }
 
 impl TlsCertificates {
-    /// A new CA and a server certificate for `names` (DNS names or IP
-    /// addresses, as subject alternative names).
+    /// A new CA, a server certificate for `names` (DNS names or IP
+    /// addresses, as subject alternative names) and a client certificate
+    /// for user `postgres`, both signed by the CA.
     pub fn generate(names: &[&str]) -> Result<TlsCertificates, Error> {
         let failed = |e: rcgen::Error| Error::Start(format!("cannot generate certificates: {e}"));
         let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
@@ -53,10 +56,23 @@ impl TlsCertificates {
         );
         server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = server.signed_by(&key, &ca, &ca_key).map_err(failed)?;
+
+        let client_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        // PostgreSQL's `cert` login maps the common name to the user.
+        client
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "postgres");
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client
+            .signed_by(&client_key, &ca, &ca_key)
+            .map_err(failed)?;
         Ok(TlsCertificates {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
         })
     }
 
@@ -73,6 +89,16 @@ impl TlsCertificates {
     /// The server's private key (PEM).
     pub fn key_pem(&self) -> &str {
         &self.key_pem
+    }
+
+    /// A client certificate for user `postgres`, signed by the CA (PEM).
+    pub fn client_cert_pem(&self) -> &str {
+        &self.client_cert_pem
+    }
+
+    /// The client certificate's private key (PEM).
+    pub fn client_key_pem(&self) -> &str {
+        &self.client_key_pem
     }
 }
 

@@ -125,6 +125,50 @@ impl fmt::Debug for Roots {
 pub struct TlsOptions {
     mode: Option<SslMode>,
     roots: Vec<Roots>,
+    client: Option<ClientCert>,
+}
+
+/// PEM text given directly or read from a file.
+#[derive(Clone, PartialEq, Eq)]
+enum Pem {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+// Read only by the rustls connector.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+impl Pem {
+    fn origin(&self, what: &str) -> String {
+        match self {
+            Pem::Bytes(_) => format!("{what} PEM given in TlsOptions"),
+            Pem::File(path) => path.display().to_string(),
+        }
+    }
+
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Pem::Bytes(bytes) => Ok(bytes.clone()),
+            Pem::File(path) => std::fs::read(path),
+        }
+    }
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Never print key material.
+            Pem::Bytes(pem) => write!(f, "Pem({} bytes)", pem.len()),
+            Pem::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// A client certificate (chain) and its private key, for servers that
+/// authenticate clients by certificate (`cert` in `pg_hba.conf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientCert {
+    cert: Pem,
+    key: Pem,
 }
 
 impl TlsOptions {
@@ -160,13 +204,35 @@ impl TlsOptions {
         self
     }
 
-    /// `other`'s mode if it has one, and both sets of CAs.
+    /// Presents this client certificate (PEM, the chain leaf first) and
+    /// private key (PEM: PKCS#8, PKCS#1 or SEC1) when the server asks for
+    /// one, as `sslcert` and `sslkey` do in a connection string.
+    pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client = Some(ClientCert {
+            cert: Pem::Bytes(cert.into()),
+            key: Pem::Bytes(key.into()),
+        });
+        self
+    }
+
+    /// [`TlsOptions::client_cert_pem`] from files, read when the pool is
+    /// built (a missing file is [`Error::TlsClientCert`] then).
+    pub fn client_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client = Some(ClientCert {
+            cert: Pem::File(cert.into()),
+            key: Pem::File(key.into()),
+        });
+        self
+    }
+
+    /// `other`'s mode and client certificate if it has them, and both sets of CAs.
     fn overlay(&self, other: &TlsOptions) -> TlsOptions {
         let mut roots = self.roots.clone();
         roots.extend(other.roots.iter().cloned());
         TlsOptions {
             mode: other.mode.or(self.mode),
             roots,
+            client: other.client.clone().or_else(|| self.client.clone()),
         }
     }
 }
@@ -221,6 +287,7 @@ impl ConnectConfig {
     pub(crate) fn fits_pg(&self) -> bool {
         !matches!(self.ssl_mode(), SslMode::VerifyCa | SslMode::VerifyFull)
             && self.tls.roots.is_empty()
+            && self.tls.client.is_none()
     }
 
     /// The tokio-postgres configuration to connect with, and the TLS
@@ -234,7 +301,10 @@ impl ConnectConfig {
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             _ => tokio_postgres::config::SslMode::Require,
         });
-        Ok((pg, MakeTls::new(mode, &self.tls.roots)?))
+        Ok((
+            pg,
+            MakeTls::new(mode, &self.tls.roots, self.tls.client.as_ref())?,
+        ))
     }
 
     /// A standalone connection (never pooled) for tooling such as
@@ -278,7 +348,7 @@ impl From<tokio_postgres::Config> for ConnectConfig {
             pg,
             tls: TlsOptions {
                 mode: Some(mode),
-                roots: Vec::new(),
+                ..TlsOptions::default()
             },
         }
     }
@@ -301,17 +371,35 @@ pub(crate) fn parse(s: &str) -> Result<ConnectConfig> {
         split_key_values(s)?
     };
     let mut tls = TlsOptions::default();
-    for (key, value) in params {
-        match key.as_str() {
+    let (mut cert, mut key) = (None, None);
+    for (name, value) in params {
+        match name.as_str() {
             "sslmode" => tls.mode = Some(SslMode::parse(&value)?),
             "sslrootcert" if value == "system" => tls.roots.push(Roots::System),
             "sslrootcert" => tls.roots.push(Roots::File(PathBuf::from(value))),
+            "sslcert" => cert = Some(PathBuf::from(value)),
+            "sslkey" => key = Some(PathBuf::from(value)),
             other => {
                 return Err(Error::Config(format!(
-                    "{other} is not supported yet (client certificates, CRLs): \
-                     pebble verifies the server's certificate, but does not present one"
+                    "{other} is not supported yet (encrypted keys, revocation lists)"
                 )))
             }
+        }
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            tls.client = Some(ClientCert {
+                cert: Pem::File(cert),
+                key: Pem::File(key),
+            })
+        }
+        (None, None) => {}
+        // libpq falls back to ~/.postgresql/postgresql.{crt,key}; a half
+        // given pair is more likely a mistake than a wish for that.
+        _ => {
+            return Err(Error::Config(
+                "sslcert and sslkey go together: give both, or neither".into(),
+            ))
         }
     }
     let pg: tokio_postgres::Config = rest
@@ -447,7 +535,11 @@ mod imp {
     pub(crate) struct MakeTls;
 
     impl MakeTls {
-        pub(super) fn new(mode: SslMode, _roots: &[Roots]) -> Result<MakeTls> {
+        pub(super) fn new(
+            mode: SslMode,
+            _roots: &[Roots],
+            _client: Option<&super::ClientCert>,
+        ) -> Result<MakeTls> {
             if mode.needs_tls() {
                 return Err(Error::TlsNotEnabled {
                     mode: mode.as_str(),
@@ -476,6 +568,17 @@ mod imp {
 mod imp;
 
 pub(crate) use imp::MakeTls;
+
+#[cfg(feature = "tls")]
+impl ClientCert {
+    fn cert(&self) -> &Pem {
+        &self.cert
+    }
+
+    fn key(&self) -> &Pem {
+        &self.key
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -513,10 +616,26 @@ mod tests {
     }
 
     #[test]
+    fn client_certificates_come_in_pairs() {
+        let c =
+            parse("postgres://u@h/db?sslmode=verify-full&sslcert=/c.pem&sslkey=/k.pem").unwrap();
+        assert_eq!(
+            c.tls.client,
+            Some(ClientCert {
+                cert: Pem::File("/c.pem".into()),
+                key: Pem::File("/k.pem".into()),
+            })
+        );
+        assert!(!c.fits_pg());
+    }
+
+    #[test]
     fn bad_tls_parameters_are_config_errors() {
         for url in [
             "postgres://u@h/db?sslmode=sometimes",
             "postgres://u@h/db?sslcert=/c.pem",
+            "postgres://u@h/db?sslkey=/k.pem",
+            "postgres://u@h/db?sslpassword=x",
             "postgres://u@h/db?sslrootcert=%zz",
             "host=h sslmode",
         ] {

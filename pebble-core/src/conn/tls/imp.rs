@@ -13,11 +13,11 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-use super::{Roots, SslMode};
+use super::{ClientCert, Roots, SslMode};
 use crate::error::{Error, Result};
 
 /// Makes a TLS connector per host, from one rustls configuration.
@@ -38,7 +38,11 @@ impl std::fmt::Debug for MakeTls {
 }
 
 impl MakeTls {
-    pub(super) fn new(mode: SslMode, roots: &[Roots]) -> Result<MakeTls> {
+    pub(super) fn new(
+        mode: SslMode,
+        roots: &[Roots],
+        client: Option<&ClientCert>,
+    ) -> Result<MakeTls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -48,7 +52,7 @@ impl MakeTls {
             SslMode::Require if !roots.is_empty() => SslMode::VerifyCa,
             other => other,
         };
-        let config = match mode {
+        let verified = match mode {
             SslMode::VerifyFull | SslMode::VerifyCa => {
                 let store = Arc::new(root_store(roots)?);
                 let webpki = WebPkiServerVerifier::builder_with_provider(store, provider)
@@ -58,18 +62,28 @@ impl MakeTls {
                         reason: e.to_string(),
                     })?;
                 if mode == SslMode::VerifyFull {
-                    builder.with_webpki_verifier(webpki).with_no_client_auth()
+                    builder.with_webpki_verifier(webpki)
                 } else {
                     builder
                         .dangerous()
                         .with_custom_certificate_verifier(Arc::new(AnyName(webpki)))
-                        .with_no_client_auth()
                 }
             }
             _ => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
+        };
+        let config = match client {
+            None => verified.with_no_client_auth(),
+            Some(client) => {
+                let (chain, key) = client_cert(client)?;
+                verified
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::TlsClientCert {
+                        origin: client.cert().origin("certificate"),
+                        reason: e.to_string(),
+                    })?
+            }
         };
         Ok(MakeTls {
             config: Arc::new(config),
@@ -158,6 +172,27 @@ fn root_store(roots: &[Roots]) -> Result<RootCertStore> {
         });
     }
     Ok(store)
+}
+
+/// The client's certificate chain and private key.
+fn client_cert(
+    client: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let failed = |origin: String| move |reason: String| Error::TlsClientCert { origin, reason };
+    let cert_origin = client.cert().origin("certificate");
+    let key_origin = client.key().origin("key");
+    let cert = client
+        .cert()
+        .read()
+        .map_err(|e| failed(cert_origin.clone())(e.to_string()))?;
+    let chain = pem_certs(&cert).map_err(failed(cert_origin))?;
+    let key = client
+        .key()
+        .read()
+        .map_err(|e| failed(key_origin.clone())(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| failed(key_origin)(format!("no usable private key: {e}")))?;
+    Ok((chain, key))
 }
 
 fn pem_certs(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
