@@ -313,6 +313,39 @@ mod with_the_feature {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A password login over TLS binds to the TLS session
+    /// (SCRAM-SHA-256-PLUS with `tls-server-end-point`): with
+    /// `channel_binding=require`, tokio-postgres refuses any login that is not.
+    #[tokio::test]
+    async fn password_logins_are_bound_to_the_tls_session() {
+        let server = TempServer::start_tls_with_password_logins().expect("server");
+        let ca = server.tls().expect("TLS").ca_pem().to_owned();
+        let admin = Db::connect_with(
+            format!("{}?sslmode=verify-full", server.url_for("postgres")),
+            trusting(&ca),
+        )
+        .await
+        .expect("postgres logs in");
+        admin
+            .batch_execute("CREATE ROLE app LOGIN PASSWORD 'app-secret'")
+            .await
+            .expect("role");
+        let port = server.config().get_ports()[0];
+        let url = |password: &str| {
+            format!(
+                "postgres://app:{password}@127.0.0.1:{port}/postgres?sslmode=verify-full&channel_binding=require"
+            )
+        };
+        let app = Db::connect_with(url("app-secret"), trusting(&ca))
+            .await
+            .expect("bound SCRAM login");
+        app.batch_execute("SELECT 1").await.expect("runs");
+        let e = Db::connect_with(url("wrong"), trusting(&ca))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(e.code(), Some(&pebble::SqlState::INVALID_PASSWORD), "{e:?}");
+    }
+
     /// Tenant-scoped statements over a verified connection: the scope holds
     /// (the second tenant sees and changes nothing of the first), and the
     /// server says every backend of the pool is encrypted.

@@ -20,7 +20,8 @@ pub(crate) struct TlsSetup<'a> {
     pub(crate) key_pem: &'a str,
     /// The CA client certificates must be signed by.
     pub(crate) ca_pem: &'a str,
-    pub(crate) require_client_cert: bool,
+    /// `pg_hba.conf` to replace initdb's (trust for everyone) with.
+    pub(crate) hba: Option<&'a str>,
 }
 
 /// A cluster on disk, and its server when started.
@@ -122,9 +123,8 @@ impl Cluster {
 
     /// Writes the server's certificate and key (readable by the server's
     /// user only, as PostgreSQL demands of a key) and the CA client
-    /// certificates are checked against, and turns TLS on; with
-    /// `require_client_cert`, TCP clients must log in with a certificate
-    /// whose common name is their user name (`cert` in `pg_hba.conf`).
+    /// certificates are checked against, and turns TLS on, with the
+    /// setup's login rules if any.
     fn install_tls(&mut self, tls: &TlsSetup<'_>) -> Result<(), Error> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -146,14 +146,9 @@ impl Cluster {
             user.own(&key)?;
             user.own(&ca)?;
         }
-        if tls.require_client_cert {
+        if let Some(rules) = tls.hba {
             let hba = self.data().join("pg_hba.conf");
-            fs::write(
-                &hba,
-                "local all all trust\n\
-                 hostssl all all 127.0.0.1/32 cert\n\
-                 hostssl all all ::1/128 cert\n",
-            )?;
+            fs::write(&hba, rules)?;
             if let Some(user) = self.run_as {
                 user.own(&hba)?;
             }

@@ -256,7 +256,7 @@ impl TempServer {
     /// or IP addresses): a certificate for another name than the one
     /// connected to tests host name verification.
     pub fn start_tls_for(names: &[&str]) -> Result<TempServer, Error> {
-        TempServer::start_tls_with(names, false)
+        TempServer::start_tls_with(names, None)
     }
 
     /// [`TempServer::start_tls`], where TCP clients must log in with a
@@ -265,17 +265,40 @@ impl TempServer {
     /// [`TlsCertificates::client_cert_pem`] for one, for user `postgres`.
     #[cfg(feature = "tls")]
     pub fn start_tls_requiring_client_certs() -> Result<TempServer, Error> {
-        TempServer::start_tls_with(&["localhost", "127.0.0.1"], true)
+        TempServer::start_tls_with(
+            &["localhost", "127.0.0.1"],
+            Some(
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 cert\n\
+                 hostssl all all ::1/128 cert\n",
+            ),
+        )
+    }
+
+    /// [`TempServer::start_tls`], where every role but `postgres` logs in
+    /// over TCP only with TLS and a SCRAM-SHA-256 password (`postgres`
+    /// keeps logging in without one, to create those roles). The server
+    /// then offers SCRAM-SHA-256-PLUS, channel binding to the TLS session.
+    #[cfg(feature = "tls")]
+    pub fn start_tls_with_password_logins() -> Result<TempServer, Error> {
+        TempServer::start_tls_with(
+            &["localhost", "127.0.0.1"],
+            Some(
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n",
+            ),
+        )
     }
 
     #[cfg(feature = "tls")]
-    fn start_tls_with(names: &[&str], require_client_cert: bool) -> Result<TempServer, Error> {
+    fn start_tls_with(names: &[&str], hba: Option<&str>) -> Result<TempServer, Error> {
         let certs = TlsCertificates::generate(names)?;
         let setup = cluster::TlsSetup {
             cert_pem: certs.cert_pem(),
             key_pem: certs.key_pem(),
             ca_pem: certs.ca_pem(),
-            require_client_cert,
+            hba,
         };
         Ok(TempServer {
             cluster: cluster::Cluster::start_with(Some(&setup))?,

@@ -347,13 +347,80 @@ where
 pub(crate) struct TlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for TlsStream<S> {
+    /// `tls-server-end-point` (RFC 5929): the server certificate's hash,
+    /// with the hash of its signature algorithm (SHA-256 for MD5 and
+    /// SHA-1), so that SCRAM-SHA-256-PLUS ties the password login to this
+    /// TLS session. A certificate whose algorithm defines none (Ed25519,
+    /// RSA-PSS) gets no binding: plain SCRAM, and `channel_binding=require`
+    /// refuses.
     fn channel_binding(&self) -> ChannelBinding {
-        // SCRAM channel binding (tls-server-end-point) needs the hash of
-        // the certificate's signature algorithm; without it the server
-        // accepts plain SCRAM-SHA-256, and `channel_binding=require` fails
-        // clearly rather than silently.
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        let Some(cert) = session.peer_certificates().and_then(|chain| chain.first()) else {
+            return ChannelBinding::none();
+        };
+        match end_point_hash(cert.as_ref()) {
+            Some(algorithm) => ChannelBinding::tls_server_end_point(
+                ring::digest::digest(algorithm, cert).as_ref().to_vec(),
+            ),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// The hash `tls-server-end-point` uses for a certificate (DER): the one
+/// of its signature algorithm, SHA-256 in place of MD5 and SHA-1.
+fn end_point_hash(cert: &[u8]) -> Option<&'static ring::digest::Algorithm> {
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm
+    // SEQUENCE { algorithm OID, .. }, signatureValue BIT STRING }
+    let (certificate, _) = der(cert, 0x30)?;
+    let (_, rest) = der(certificate, 0x30)?;
+    let (algorithm, _) = der(rest, 0x30)?;
+    let (oid, _) = der(algorithm, 0x06)?;
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01]; // 1.2.840.113549.1.1
+    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03]; // 1.2.840.10045.4.3
+    let sha256 = &ring::digest::SHA256;
+    let sha384 = &ring::digest::SHA384;
+    let sha512 = &ring::digest::SHA512;
+    match oid {
+        [rsa @ .., last] if rsa == RSA => match last {
+            4 | 5 | 11 => Some(sha256), // md5, sha1, sha256 WithRSAEncryption
+            12 => Some(sha384),
+            13 => Some(sha512),
+            _ => None, // RSA-PSS (10) names its hash in parameters
+        },
+        [ecdsa @ .., last] if ecdsa == ECDSA => match last {
+            2 => Some(sha256),
+            3 => Some(sha384),
+            4 => Some(sha512),
+            _ => None,
+        },
+        [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01] => Some(sha256), // ecdsa-with-SHA1
+        _ => None,
+    }
+}
+
+/// The contents of the DER element of type `tag` at the start of `input`,
+/// and what follows it.
+fn der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let (len, rest) = if len < 0x80 {
+        (usize::from(len), rest)
+    } else {
+        let bytes = usize::from(len & 0x7f);
+        if bytes == 0 || bytes > 4 || rest.len() < bytes {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at(bytes);
+        let len = len_bytes
+            .iter()
+            .fold(0_usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, rest)
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
