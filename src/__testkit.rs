@@ -5,18 +5,24 @@ use std::future::Future;
 
 use crate::{Db, Model};
 
-/// Runs one test: a current-thread tokio runtime, a fresh database on the
+/// Runs one test: a tokio runtime (current-thread, or multi-thread when
+/// `multi_thread`), a fresh database on the
 /// process's test server (`DATABASE_URL`, or a throwaway cluster shared by
 /// the test binary), a `Db` on it; the database is dropped afterwards.
 ///
 /// Panics (failing the test) when no database can be had: a test that
 /// silently did not run would pass.
-pub fn run<F, Fut, T>(name: &str, test: F) -> T
+pub fn run<F, Fut, T>(name: &str, multi_thread: bool, test: F) -> T
 where
     F: FnOnce(Db, tokio_postgres::Config) -> Fut,
     Fut: Future<Output = T>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("#[pebble::test] {name}: cannot start a tokio runtime: {e}"));

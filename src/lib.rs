@@ -67,6 +67,8 @@ pub use pebble_derive::Model;
 ///   directory (relative to the crate's `Cargo.toml`) to the database's
 ///   shared schema; the crate then needs `pebble-migrate` as a
 ///   dev-dependency too.
+/// - `flavor = "multi_thread"` runs it on a multi-threaded runtime (the
+///   default is a current-thread one, as `#[tokio::test]`).
 ///
 /// The function is `async`, takes the `Db` or nothing, and returns `()` or
 /// a `Result` like any test.

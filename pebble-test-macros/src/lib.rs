@@ -24,6 +24,7 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 struct Options {
     models: Vec<Path>,
     migrations: Option<LitStr>,
+    multi_thread: bool,
 }
 
 impl Options {
@@ -39,10 +40,23 @@ impl Options {
             }
             self.migrations = Some(meta.value()?.parse()?);
             Ok(())
+        } else if meta.path.is_ident("flavor") {
+            let flavor: LitStr = meta.value()?.parse()?;
+            match flavor.value().as_str() {
+                "current_thread" => self.multi_thread = false,
+                "multi_thread" => self.multi_thread = true,
+                _ => {
+                    return Err(Error::new_spanned(
+                        flavor,
+                        "expected `flavor = \"current_thread\"` or `flavor = \"multi_thread\"`",
+                    ))
+                }
+            }
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown #[pebble::test] option: expected `models(Model, ...)` or \
-                 `migrations = \"dir\"`",
+                "unknown #[pebble::test] option: expected `models(Model, ...)`, \
+                 `migrations = \"dir\"` or `flavor = \"multi_thread\"`",
             ))
         }
     }
@@ -91,6 +105,7 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<proc_macro2::TokenS
     let db = syn::Ident::new("__pebble_db", Span::mixed_site());
     let config = syn::Ident::new("__pebble_config", Span::mixed_site());
     let models = &options.models;
+    let multi_thread = options.multi_thread;
     let migrations = options.migrations.map(|dir| {
         quote! {
             {
@@ -132,6 +147,7 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<proc_macro2::TokenS
             async fn #inner(#inputs) #output #body
             ::pebble::__testkit::run(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                #multi_thread,
                 |#db: ::pebble::Db, #config: ::pebble::tokio_postgres::Config| async move {
                     let _ = &#config;
                     #( ::pebble::__testkit::create_table::<#models>(&#db).await; )*

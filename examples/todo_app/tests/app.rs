@@ -107,6 +107,24 @@ async fn without_models_the_database_is_empty(db: Db) {
     assert_eq!(e.code(), Some(&pebble::SqlState::UNDEFINED_TABLE), "{e:?}");
 }
 
+/// On a multi-threaded runtime, tasks spawned by the test share its database.
+#[pebble::test(models(Project), flavor = "multi_thread")]
+async fn spawned_tasks_share_the_database(db: Db) {
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let org = Todo::new(&db, 9);
+            tokio::spawn(async move { org.create_project(&format!("p{i}")).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("joined").expect("insert");
+    }
+    assert_eq!(
+        db.tenant(9_i64).select::<Project>().count().await.unwrap(),
+        4
+    );
+}
+
 #[pebble::test]
 async fn takes_no_argument() {
     assert_eq!(1 + 1, 2);
