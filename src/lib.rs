@@ -59,6 +59,45 @@ pub use pebble_derive::Model;
 /// "Enums" section.
 pub use pebble_derive::Enum;
 
+/// An async test with a fresh database: like `#[tokio::test]`, and the
+/// test gets a [`Db`] on a database of its own (feature `testkit`).
+///
+/// The database is created on the test binary's PostgreSQL server
+/// (`DATABASE_URL`, or a throwaway cluster pebble-testkit starts once per
+/// test binary and deletes at exit), and dropped when the test ends. Tests
+/// run concurrently, each on its own database.
+///
+/// - `models(Task, Project)` creates those models' tables first.
+/// - `migrations = "migrations"` applies the pebble-migrate files of that
+///   directory (relative to the crate's `Cargo.toml`) to the database's
+///   shared schema; the crate then needs `pebble-migrate` as a
+///   dev-dependency too.
+/// - `flavor = "multi_thread"` runs it on a multi-threaded runtime (the
+///   default is a current-thread one, as `#[tokio::test]`).
+///
+/// The function is `async`, takes the `Db` or nothing, and returns `()` or
+/// a `Result` like any test.
+///
+/// ```ignore
+/// #[pebble::test(models(Task))]
+/// async fn tasks_are_per_tenant(db: pebble::Db) -> pebble::Result<()> {
+///     db.tenant(1_i64).insert(Task::new("write docs")).exec().await?;
+///     assert_eq!(db.tenant(2_i64).select::<Task>().count().await?, 0);
+///     Ok(())
+/// }
+/// ```
+#[cfg(feature = "testkit")]
+pub use pebble_test_macros::test;
+
+/// pebble-testkit: the throwaway PostgreSQL behind `#[pebble::test]`, for
+/// tests that need more (a server to stop, PgBouncer, TLS).
+#[cfg(feature = "testkit")]
+pub use pebble_testkit as testkit;
+
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod __testkit;
+
 /// The README's Rust examples, compiled by `cargo test` so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

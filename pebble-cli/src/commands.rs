@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
+use pebble::ConnectConfig as Config;
 use pebble_migrate::{
     Created, Fleet, HealthCheck, Migrations, Registry, Strategy, Target, TenantRecord,
 };
-use tokio_postgres::Config;
 
 use crate::cli::{AuditArgs, HealthArgs, MigrateArgs, StrategyArg, TenantCommand};
 use crate::failure::{connection, Failure, FINDINGS, OK};

@@ -26,16 +26,17 @@ impl From<pebble_migrate::Error> for Failure {
 }
 
 /// Parses the connection URL, with a message that says which input was bad.
-pub fn config(url: Option<&str>) -> Result<tokio_postgres::Config, Failure> {
+/// TLS settings in it (`sslmode=verify-full`, `sslrootcert=`) are kept.
+pub fn config(url: Option<&str>) -> Result<pebble::ConnectConfig, Failure> {
     let url = url.filter(|u| !u.is_empty()).ok_or_else(|| {
         Failure("no database: pass --database-url or set DATABASE_URL".to_owned())
     })?;
-    url.parse()
-        .map_err(|e| Failure(format!("invalid database URL: {e}")))
+    pebble::IntoConfig::into_connect(url).map_err(|e| Failure(format!("invalid database URL: {e}")))
 }
 
 /// Adds where we tried to connect to a connection failure.
-pub fn connection(e: pebble_migrate::Error, config: &tokio_postgres::Config) -> Failure {
+pub fn connection(e: pebble_migrate::Error, config: &pebble::ConnectConfig) -> Failure {
+    let config = config.pg();
     match e {
         pebble_migrate::Error::Connection(message) => {
             let hosts: Vec<String> = config

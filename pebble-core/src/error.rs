@@ -165,6 +165,46 @@ pub enum Error {
         table: &'static str,
     },
 
+    /// The connection string asks for TLS (`sslmode=require`, `verify-ca`
+    /// or `verify-full`) but this build of pebble has no TLS: enable the
+    /// cargo feature `tls`. Nothing was sent.
+    #[error(
+        "sslmode={mode} needs TLS, which this build of pebble leaves out: enable the cargo \
+         feature `tls` (pebble = {{ version = \"...\", features = [\"tls\"] }}); nothing was sent"
+    )]
+    TlsNotEnabled {
+        /// The `sslmode` asked for.
+        mode: &'static str,
+    },
+
+    /// The TLS handshake failed: the server does not offer TLS (under
+    /// `require` or stricter), or its certificate was refused (not signed
+    /// by a trusted CA under `verify-ca`/`verify-full`, or not issued for
+    /// the host under `verify-full`). Not an outage: retrying will not help.
+    #[error("TLS handshake failed: {}", tls_cause(.0))]
+    Tls(#[source] tokio_postgres::Error),
+
+    /// The CA certificates to trust could not be loaded (a missing file,
+    /// PEM without a certificate). Nothing was sent.
+    #[error("cannot load CA certificates from {origin}: {reason}")]
+    TlsRoots {
+        /// Where they were looked for.
+        origin: String,
+        /// Why it failed.
+        reason: String,
+    },
+
+    /// The client certificate or its key could not be loaded or do not
+    /// match (`sslcert` / `sslkey`, [`TlsOptions::client_cert_pem`](crate::TlsOptions::client_cert_pem)).
+    /// Nothing was sent.
+    #[error("cannot use the client certificate from {origin}: {reason}")]
+    TlsClientCert {
+        /// Where the certificate or key was read from.
+        origin: String,
+        /// Why it failed.
+        reason: String,
+    },
+
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -452,6 +492,7 @@ impl From<tokio_postgres::Error> for Error {
                 source: e,
             },
             None if is_conversion(&e) => Error::Conversion(e),
+            None if is_tls(&e) => Error::Tls(e),
             None => Error::Connection(e),
         }
     }
@@ -479,6 +520,22 @@ fn is_conversion(e: &tokio_postgres::Error) -> bool {
     ["error serializing", "error deserializing", "error encoding"]
         .iter()
         .any(|prefix| message.starts_with(prefix))
+}
+
+/// What went wrong in a TLS handshake: tokio-postgres's own message stops
+/// at "error performing TLS handshake" and hides why.
+fn tls_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => cause.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// A failed TLS handshake: tokio-postgres's message for its TLS error
+/// kind (`error performing TLS handshake: ..`), whatever the cause
+/// (certificate refused, no TLS on the server).
+fn is_tls(e: &tokio_postgres::Error) -> bool {
+    !e.is_closed() && e.to_string().starts_with("error performing TLS handshake")
 }
 
 /// SQLSTATEs that mean the server (not the statement) is the problem:

@@ -33,6 +33,7 @@ pub use aggregate::{count, Agg, AggFilter, AggOrder, On};
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
 pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
+pub use conn::tls::{ConnectConfig, SslMode, TlsOptions};
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
 pub use expr::{coalesce, Expr, IntoExpr, Numeric};

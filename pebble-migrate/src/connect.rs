@@ -1,17 +1,56 @@
 //! Opening the runner's own connections (never pooled application ones).
 
-use tokio_postgres::{Client, Config, NoTls};
+use pebble::ConnectConfig;
+use tokio_postgres::Client;
 
-/// Connects and drives the connection on the runtime; the connection ends
-/// when the client is dropped.
-pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "pebble-migrate connection ended");
+use crate::error::{describe, Error};
+use crate::report::{pg_parts, TargetError};
+
+/// Connects (with TLS as `config` says: pebble's connector, the same as
+/// the application's pools) and drives the connection on the runtime; the
+/// connection ends when the client is dropped.
+pub(crate) async fn connect(config: &ConnectConfig) -> Result<Client, ConnectError> {
+    config.connect_client().await.map_err(|e| match e {
+        pebble::Error::Database { source, .. }
+        | pebble::Error::Connection(source)
+        | pebble::Error::Tls(source) => ConnectError::Pg(source),
+        other => ConnectError::Setup(other),
+    })
+}
+
+/// Why a connection could not be opened: the server or the network said
+/// no, or the settings (TLS mode, CA certificates) could not be used.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Pg(tokio_postgres::Error),
+    Setup(pebble::Error),
+}
+
+impl ConnectError {
+    /// The server's SQLSTATE, if the server refused.
+    pub(crate) fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ConnectError::Pg(e) => e.as_db_error().map(|db| db.code().code()),
+            ConnectError::Setup(_) => None,
         }
-    });
-    Ok(client)
+    }
+
+    pub(crate) fn target_error(&self) -> TargetError {
+        let (sqlstate, message) = match self {
+            ConnectError::Pg(e) => pg_parts(e),
+            ConnectError::Setup(e) => (String::new(), describe(e)),
+        };
+        TargetError::Database { sqlstate, message }
+    }
+}
+
+impl From<ConnectError> for Error {
+    fn from(e: ConnectError) -> Error {
+        match e {
+            ConnectError::Pg(e) => e.into(),
+            ConnectError::Setup(e) => Error::Connection(describe(&e)),
+        }
+    }
 }
 
 /// The first cell of the first row of a simple query's reply.

@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config};
+use pebble::ConnectConfig;
+use tokio_postgres::Client;
 
 use crate::apply::{migrate_target, ApplyOptions};
 use crate::connect::{connect, first_cell};
@@ -31,7 +32,7 @@ use crate::target::Target;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Fleet {
-    config: Config,
+    config: ConnectConfig,
     jobs: Option<usize>,
     options: ApplyOptions,
 }
@@ -40,9 +41,9 @@ impl Fleet {
     /// A runner for the targets of the database in `config` (schema tenants
     /// and the shared schema live there; database tenants are its sibling
     /// databases `tenant_<id>` on the same server).
-    pub fn new(config: Config) -> Fleet {
+    pub fn new(config: impl Into<ConnectConfig>) -> Fleet {
         Fleet {
-            config,
+            config: config.into(),
             jobs: None,
             options: ApplyOptions {
                 lock_timeout: Duration::from_secs(5),
@@ -166,15 +167,13 @@ impl Fleet {
             }),
             Ok(Some(database)) => {
                 let mut config = self.config.clone();
-                config.dbname(&database);
+                config.pg_mut().dbname(&database);
                 match connect(&config).await {
                     Ok(client) => migrate_target(&client, target, migrations, &self.options).await,
-                    Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "3D000") => {
-                        failed(TargetError::Missing {
-                            what: format!("database {database}"),
-                        })
-                    }
-                    Err(e) => failed(TargetError::from_pg(&e)),
+                    Err(e) if e.sqlstate() == Some("3D000") => failed(TargetError::Missing {
+                        what: format!("database {database}"),
+                    }),
+                    Err(e) => failed(e.target_error()),
                 }
             }
             Ok(None) => {
@@ -182,7 +181,7 @@ impl Fleet {
                 if main.as_ref().is_none_or(Client::is_closed) {
                     match connect(&self.config).await {
                         Ok(client) => *main = Some(client),
-                        Err(e) => return failed(TargetError::from_pg(&e)),
+                        Err(e) => return failed(e.target_error()),
                     }
                 }
                 match main {

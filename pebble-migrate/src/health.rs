@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use tokio_postgres::{Client, Config};
+use pebble::ConnectConfig;
+use tokio_postgres::Client;
 
 use crate::connect::{connect, literal, rows};
 use crate::error::Result;
@@ -137,15 +138,15 @@ impl HealthReport {
 /// Checks every registered tenant of the database in `config`.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
-    config: Config,
+    config: ConnectConfig,
     expected_tables: Option<Vec<String>>,
 }
 
 impl HealthCheck {
     /// A check of the registry and tenants of the database in `config`.
-    pub fn new(config: Config) -> HealthCheck {
+    pub fn new(config: impl Into<ConnectConfig>) -> HealthCheck {
         HealthCheck {
-            config,
+            config: config.into(),
             expected_tables: None,
         }
     }
@@ -205,7 +206,7 @@ impl HealthCheck {
                 }),
         );
         // The database holding the registry is not a tenant even if named so.
-        let own = self.config.get_dbname().unwrap_or_default();
+        let own = self.config.pg().get_dbname().unwrap_or_default();
         findings.extend(
             databases
                 .difference(&database_tenants)
@@ -256,7 +257,7 @@ impl HealthCheck {
             Strategy::Schema => inspect(client, &target).await?,
             Strategy::Database => {
                 let mut config = self.config.clone();
-                config.dbname(&name);
+                config.pg_mut().dbname(&name);
                 let tenant_client = connect(&config).await?;
                 inspect(&tenant_client, &target).await?
             }

@@ -19,6 +19,11 @@
 //! - [`HealthCheck`]: missing, extra and changed migrations, missing
 //!   tables, orphan and vanished schemas and databases.
 //!
+//! Each takes a `tokio_postgres::Config` or a [`pebble::ConnectConfig`],
+//! which keeps a URL's TLS settings (`sslmode=verify-full`,
+//! `sslrootcert=`, client certificates): with the feature `tls`, every
+//! connection is made with pebble's rustls connector, as the application's.
+//!
 //! ```no_run
 //! # async fn demo() -> pebble_migrate::Result<()> {
 //! use pebble_migrate::{Fleet, HealthCheck, Migrations, Registry};

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config};
+use pebble::ConnectConfig;
+use tokio_postgres::Client;
 
 use crate::apply::{migrate_target, ApplyOptions};
 use crate::connect::{connect, literal, rows};
@@ -94,7 +95,7 @@ pub enum Created {
 /// The registry of the database in its config.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    config: Config,
+    config: ConnectConfig,
     options: ApplyOptions,
 }
 
@@ -108,9 +109,9 @@ pub(crate) fn mark_ready_sql(id: &str) -> String {
 impl Registry {
     /// The registry in the database of `config` (an owner connection: it
     /// creates schemas and tables).
-    pub fn new(config: Config) -> Registry {
+    pub fn new(config: impl Into<ConnectConfig>) -> Registry {
         Registry {
-            config,
+            config: config.into(),
             options: ApplyOptions {
                 lock_timeout: Duration::from_secs(5),
                 lock_wait: Duration::from_secs(300),

@@ -14,6 +14,16 @@ use crate::Error;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a TLS server presents and trusts (PEM).
+pub(crate) struct TlsSetup<'a> {
+    pub(crate) cert_pem: &'a str,
+    pub(crate) key_pem: &'a str,
+    /// The CA client certificates must be signed by.
+    pub(crate) ca_pem: &'a str,
+    /// `pg_hba.conf` to replace initdb's (trust for everyone) with.
+    pub(crate) hba: Option<&'a str>,
+}
+
 /// A cluster on disk, and its server when started.
 pub(crate) struct Cluster {
     binaries: Binaries,
@@ -23,12 +33,20 @@ pub(crate) struct Cluster {
     /// is stopped (immediately: the data is being thrown away) before its
     /// directory is deleted.
     server: Mutex<Option<Guarded>>,
+    /// Settings passed to the server besides the defaults (`ssl=on`...).
+    settings: Vec<(String, String)>,
     dir: TempDir,
 }
 
 impl Cluster {
     /// Creates a cluster (`initdb`) and starts its server.
     pub(crate) fn start() -> Result<Cluster, Error> {
+        Cluster::start_with(None)
+    }
+
+    /// Creates a cluster and starts its server, with `ssl = on` when `tls`
+    /// is given.
+    pub(crate) fn start_with(tls: Option<&TlsSetup<'_>>) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -37,9 +55,13 @@ impl Cluster {
             run_as,
             port: 0,
             server: Mutex::new(None),
+            settings: Vec::new(),
             dir,
         };
         cluster.init()?;
+        if let Some(tls) = tls {
+            cluster.install_tls(tls)?;
+        }
         // A free port can be taken between our probe and the server's bind; try again then.
         let mut attempt = 0;
         loop {
@@ -99,6 +121,48 @@ impl Cluster {
         Ok(())
     }
 
+    /// Writes the server's certificate and key (readable by the server's
+    /// user only, as PostgreSQL demands of a key) and the CA client
+    /// certificates are checked against, and turns TLS on, with the
+    /// setup's login rules if any.
+    fn install_tls(&mut self, tls: &TlsSetup<'_>) -> Result<(), Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (cert_pem, key_pem) = (tls.cert_pem, tls.key_pem);
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        let ca = self.dir.path().join("ca.crt");
+        fs::write(&cert, cert_pem)?;
+        fs::write(&ca, tls.ca_pem)?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)?
+            .write_all(key_pem.as_bytes())?;
+        if let Some(user) = self.run_as {
+            user.own(&cert)?;
+            user.own(&key)?;
+            user.own(&ca)?;
+        }
+        if let Some(rules) = tls.hba {
+            let hba = self.data().join("pg_hba.conf");
+            fs::write(&hba, rules)?;
+            if let Some(user) = self.run_as {
+                user.own(&hba)?;
+            }
+        }
+        self.settings.push(("ssl".into(), "on".into()));
+        self.settings
+            .push(("ssl_cert_file".into(), cert.display().to_string()));
+        self.settings
+            .push(("ssl_key_file".into(), key.display().to_string()));
+        self.settings
+            .push(("ssl_ca_file".into(), ca.display().to_string()));
+        Ok(())
+    }
+
     fn launch(&self) -> Result<(), Error> {
         let log = self.dir.path().join("server.log");
         let out = File::create(&log)?;
@@ -116,6 +180,11 @@ impl Cluster {
             .args(["-c", "full_page_writes=off"])
             // Database-per-tenant tests open many pools at once.
             .args(["-c", "max_connections=400"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_owned(), format!("{name}={value}")]),
+            )
             .stdout(out.try_clone()?)
             .stderr(out);
         // At exit the data is thrown away, so an immediate shutdown (no checkpoint) will do.

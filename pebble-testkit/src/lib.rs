@@ -1,4 +1,19 @@
-//! A real PostgreSQL for pebble's tests and examples, with no set-up.
+//! A real PostgreSQL for pebble's tests and examples, with no set-up: for
+//! pebble itself, and for applications built on it.
+//!
+//! In an application, add it as a dev-dependency, most simply through
+//! pebble's `testkit` feature, which also brings `#[pebble::test]` (a fresh
+//! database per test, as a `pebble::Db`) and re-exports this crate as
+//! `pebble::testkit`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! pebble = { version = "0.1", features = ["testkit"] }
+//! ```
+//!
+//! The machine running the tests needs the PostgreSQL server binaries
+//! (Debian/Ubuntu: `apt-get install postgresql`; the system service is not
+//! needed) or a `DATABASE_URL` on which the user may create databases.
 //!
 //! - With `DATABASE_URL` set, that server is used.
 //! - Otherwise a throwaway cluster is started from the machine's PostgreSQL
@@ -18,6 +33,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For TLS (feature `tls`), `TempServer::start_tls` starts a server with `ssl = on` and a
+//! certificate signed by a CA generated for it (`TlsCertificates`), whose
+//! PEM the test gives its client to trust.
+//!
 //! For testing through a connection pooler, [`PgBouncer`] starts a real
 //! PgBouncer in transaction pooling mode in front of a server
 //! ([`Server::pgbouncer`], [`TempServer::pgbouncer`]), with the same
@@ -29,8 +48,12 @@ mod binaries;
 mod cluster;
 mod pgbouncer;
 mod process;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use pgbouncer::{PgBouncer, PgBouncerOptions};
+#[cfg(feature = "tls")]
+pub use tls::TlsCertificates;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -197,6 +220,8 @@ fn local_config(port: u16) -> tokio_postgres::Config {
 /// ```
 pub struct TempServer {
     cluster: cluster::Cluster,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsCertificates>,
 }
 
 impl TempServer {
@@ -204,7 +229,96 @@ impl TempServer {
     pub fn start() -> Result<TempServer, Error> {
         Ok(TempServer {
             cluster: cluster::Cluster::start()?,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
+    }
+
+    #[cfg(feature = "tls")]
+    /// Starts a server with `ssl = on`, presenting a certificate for
+    /// `localhost` and `127.0.0.1` signed by a CA generated for it (see
+    /// [`TempServer::tls`] for the CA to trust). Plain connections are
+    /// still accepted, as on a default PostgreSQL with TLS on.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), pebble_testkit::Error> {
+    /// let server = pebble_testkit::TempServer::start_tls()?;
+    /// let ca_pem = server.tls().expect("TLS server").ca_pem();
+    /// // connect with sslmode=verify-full, trusting ca_pem
+    /// # Ok(()) }
+    /// ```
+    pub fn start_tls() -> Result<TempServer, Error> {
+        TempServer::start_tls_for(&["localhost", "127.0.0.1"])
+    }
+
+    #[cfg(feature = "tls")]
+    /// [`TempServer::start_tls`] with a certificate for `names` (DNS names
+    /// or IP addresses): a certificate for another name than the one
+    /// connected to tests host name verification.
+    pub fn start_tls_for(names: &[&str]) -> Result<TempServer, Error> {
+        TempServer::start_tls_with(names, None)
+    }
+
+    /// [`TempServer::start_tls`], where TCP clients must log in with a
+    /// certificate signed by the server's CA whose common name is their
+    /// user name (`hostssl ... cert` in `pg_hba.conf`): see
+    /// [`TlsCertificates::client_cert_pem`] for one, for user `postgres`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls_requiring_client_certs() -> Result<TempServer, Error> {
+        TempServer::start_tls_with(
+            &["localhost", "127.0.0.1"],
+            Some(
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 cert\n\
+                 hostssl all all ::1/128 cert\n",
+            ),
+        )
+    }
+
+    /// [`TempServer::start_tls`], where every role but `postgres` logs in
+    /// over TCP only with TLS and a SCRAM-SHA-256 password (`postgres`
+    /// keeps logging in without one, to create those roles). The server
+    /// then offers SCRAM-SHA-256-PLUS, channel binding to the TLS session.
+    #[cfg(feature = "tls")]
+    pub fn start_tls_with_password_logins() -> Result<TempServer, Error> {
+        TempServer::start_tls_with(
+            &["localhost", "127.0.0.1"],
+            Some(
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n",
+            ),
+        )
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls_with(names: &[&str], hba: Option<&str>) -> Result<TempServer, Error> {
+        let certs = TlsCertificates::generate(names)?;
+        let setup = cluster::TlsSetup {
+            cert_pem: certs.cert_pem(),
+            key_pem: certs.key_pem(),
+            ca_pem: certs.ca_pem(),
+            hba,
+        };
+        Ok(TempServer {
+            cluster: cluster::Cluster::start_with(Some(&setup))?,
+            tls: Some(certs),
+        })
+    }
+
+    #[cfg(feature = "tls")]
+    /// The certificates of a server started with TLS.
+    pub fn tls(&self) -> Option<&TlsCertificates> {
+        self.tls.as_ref()
+    }
+
+    /// A URL for `database` on it (`postgres://postgres@127.0.0.1:PORT/DB`),
+    /// to add parameters such as `?sslmode=require` to.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}",
+            self.cluster.port()
+        )
     }
 
     /// A configuration for its `postgres` database.

@@ -43,6 +43,13 @@ pub(crate) struct RunAs {
     gid: u32,
 }
 
+impl RunAs {
+    /// Hands `path` to this user (the server reads its key file as itself).
+    pub(crate) fn own(&self, path: &Path) -> io::Result<()> {
+        chown(path, Some(self.uid), Some(self.gid))
+    }
+}
+
 /// `None` when not root (children run as us); the `postgres` user when root.
 pub(crate) fn run_as() -> Result<Option<RunAs>, String> {
     // SAFETY: geteuid has no preconditions.

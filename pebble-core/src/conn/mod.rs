@@ -7,6 +7,8 @@ pub(crate) mod pool;
 pub(crate) mod send;
 mod statement;
 pub(crate) mod table_check;
+pub(crate) mod tls;
+mod trace;
 pub(crate) mod tx;
 
 use std::sync::Arc;
@@ -63,6 +65,14 @@ impl Conn {
         Ok(self.run(stmt, scope, &[], Want::Count).await?.into_count())
     }
 
+    /// Whether the pool opted in to tracing bound values.
+    fn log_values(&self) -> bool {
+        match self {
+            Conn::Pool(pool) => pool.log_values(),
+            Conn::Transaction(tx) => tx.log_values(),
+        }
+    }
+
     async fn run(
         &self,
         stmt: &Statement,
@@ -73,7 +83,27 @@ impl Conn {
         scope.check()?;
         stmt.check_size(scope)?;
         scope.trace(stmt.sql());
-        tracing::debug!(target: "pebble::sql", sql = %stmt.sql());
+        let rows = |output: &Output| match output {
+            Output::Rows(rows) => rows.len() as u64,
+            Output::Count(n) => *n,
+        };
+        trace::statement(
+            stmt,
+            scope,
+            self.log_values(),
+            rows,
+            self.run_untraced(stmt, scope, joined, want),
+        )
+        .await
+    }
+
+    async fn run_untraced(
+        &self,
+        stmt: &Statement,
+        scope: &Scope,
+        joined: &[Target],
+        want: Want,
+    ) -> Result<Output> {
         match self {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;
@@ -140,7 +170,23 @@ impl Conn {
         tenant: &TenantContext,
         want: Want,
     ) -> Result<Output> {
-        tracing::debug!(target: "pebble::sql", sql, "raw SQL under row-level security");
+        let run = self.raw_untraced(sql, params, tenant, want);
+        trace::text(
+            sql,
+            "raw SQL under row-level security",
+            Some(tenant.as_str()),
+            run,
+        )
+        .await
+    }
+
+    async fn raw_untraced(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        tenant: &TenantContext,
+        want: Want,
+    ) -> Result<Output> {
         match self {
             Conn::Pool(pool) => {
                 let flight = InFlight::new(pool.pool().get().await?);
@@ -179,7 +225,10 @@ impl Conn {
     /// Runs pebble's own SQL text (DDL it generated, `BEGIN`): text that
     /// leaves no session state behind.
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
-        tracing::debug!(target: "pebble::sql", sql);
+        trace::text(sql, "SQL text", None, self.batch_untraced(sql)).await
+    }
+
+    async fn batch_untraced(&self, sql: &str) -> Result<()> {
         match self {
             Conn::Pool(pool) => Ok(pool.pool().get().await?.batch_execute(sql).await?),
             Conn::Transaction(tx) => {
@@ -198,7 +247,10 @@ impl Conn {
     /// `BEGIN`, `PREPARE`, temporary tables...): nothing of that may reach
     /// the next statement on the connection.
     pub(crate) async fn raw_batch(&self, sql: &str) -> Result<()> {
-        tracing::debug!(target: "pebble::sql", sql, "raw SQL text");
+        trace::text(sql, "raw SQL text", None, self.raw_batch_untraced(sql)).await
+    }
+
+    async fn raw_batch_untraced(&self, sql: &str) -> Result<()> {
         match self {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;

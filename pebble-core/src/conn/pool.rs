@@ -5,18 +5,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
-
 use super::send::StatementMode;
 use super::table_check::TableChecks;
+use super::tls::{ConnectConfig, TlsOptions};
 use crate::error::{Error, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-/// Where to connect: a URL (`postgres://user@host:5432/db`), a key-value
-/// string (`host=... dbname=...`) or a ready [`tokio_postgres::Config`].
+/// Where to connect: a URL (`postgres://user@host:5432/db?sslmode=verify-full`),
+/// a key-value string (`host=... dbname=...`), a ready
+/// [`tokio_postgres::Config`] or a [`ConnectConfig`].
+///
+/// In strings, `sslmode` may be `disable`, `prefer`, `require`, `verify-ca`
+/// or `verify-full`, and `sslrootcert` names a PEM file of CAs to trust (or
+/// `system`); see [`SslMode`](crate::SslMode).
 pub trait IntoConfig {
-    /// The parsed configuration, or [`Error::Config`].
+    /// The parsed tokio-postgres configuration, or [`Error::Config`].
+    ///
+    /// tokio-postgres cannot carry `verify-ca`, `verify-full` or
+    /// `sslrootcert`: a string with them is refused here rather than
+    /// connect unverified. [`IntoConfig::into_connect`] keeps them.
     fn into_config(self) -> Result<tokio_postgres::Config>;
+
+    /// The configuration with its TLS settings, which pebble connects with.
+    fn into_connect(self) -> Result<ConnectConfig>
+    where
+        Self: Sized,
+    {
+        self.into_config().map(ConnectConfig::from)
+    }
 }
 
 impl IntoConfig for tokio_postgres::Config {
@@ -25,10 +41,30 @@ impl IntoConfig for tokio_postgres::Config {
     }
 }
 
+impl IntoConfig for ConnectConfig {
+    fn into_config(self) -> Result<tokio_postgres::Config> {
+        if !self.fits_pg() {
+            return Err(Error::Config(format!(
+                "sslmode={} with its CA certificates cannot be expressed as a \
+                 tokio_postgres::Config (it would connect unverified); use into_connect",
+                self.ssl_mode()
+            )));
+        }
+        self.prepare().map(|(pg, _)| pg)
+    }
+
+    fn into_connect(self) -> Result<ConnectConfig> {
+        Ok(self)
+    }
+}
+
 impl IntoConfig for &str {
     fn into_config(self) -> Result<tokio_postgres::Config> {
-        self.parse()
-            .map_err(|e| Error::Config(format!("cannot parse connection string: {e}")))
+        self.into_connect()?.into_config()
+    }
+
+    fn into_connect(self) -> Result<ConnectConfig> {
+        super::tls::parse(self)
     }
 }
 
@@ -36,11 +72,19 @@ impl IntoConfig for &String {
     fn into_config(self) -> Result<tokio_postgres::Config> {
         self.as_str().into_config()
     }
+
+    fn into_connect(self) -> Result<ConnectConfig> {
+        self.as_str().into_connect()
+    }
 }
 
 impl IntoConfig for String {
     fn into_config(self) -> Result<tokio_postgres::Config> {
         self.as_str().into_config()
+    }
+
+    fn into_connect(self) -> Result<ConnectConfig> {
+        self.as_str().into_connect()
     }
 }
 
@@ -62,6 +106,8 @@ pub struct PoolOptions {
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) create_timeout: Option<Duration>,
     pub(crate) statement_mode: StatementMode,
+    pub(crate) tls: TlsOptions,
+    pub(crate) log_values: bool,
 }
 
 impl Default for PoolOptions {
@@ -71,6 +117,8 @@ impl Default for PoolOptions {
             wait_timeout: Some(Duration::from_secs(30)),
             create_timeout: Some(Duration::from_secs(10)),
             statement_mode: StatementMode::Prepared,
+            tls: TlsOptions::default(),
+            log_values: false,
         }
     }
 }
@@ -108,11 +156,39 @@ impl PoolOptions {
         self
     }
 
+    /// TLS settings laid over the connection string's (its mode replaces
+    /// `sslmode`; its CAs are trusted besides `sslrootcert`). Needs the
+    /// cargo feature `tls` for any mode that encrypts.
+    ///
+    /// ```
+    /// use pebble_core::{PoolOptions, SslMode, TlsOptions};
+    /// let options = PoolOptions::default()
+    ///     .tls(TlsOptions::new().mode(SslMode::VerifyFull).ca_file("/etc/ssl/pg-ca.pem"));
+    /// ```
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Records each statement's bound values in a TRACE event (target
+    /// `pebble::sql`) besides the DEBUG event every statement gets. Off by
+    /// default: values are user data (emails, tokens) that logs should not
+    /// collect unless someone asked for it while debugging.
+    ///
+    /// ```
+    /// let debugging = pebble_core::PoolOptions::default().log_values(true);
+    /// ```
+    pub fn log_values(mut self, log: bool) -> Self {
+        self.log_values = log;
+        self
+    }
+
     /// A pool on `config`. Opens no connection until one is needed.
-    pub(crate) fn build(&self, config: tokio_postgres::Config) -> Result<Pool> {
+    pub(crate) fn build(&self, config: ConnectConfig) -> Result<Pool> {
+        let (config, tls) = config.with_tls(&self.tls).prepare()?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 // Statements stay prepared across checkouts; a closed
                 // connection is still detected and replaced.
@@ -139,6 +215,8 @@ impl PoolOptions {
 pub struct SharedPool {
     pool: Pool,
     mode: StatementMode,
+    /// Trace bound values (see `PoolOptions::log_values`).
+    log_values: bool,
     /// Shared with every `SharedPool` over the same pool (see
     /// `Db::statement_mode`): a model checked once is checked for all.
     tables: Arc<TableChecks>,
@@ -149,6 +227,7 @@ impl SharedPool {
         Arc::new(SharedPool {
             pool,
             mode: StatementMode::default(),
+            log_values: false,
             tables: Arc::new(TableChecks::default()),
         })
     }
@@ -158,8 +237,23 @@ impl SharedPool {
         Arc::new(SharedPool {
             pool: self.pool.clone(),
             mode,
+            log_values: self.log_values,
             tables: Arc::clone(&self.tables),
         })
+    }
+
+    /// The same pool and table checks, tracing bound values when `log`.
+    pub(crate) fn with_log_values(&self, log: bool) -> Arc<SharedPool> {
+        Arc::new(SharedPool {
+            pool: self.pool.clone(),
+            mode: self.mode,
+            log_values: log,
+            tables: Arc::clone(&self.tables),
+        })
+    }
+
+    pub(crate) fn log_values(&self) -> bool {
+        self.log_values
     }
 
     /// Crate-private on purpose: a raw client taken from it would be

@@ -36,6 +36,11 @@ impl Statement {
         &self.sql
     }
 
+    /// The bind values, for tracing when the pool opted in.
+    pub(crate) fn values(&self) -> &PostgresValues {
+        &self.values
+    }
+
     /// The SQL text, without copying it.
     pub(crate) fn into_sql(self) -> String {
         self.sql

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use super::pool::SharedPool;
 use super::send::{self, StatementMode};
 use super::table_check::TableChecks;
+use super::trace;
 
 /// The connection of a transaction, shared by the builders made from it.
 /// Public only inside this private module, to appear in `Conn`.
@@ -30,6 +31,8 @@ pub struct TxConn {
     tables: Arc<TableChecks>,
     /// How the pool sends statements.
     mode: StatementMode,
+    /// Trace bound values (see `PoolOptions::log_values`).
+    log_values: bool,
     /// A statement failed on the server, which aborts the whole transaction.
     aborted: AtomicBool,
     /// A statement was dropped before its outcome was known: it may have
@@ -87,6 +90,10 @@ impl TxConn {
 
     pub(crate) fn mode(&self) -> StatementMode {
         self.mode
+    }
+
+    pub(crate) fn log_values(&self) -> bool {
+        self.log_values
     }
 
     /// Runs a user's SQL text inside the transaction, then makes sure the
@@ -150,11 +157,14 @@ impl TxConn {
     pub(crate) async fn begin(&self) -> Result<()> {
         let entered = self.enter().await?;
         let sql = format!("BEGIN; {}", self.marker_sql());
-        let result = entered
-            .client()
-            .batch_execute(&sql)
-            .await
-            .map_err(Error::from);
+        let result = trace::text("BEGIN", "transaction", None, async {
+            entered
+                .client()
+                .batch_execute(&sql)
+                .await
+                .map_err(Error::from)
+        })
+        .await;
         entered.finish(result)
     }
 }
@@ -200,6 +210,7 @@ impl TxConn {
             closed: AtomicBool::new(false),
             tables: Arc::clone(pool.tables()),
             mode: pool.mode(),
+            log_values: pool.log_values(),
             aborted: AtomicBool::new(false),
             uncertain: AtomicBool::new(false),
             raw_used: AtomicBool::new(false),
@@ -212,8 +223,9 @@ impl TxConn {
     /// one round trip, on a transaction not yet begun.
     pub(crate) async fn begin_in_tenant_context(&self, tenant: &str) -> Result<()> {
         let entered = self.enter().await?;
-        let result =
-            send::begin_in_tenant_context(entered.client(), tenant, &self.marker_sql()).await;
+        let marker = self.marker_sql();
+        let begin = send::begin_in_tenant_context(entered.client(), tenant, &marker);
+        let result = trace::text("BEGIN", "transaction", Some(tenant), begin).await;
         entered.finish(result)
     }
 
@@ -240,7 +252,10 @@ impl TxConn {
         let Some(client) = gate.client.as_ref() else {
             return Err(Error::TransactionEnded);
         };
-        client.batch_execute(sql).await?;
+        trace::text(sql, "transaction", None, async {
+            client.batch_execute(sql).await.map_err(Error::from)
+        })
+        .await?;
         // If this future is dropped or fails before here, dropping the
         // transaction rolls back before the connection is reused.
         let client = gate.client.take();
@@ -306,7 +321,9 @@ fn end_dropped(slot: &mut Slot, raw_used: &AtomicBool) {
     if slot.state != State::Ended {
         slot.state = State::Ended;
         if let Some(client) = slot.client.take() {
-            if raw_used.load(Ordering::Acquire) {
+            let close = raw_used.load(Ordering::Acquire);
+            trace::dropped_transaction(close);
+            if close {
                 drop(Object::take(client));
             } else {
                 roll_back_in_background(client);

@@ -65,8 +65,11 @@ impl Db {
 
     /// A handle whose pool opens connections only when statements need them.
     pub fn connect_lazy(config: impl IntoConfig, options: PoolOptions) -> Result<Db> {
-        let pool = options.build(config.into_config()?)?;
-        Ok(Db::from_pool(pool).statement_mode(options.statement_mode))
+        let pool = options.build(config.into_connect()?)?;
+        let db = Db::from_pool(pool).statement_mode(options.statement_mode);
+        Ok(Db {
+            shared: db.shared.with_log_values(options.log_values),
+        })
     }
 
     /// Wraps an existing deadpool-postgres pool.

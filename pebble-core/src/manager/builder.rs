@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::pool::{IntoConfig, PoolOptions};
+use crate::conn::tls::ConnectConfig;
 use crate::error::Result;
 use crate::handle::db::Db;
 
@@ -36,7 +37,7 @@ use super::{Inner, SetupHook, TenantManager};
 /// ```
 #[must_use = "call `.build()` to make the manager"]
 pub struct TenantManagerBuilder {
-    base: Result<tokio_postgres::Config>,
+    base: Result<ConnectConfig>,
     settings: Settings,
 }
 
@@ -53,7 +54,7 @@ pub(super) struct Settings {
 impl TenantManagerBuilder {
     pub(super) fn new(base: impl IntoConfig) -> Self {
         TenantManagerBuilder {
-            base: base.into_config(),
+            base: base.into_connect(),
             settings: Settings {
                 pool: PoolOptions::default().max_size(4),
                 database_name: Arc::new(|id| format!("tenant_{id}")),
@@ -121,7 +122,9 @@ impl TenantManagerBuilder {
 
     /// The manager. Opens nothing until a tenant is asked for.
     pub fn build(self) -> Result<TenantManager> {
-        let base = self.base?;
+        // The TLS of every connection the manager opens, tenant pools and
+        // maintenance alike.
+        let (base, tls) = self.base?.with_tls(&self.settings.pool.tls).prepare()?;
         let mut maintenance = base.clone();
         if base.get_dbname().is_none() {
             maintenance.dbname("postgres");
@@ -130,6 +133,7 @@ impl TenantManagerBuilder {
             inner: Arc::new(Inner {
                 base,
                 maintenance,
+                tls,
                 registry: Registry::new(),
                 pools_opened: AtomicU64::new(0),
                 reaper: Mutex::new(None),

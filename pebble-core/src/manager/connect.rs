@@ -25,9 +25,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::Host;
-use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, NoTls};
 
+use crate::conn::tls::MakeTls;
 use crate::error::Error;
 
 use super::Inner;
@@ -169,7 +170,12 @@ pub(crate) struct Connector {
     pub(crate) manager: Weak<Inner>,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) create_timeout: Option<Duration>,
+    pub(crate) tls: MakeTls,
 }
+
+/// A manager connection's stream: TLS over the socket when the
+/// configuration asks for it.
+pub(crate) type ManagedStream = <MakeTls as MakeTlsConnect<ClosingStream>>::Stream;
 
 impl Connector {
     /// A connection to `config`'s database holding one permit. Refused
@@ -178,23 +184,27 @@ impl Connector {
     pub(crate) async fn connect(
         &self,
         config: &tokio_postgres::Config,
-    ) -> Result<(Client, Connection<ClosingStream, NoTlsStream>), tokio_postgres::Error> {
+    ) -> Result<(Client, Connection<ClosingStream, ManagedStream>), tokio_postgres::Error> {
         let permit = match self.budget.acquire(&self.manager, self.wait_timeout).await {
             Ok(permit) => permit,
             Err(refusal) => return Err(smuggle(refusal.into()).await),
         };
         self.budget.opened.fetch_add(1, Ordering::Relaxed);
         let connecting = async {
-            let stream = match open_socket(config).await {
-                Ok(stream) => stream,
+            let (stream, host) = match open_socket(config).await {
+                Ok(opened) => opened,
                 Err(e) => return Err(smuggle(e).await),
+            };
+            let tls = match self.tls.for_host(&host) {
+                Ok(tls) => tls,
+                Err(e) => return Err(smuggle(io::Error::other(e)).await),
             };
             let stream = ClosingStream {
                 stream: Some(stream),
                 permit: Some(permit),
                 closing: Arc::clone(&self.budget.closing),
             };
-            config.connect_raw(stream, NoTls).await
+            config.connect_raw(stream, tls).await
         };
         match self.create_timeout {
             Some(limit) => match tokio::time::timeout(limit, connecting).await {
@@ -335,7 +345,10 @@ impl AsyncWrite for Failing {
 /// per host, the connect timeout per attempt). Keepalives use the
 /// system's timings; `load_balance_hosts` and `target_session_attrs` are
 /// not applied.
-async fn open_socket(config: &tokio_postgres::Config) -> io::Result<RawStream> {
+///
+/// Returns the host name (or address) connected to, which TLS checks the
+/// server's certificate against.
+async fn open_socket(config: &tokio_postgres::Config) -> io::Result<(RawStream, String)> {
     let hosts = config.get_hosts();
     let addrs = config.get_hostaddrs();
     let ports = config.get_ports();
@@ -373,7 +386,15 @@ async fn open_socket(config: &tokio_postgres::Config) -> io::Result<RawStream> {
             None => attempt.await,
         };
         match result {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                // As tokio-postgres: the host's name, else its address.
+                let name = match (hosts.get(i), addrs.get(i)) {
+                    (Some(Host::Tcp(host)), _) => host.clone(),
+                    (_, Some(ip)) => ip.to_string(),
+                    _ => String::new(),
+                };
+                return Ok((stream, name));
+            }
             Err(e) => last = e,
         }
     }

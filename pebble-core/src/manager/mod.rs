@@ -85,6 +85,8 @@ pub struct TenantManager {
 
 pub(crate) struct Inner {
     base: tokio_postgres::Config,
+    /// How its connections use TLS.
+    tls: crate::conn::tls::MakeTls,
     /// Where `CREATE DATABASE` / `DROP DATABASE` run.
     maintenance: tokio_postgres::Config,
     settings: Settings,
@@ -334,6 +336,7 @@ impl Inner {
             manager: Arc::downgrade(self),
             wait_timeout: self.settings.pool.wait_timeout,
             create_timeout: self.settings.pool.create_timeout,
+            tls: self.tls.clone(),
         }
     }
 

@@ -206,6 +206,23 @@ impl Scope {
     }
 
     /// Logs a statement that reaches every tenant.
+    /// For tracing: the tenant the statement is confined to (as the text
+    /// row-level security would set), and the strategy confining it.
+    pub(crate) fn describe(&self) -> (Option<String>, &'static str) {
+        match self {
+            Scope::Tenant { strategy, key, .. } => (
+                TenantContext::of_value(key).map(|t| t.as_str().to_owned()),
+                match strategy {
+                    Strategy::Row => "row",
+                    Strategy::Rls => "rls",
+                },
+            ),
+            Scope::Plain { .. } => (None, "none"),
+            Scope::CrossTenant { .. } => (None, "cross_tenant"),
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => (None, "refused"),
+        }
+    }
+
     pub(crate) fn trace(&self, sql: &str) {
         if let Scope::CrossTenant { .. } = self {
             tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
