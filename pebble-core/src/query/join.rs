@@ -253,6 +253,9 @@ pub struct Join<K, S, O> {
     pub(crate) joined: Vec<Target>,
     /// The base table, when filters came before the join: nothing is sent.
     pub(crate) shaped: Option<&'static str>,
+    /// A joined tenant model's table, when the scope has no tenant to
+    /// confine it by (see [`Scope::refuses_joined`]): nothing is sent.
+    pub(crate) unconfined: Option<&'static str>,
     _marker: Marker<K, S, O>,
 }
 
@@ -270,6 +273,7 @@ impl<K, S, O> Join<K, S, O> {
             stmt: self.stmt,
             joined: self.joined,
             shaped: self.shaped,
+            unconfined: self.unconfined,
             _marker: PhantomData,
         }
     }
@@ -297,6 +301,7 @@ pub(crate) fn start<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M
         stmt,
         joined: Vec::new(),
         shaped: shaped.then_some(M::TABLE),
+        unconfined: None,
         _marker: PhantomData,
     }
 }
@@ -408,13 +413,17 @@ where
         (S, O): Push<J, P>,
     {
         let target = Target::of::<J>();
+        let tenant_column = target.tenant_column().map(|c| c.name);
+        // `Joinable` is a public trait: a hand-written impl can make a
+        // tenant model compile into a plain `Db` query, whose scope has no
+        // tenant for its ON clause. Refused when run, not silently unconfined.
+        if self.scope.refuses_joined(tenant_column) {
+            self.unconfined.get_or_insert(J::TABLE);
+        }
         let mut condition = SeaCondition::all();
         // The joined table's own tenant condition comes first, so the user's
         // condition can only narrow it.
-        if let Some(tenant) = self
-            .scope
-            .joined_condition(J::TABLE, target.tenant_column().map(|c| c.name))
-        {
+        if let Some(tenant) = self.scope.joined_condition(J::TABLE, tenant_column) {
             condition = condition.add(tenant);
         }
         condition = condition.add(on);
@@ -475,6 +484,9 @@ where
 
     pub(crate) fn check(&self) -> Result<()> {
         self.scope.check()?;
+        if let Some(table) = self.unconfined {
+            return Err(Error::TenantModelJoinedThroughDb { table });
+        }
         match self.shaped {
             Some(table) => Err(Error::ShapedBeforeJoin { table }),
             None => Ok(()),

@@ -201,8 +201,19 @@ impl Scope {
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
                 Some(Expr::cust("FALSE"))
             }
+            // Refused before sending (`refuses_joined`); were it sent, a
+            // tenant table joined here would pair with no row.
+            Scope::Plain { .. } if tenant_column.is_some() => Some(Expr::cust("FALSE")),
             Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
         }
+    }
+
+    /// Whether a joined model with this tenant column must be refused: a
+    /// tenant model in a plain `Db`'s query has no tenant to be confined
+    /// by (only a hand-written `Joinable` impl gets it there).
+    /// `cross_tenant()` reaches every tenant on purpose.
+    pub(crate) fn refuses_joined(&self, tenant_column: Option<&'static str>) -> bool {
+        matches!(self, Scope::Plain { .. }) && tenant_column.is_some()
     }
 
     /// Logs a statement that reaches every tenant.
