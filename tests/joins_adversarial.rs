@@ -573,3 +573,38 @@ async fn a_hand_written_joinable_cannot_join_a_tenant_model_into_a_plain_db() {
             .unwrap();
     assert_eq!(n, 4);
 }
+
+#[tokio::test]
+async fn a_cross_tenant_join_pairs_rows_of_the_same_tenant_only() {
+    let f = fixture().await;
+    // An admin report over every tenant: each task with its project, by
+    // a column equal across tenants. `TenantColumn` has no `eq_col`, so
+    // the caller cannot say "same tenant" themselves.
+    let query =
+        f.db.cross_tenant()
+            .select::<Task>()
+            .join::<Project>()
+            .on(Task::NAME.eq_col(Project::NAME));
+    let sql = query.to_sql().unwrap();
+    assert!(
+        sql.ends_with(r#"FROM "x_tasks" INNER JOIN "x_projects" ON "x_projects"."owner_org" = "x_tasks"."tenant" AND "x_tasks"."name" = "x_projects"."name""#),
+        "{sql}"
+    );
+    let rows = query.all().await.unwrap();
+    let mut got: Vec<_> = rows.iter().map(|(t, p)| (t.id, t.org, p.org)).collect();
+    got.sort();
+    assert_eq!(got, [(1, f.a, f.a), (3, f.b, f.b)]);
+    // A left join's optional side is never another tenant's row either:
+    // A's task 1 watches B's project 2.
+    let watched: Vec<(i64, Option<i64>)> =
+        f.db.cross_tenant()
+            .select::<Task>()
+            .left_join::<Project>()
+            .on(Task::WATCHED_ID.eq_col(Project::ID))
+            .columns((Task::ID, Project::ID))
+            .order_by(Task::ID.asc())
+            .all()
+            .await
+            .unwrap();
+    assert_eq!(watched, [(1, None), (2, None), (3, None), (4, Some(2))]);
+}

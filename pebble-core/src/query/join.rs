@@ -7,7 +7,11 @@
 //! `"table"."tenant_col" = $n` first in its ON clause (in WHERE it would
 //! turn a LEFT JOIN into an inner one). Whatever the join condition says,
 //! no row is paired with another tenant's row, and a left join's optional
-//! side is never filled from another tenant.
+//! side is never filled from another tenant. Through `cross_tenant()`
+//! every tenant is reached, but each joined tenant model's ON clause
+//! still starts with its tenant column equal to the first tenant model's
+//! (`"projects"."org" = "tasks"."org"`); a plain `Db` refuses to join a
+//! tenant model at all ([`Error::TenantModelJoinedThroughDb`]).
 //!
 //! Typing: a query's models are the type `S` (`(Task, Project, User)`),
 //! what it decodes to is `O` (`(Task, Project, Option<User>)`). Filters,
@@ -256,6 +260,9 @@ pub struct Join<K, S, O> {
     /// A joined tenant model's table, when the scope has no tenant to
     /// confine it by (see [`Scope::refuses_joined`]): nothing is sent.
     pub(crate) unconfined: Option<&'static str>,
+    /// The (table, tenant column) of the query's first tenant model, which
+    /// later tenant models pair with under `cross_tenant()`.
+    pub(crate) anchor: Option<(&'static str, &'static str)>,
     _marker: Marker<K, S, O>,
 }
 
@@ -274,6 +281,7 @@ impl<K, S, O> Join<K, S, O> {
             joined: self.joined,
             shaped: self.shaped,
             unconfined: self.unconfined,
+            anchor: self.anchor,
             _marker: PhantomData,
         }
     }
@@ -302,6 +310,9 @@ pub(crate) fn start<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M
         joined: Vec::new(),
         shaped: shaped.then_some(M::TABLE),
         unconfined: None,
+        anchor: Target::of::<M>()
+            .tenant_column()
+            .map(|c| (M::TABLE, c.name)),
         _marker: PhantomData,
     }
 }
@@ -423,10 +434,16 @@ where
         let mut condition = SeaCondition::all();
         // The joined table's own tenant condition comes first, so the user's
         // condition can only narrow it.
-        if let Some(tenant) = self.scope.joined_condition(J::TABLE, tenant_column) {
+        if let Some(tenant) = self
+            .scope
+            .joined_condition(J::TABLE, tenant_column, self.anchor)
+        {
             condition = condition.add(tenant);
         }
         condition = condition.add(on);
+        if self.anchor.is_none() {
+            self.anchor = tenant_column.map(|column| (J::TABLE, column));
+        }
         self.stmt
             .join(kind, table_ref(&self.scope, J::TABLE), condition);
         select_model::<J>(&mut self.stmt);
