@@ -59,7 +59,7 @@ pub use tokio_postgres;
 /// What `#[derive(Model)]` expands to refers to these paths. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::model::{decode, single_key, Reference};
+    pub use crate::model::{decode, single_key, tenant_reference_allowed, Reference};
     pub use sea_query::Value;
     pub use std::{result::Result, vec::Vec};
     pub use tokio_postgres::Row;
