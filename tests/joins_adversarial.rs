@@ -608,3 +608,82 @@ async fn a_cross_tenant_join_pairs_rows_of_the_same_tenant_only() {
             .unwrap();
     assert_eq!(watched, [(1, None), (2, None), (3, None), (4, Some(2))]);
 }
+
+#[tokio::test]
+async fn joins_under_row_level_security_with_and_without_a_tenant() {
+    let f = fixture().await;
+    let tables = [
+        pebble::RlsTable::of::<Project>(),
+        pebble::RlsTable::of::<Task>(),
+    ];
+    f.db.install_rls_tables(&tables).await.unwrap();
+    let role = format!("app_{}", Uuid::new_v4().simple());
+    let password = f.db.create_app_role(&role, &tables).await.unwrap();
+    f.db.batch_execute(&format!("GRANT SELECT ON x_labels TO {role}"))
+        .await
+        .unwrap();
+    let mut config = f._test_db.config();
+    config.user(&role).password(&password);
+    let app = pebble::RlsDb::connect_with(config, pebble::PoolOptions::default())
+        .await
+        .unwrap();
+    for (tenant, own_project, _) in f.tenants() {
+        let t = app.tenant(tenant);
+        // By names equal across tenants, with an OR that is true everywhere.
+        let rows = t
+            .select::<Task>()
+            .left_join::<Project>()
+            .only(Project::ID.gt(0).or(Project::ID.lt(0)))
+            .on(Task::NAME.eq_col(Project::NAME))
+            .filter(Cond::from(Project::ID.gt(0)).or(Task::POINTS.gt(0)))
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|(t, p)| t.org == tenant
+            && p.as_ref()
+                .is_none_or(|p| p.org == tenant && p.id == own_project)));
+        let tx = t.begin().await.unwrap();
+        let per_project: Vec<(i64, i64)> = tx
+            .select::<Project>()
+            .join::<Task>()
+            .on(Project::NAME.eq_col(Task::NAME))
+            .columns((Project::ID, count()))
+            .group_by(Project::ID)
+            .all()
+            .await
+            .unwrap();
+        assert_eq!(per_project, [(own_project, 1)]);
+        tx.commit().await.unwrap();
+    }
+    // The application role's pool with no tenant set: its policies show
+    // no tenant rows, to a cross-tenant join as to anything else.
+    let n = app
+        .db()
+        .cross_tenant()
+        .select::<Task>()
+        .left_join::<Project>()
+        .on(Task::PROJECT_ID.eq_col(Project::ID))
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // And its plain Db still refuses a tenant model joined through the
+    // hand-written Joinable, before anything is sent.
+    let err = app
+        .db()
+        .select::<Label>()
+        .join::<Task>()
+        .on(Label::NAME.eq_col(Task::NAME))
+        .all()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TenantModelJoinedThroughDb { .. }),
+        "{err:?}"
+    );
+    app.db().close();
+    f.db.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
