@@ -205,6 +205,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A join on a plain `Db` or `Transaction` (a shared or per-tenant
+    /// model's query) was asked to join a model that has a tenant column,
+    /// which only a hand-written [`Joinable`](crate::Joinable) impl makes
+    /// compile: there is no tenant to confine its rows by, so they would
+    /// come from every tenant. Nothing was sent.
+    #[error(
+        "`{table}` has a #[tenant_id] column, so a query on a plain Db cannot join it (its \
+         Joinable impl is hand-written; #[derive(Model)] implements it only for the tenant key \
+         type); query through db.tenant(id), or cross_tenant() to reach every tenant on \
+         purpose. Nothing was sent"
+    )]
+    TenantModelJoinedThroughDb {
+        /// The joined model's table.
+        table: &'static str,
+    },
+
     /// A connection string or pool setting pebble cannot use.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -70,7 +70,7 @@ pub use tokio_postgres;
 /// What `#[derive(Model)]` expands to refers to these paths. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::model::{decode, single_key, Reference};
+    pub use crate::model::{decode, single_key, tenant_reference_allowed, Reference};
     pub use crate::sql_enum::derived as sql_enum;
     pub use postgres_types::private::BytesMut;
     pub use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};

@@ -169,6 +169,27 @@ pub const fn single_key<T: Model>() -> bool {
     found == 1
 }
 
+/// Whether `M` may hold a `#[pebble(references = T)]` field as far as
+/// tenants go: a model without a tenant column (shared, per-tenant) must
+/// not point at a tenant model, whose rows its own (visible to every
+/// tenant) would reveal. Checked by the derive at compile time from the
+/// columns, so a hand-written `Joinable` impl cannot lift it.
+#[doc(hidden)]
+pub const fn tenant_reference_allowed<M: Model, T: Model>() -> bool {
+    has_tenant(M::COLUMNS) || !has_tenant(T::COLUMNS)
+}
+
+const fn has_tenant(columns: &[ColumnDef]) -> bool {
+    let mut i = 0;
+    while i < columns.len() {
+        if columns[i].tenant {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// A struct mapped to a table. Implement it with `#[derive(Model)]`.
 ///
 /// ```

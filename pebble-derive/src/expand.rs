@@ -395,7 +395,21 @@ fn reference_checks(model: &Model) -> TokenStream {
                     joinable::<#target, <#ident as #krate::JoinBase>::JoinKey>();
                 };
             };
-            quote!(#key_check #tenant_check)
+            // Also from the columns: `Joinable` is a public trait, and a
+            // hand-written impl would let a shared model reference (and so
+            // reveal the existence of) a tenant's rows.
+            let shared_message = format!(
+                "#[pebble(references = ...)] on `{}`: a model without a #[tenant_id] column \
+                 cannot reference a tenant model",
+                field.ident
+            );
+            let shared_check = quote_spanned! {target.span()=>
+                const _: () = ::core::assert!(
+                    #krate::__private::tenant_reference_allowed::<#ident, #target>(),
+                    #shared_message
+                );
+            };
+            quote!(#key_check #tenant_check #shared_check)
         })
         .collect()
 }

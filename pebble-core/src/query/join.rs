@@ -7,7 +7,11 @@
 //! `"table"."tenant_col" = $n` first in its ON clause (in WHERE it would
 //! turn a LEFT JOIN into an inner one). Whatever the join condition says,
 //! no row is paired with another tenant's row, and a left join's optional
-//! side is never filled from another tenant.
+//! side is never filled from another tenant. Through `cross_tenant()`
+//! every tenant is reached, but each joined tenant model's ON clause
+//! still starts with its tenant column equal to the first tenant model's
+//! (`"projects"."org" = "tasks"."org"`); a plain `Db` refuses to join a
+//! tenant model at all ([`Error::TenantModelJoinedThroughDb`]).
 //!
 //! Typing: a query's models are the type `S` (`(Task, Project, User)`),
 //! what it decodes to is `O` (`(Task, Project, Option<User>)`). Filters,
@@ -253,6 +257,12 @@ pub struct Join<K, S, O> {
     pub(crate) joined: Vec<Target>,
     /// The base table, when filters came before the join: nothing is sent.
     pub(crate) shaped: Option<&'static str>,
+    /// A joined tenant model's table, when the scope has no tenant to
+    /// confine it by (see [`Scope::refuses_joined`]): nothing is sent.
+    pub(crate) unconfined: Option<&'static str>,
+    /// The (table, tenant column) of the query's first tenant model, which
+    /// later tenant models pair with under `cross_tenant()`.
+    pub(crate) anchor: Option<(&'static str, &'static str)>,
     _marker: Marker<K, S, O>,
 }
 
@@ -270,6 +280,8 @@ impl<K, S, O> Join<K, S, O> {
             stmt: self.stmt,
             joined: self.joined,
             shaped: self.shaped,
+            unconfined: self.unconfined,
+            anchor: self.anchor,
             _marker: PhantomData,
         }
     }
@@ -297,6 +309,10 @@ pub(crate) fn start<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M
         stmt,
         joined: Vec::new(),
         shaped: shaped.then_some(M::TABLE),
+        unconfined: None,
+        anchor: Target::of::<M>()
+            .tenant_column()
+            .map(|c| (M::TABLE, c.name)),
         _marker: PhantomData,
     }
 }
@@ -408,16 +424,26 @@ where
         (S, O): Push<J, P>,
     {
         let target = Target::of::<J>();
+        let tenant_column = target.tenant_column().map(|c| c.name);
+        // `Joinable` is a public trait: a hand-written impl can make a
+        // tenant model compile into a plain `Db` query, whose scope has no
+        // tenant for its ON clause. Refused when run, not silently unconfined.
+        if self.scope.refuses_joined(tenant_column) {
+            self.unconfined.get_or_insert(J::TABLE);
+        }
         let mut condition = SeaCondition::all();
         // The joined table's own tenant condition comes first, so the user's
         // condition can only narrow it.
         if let Some(tenant) = self
             .scope
-            .joined_condition(J::TABLE, target.tenant_column().map(|c| c.name))
+            .joined_condition(J::TABLE, tenant_column, self.anchor)
         {
             condition = condition.add(tenant);
         }
         condition = condition.add(on);
+        if self.anchor.is_none() {
+            self.anchor = tenant_column.map(|column| (J::TABLE, column));
+        }
         self.stmt
             .join(kind, table_ref(&self.scope, J::TABLE), condition);
         select_model::<J>(&mut self.stmt);
@@ -475,6 +501,9 @@ where
 
     pub(crate) fn check(&self) -> Result<()> {
         self.scope.check()?;
+        if let Some(table) = self.unconfined {
+            return Err(Error::TenantModelJoinedThroughDb { table });
+        }
         match self.shaped {
             Some(table) => Err(Error::ShapedBeforeJoin { table }),
             None => Ok(()),

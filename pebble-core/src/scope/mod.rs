@@ -11,7 +11,7 @@
 mod rls;
 mod row;
 
-use sea_query::{ConditionalStatement, Expr, Value};
+use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
 
 pub(crate) use rls::TenantContext;
 
@@ -188,21 +188,45 @@ impl Scope {
     /// The condition a joined model's ON clause starts with: its own
     /// tenant column equal to this scope's tenant (`"projects"."org" = $n`),
     /// for a joined tenant model; nothing for a shared one (`tenant_column`
-    /// `None`) or an unconfined scope.
+    /// `None`).
+    ///
+    /// Under `cross_tenant()` there is no one tenant, but a row is still
+    /// only paired with rows of its own tenant: the joined tenant column
+    /// equals `anchor`'s, the (table, tenant column) of the query's first
+    /// tenant model (`"projects"."org" = "tasks"."org"`). Callers cannot
+    /// write that themselves (a tenant column has no `eq_col`), and a
+    /// report pairing one tenant's task with another's project is wrong
+    /// whoever reads it.
     pub(crate) fn joined_condition(
         &self,
         table: &'static str,
         tenant_column: Option<&'static str>,
+        anchor: Option<(&'static str, &'static str)>,
     ) -> Option<Expr> {
         match self {
+            Scope::CrossTenant { .. } => match (tenant_column, anchor) {
+                (Some(column), Some(anchor)) => Some(Expr::col((table, column)).equals(anchor)),
+                _ => None,
+            },
             Scope::Tenant { key, .. } => {
                 tenant_column.map(|column| row::qualified_condition(table, column, key))
             }
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
                 Some(Expr::cust("FALSE"))
             }
-            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+            // Refused before sending (`refuses_joined`); were it sent, a
+            // tenant table joined here would pair with no row.
+            Scope::Plain { .. } if tenant_column.is_some() => Some(Expr::cust("FALSE")),
+            Scope::Plain { .. } => None,
         }
+    }
+
+    /// Whether a joined model with this tenant column must be refused: a
+    /// tenant model in a plain `Db`'s query has no tenant to be confined
+    /// by (only a hand-written `Joinable` impl gets it there).
+    /// `cross_tenant()` reaches every tenant on purpose.
+    pub(crate) fn refuses_joined(&self, tenant_column: Option<&'static str>) -> bool {
+        matches!(self, Scope::Plain { .. }) && tenant_column.is_some()
     }
 
     /// Logs a statement that reaches every tenant.
