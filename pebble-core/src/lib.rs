@@ -25,6 +25,7 @@ mod manager;
 mod rls;
 
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
+pub use conn::options::{IsolationLevel, TransactionOptions};
 pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
 pub use conn::Statement;
@@ -33,6 +34,7 @@ pub use filter::Filter;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
+pub use handle::savepoint::Savepoint;
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;

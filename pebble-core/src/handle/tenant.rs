@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::conn::options::TransactionOptions;
 use crate::error::{Error, Refusal, Result};
 use crate::model::{HasPrimaryKey, ScopedBy};
 use crate::query::{Delete, Insert, Many, One, Select, Update};
@@ -9,6 +10,7 @@ use crate::scope::Scope;
 use crate::sql_type::TenantKey;
 
 use super::db::Db;
+use super::savepoint::Savepoint;
 use super::transaction::Transaction;
 use super::Executor;
 
@@ -166,6 +168,15 @@ impl<K: TenantKey> TenantDb<K, Db> {
     pub async fn begin(&self) -> Result<TenantTransaction<K>> {
         Ok(TenantDb::new(self.exec.begin().await?, self.key.clone()))
     }
+
+    /// Starts a transaction confined to this tenant with an isolation
+    /// level and access mode (see [`Db::begin_with`]).
+    pub async fn begin_with(&self, options: TransactionOptions) -> Result<TenantTransaction<K>> {
+        Ok(TenantDb::new(
+            self.exec.begin_with(options).await?,
+            self.key.clone(),
+        ))
+    }
 }
 
 impl<K> TenantDb<K, Transaction> {
@@ -177,6 +188,15 @@ impl<K> TenantDb<K, Transaction> {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         self.exec.rollback().await
+    }
+    /// Begins a savepoint in this transaction, confined to the same tenant
+    /// (see [`Transaction::begin`]).
+    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_>>>
+    where
+        K: TenantKey,
+    {
+        let key = self.key.clone();
+        Ok(TenantDb::new(self.exec.begin().await?, key))
     }
 }
 

@@ -8,11 +8,14 @@ mod core;
 pub(crate) mod ddl;
 mod delete;
 mod insert;
+mod keyset;
+mod lock;
 mod select;
 mod update;
 
 pub(crate) use ddl::record_statement;
 pub use delete::Delete;
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
+pub use lock::Locked;
 pub use select::Select;
 pub use update::Update;
