@@ -7,6 +7,7 @@ pub(crate) mod options;
 pub(crate) mod pool;
 pub(crate) mod send;
 mod statement;
+pub(crate) mod stream;
 pub(crate) mod table_check;
 pub(crate) mod tx;
 

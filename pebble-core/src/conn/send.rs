@@ -252,7 +252,7 @@ async fn pipelined_then(
 /// `standard_conforming_strings` says. A tenant with a NUL byte never gets
 /// here (the scope refuses it): the message would fail to encode while the
 /// statement behind it still went out.
-fn begin_text(tenant: &str) -> String {
+pub(crate) fn begin_text(tenant: &str) -> String {
     begin_text_with("BEGIN", tenant)
 }
 

@@ -71,7 +71,17 @@ impl Statement {
             .0
             .iter()
             .zip(self.values.as_types())
-            .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+            .map(|(value, ty)| {
+                // sea-query makes LIMIT and OFFSET `BigUnsigned`, which
+                // sea-query-postgres encodes as an `i64` but types as
+                // `numeric`: the server would read those 8 bytes as the
+                // numeric 0, and `LIMIT 1` would return no row.
+                let ty = match value.0 {
+                    sea_query::Value::BigUnsigned(_) => Type::INT8,
+                    _ => ty,
+                };
+                (value as &(dyn ToSql + Sync), ty)
+            })
             .collect()
     }
 }

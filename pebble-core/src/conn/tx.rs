@@ -245,6 +245,11 @@ impl TxConn {
     pub(crate) fn mark_aborted(&self) {
         self.core.aborted.store(true, Ordering::Release);
     }
+
+    /// Records that a statement was dropped before its outcome was known.
+    pub(crate) fn mark_uncertain(&self) {
+        self.core.uncertain.store(true, Ordering::Release);
+    }
 }
 
 /// One statement running inside a transaction.

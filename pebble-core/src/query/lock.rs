@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::Model;
 
 use super::select::Select;
+use super::stream::SelectStream;
 
 /// A `SELECT ... FOR UPDATE` / `FOR SHARE`, from [`Select::for_update`] or
 /// [`Select::for_share`]. The tenant condition is in its `WHERE` like any
@@ -109,6 +110,11 @@ impl<M: Model> Locked<M> {
     /// The first matching row, locked, if any.
     pub async fn optional(self) -> Result<Option<M>> {
         self.select.optional().await
+    }
+
+    /// Every matching row, locked, as it arrives (see [`Select::stream`]).
+    pub fn stream(self) -> SelectStream<M> {
+        self.select.stream()
     }
 }
 

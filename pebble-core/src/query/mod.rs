@@ -11,6 +11,7 @@ mod insert;
 mod keyset;
 mod lock;
 mod select;
+mod stream;
 mod update;
 
 pub(crate) use ddl::record_statement;
@@ -18,4 +19,5 @@ pub use delete::Delete;
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
 pub use lock::Locked;
 pub use select::Select;
+pub use stream::SelectStream;
 pub use update::Update;
