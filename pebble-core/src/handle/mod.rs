@@ -4,6 +4,7 @@
 //! [`Executor`] trait (a pool or a transaction, and the strategy its tenant
 //! handles confine by) and the query methods of unscoped handles.
 
+pub(crate) mod bulk;
 pub(crate) mod cross;
 pub(crate) mod db;
 pub(crate) mod rls;

@@ -75,7 +75,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         self.exec
     }
 
-    fn scope<M: ScopedBy<K>>(&self) -> Scope {
+    pub(super) fn scope<M: ScopedBy<K>>(&self) -> Scope {
         Scope::tenant::<M>(&self.key, self.exec.strategy())
     }
 
@@ -143,7 +143,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     }
 
     /// Stamps an unset tenant with this tenant; refuses another tenant.
-    fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M, Refusal> {
+    pub(super) fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M, Refusal> {
         self.check(&row)?;
         if row.tenant_key().is_unset() {
             row.set_tenant_key(self.key.clone());

@@ -4,6 +4,7 @@
 //! they share (connection, scope, filter, build, returning, `Debug`) is
 //! `core::Core`; each builder file holds only what is its own.
 
+mod copy;
 mod core;
 pub(crate) mod ddl;
 mod delete;
@@ -14,6 +15,7 @@ mod select;
 mod stream;
 mod update;
 
+pub use copy::CopyIn;
 pub(crate) use ddl::record_statement;
 pub use delete::Delete;
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
