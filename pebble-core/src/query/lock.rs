@@ -118,6 +118,40 @@ impl<M: Model> Locked<M> {
     }
 }
 
+/// Never implemented (and sealed): the bound of `count()` / `exists()` on
+/// a [`Locked`] select, there only to say why they do not compile.
+#[diagnostic::on_unimplemented(
+    message = "a locked select returns rows: `count()` and `exists()` take no row lock",
+    label = "`.for_update()` / `.for_share()` was called on this select",
+    note = "count or check before locking (`select.count()`), or lock the rows with `.all()` \
+            and count them"
+)]
+pub trait RowsOnlyUnderLock: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<M: Model> Locked<M> {
+    /// Does not compile: a row lock on a count means nothing (see [`RowsOnlyUnderLock`]).
+    #[doc(hidden)]
+    pub async fn count(self) -> Result<i64>
+    where
+        M: RowsOnlyUnderLock,
+    {
+        self.select.count().await
+    }
+
+    /// Does not compile: a row lock on an existence check means nothing.
+    #[doc(hidden)]
+    pub async fn exists(self) -> Result<bool>
+    where
+        M: RowsOnlyUnderLock,
+    {
+        self.select.exists().await
+    }
+}
+
 impl<M> fmt::Debug for Locked<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Locked")

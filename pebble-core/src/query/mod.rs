@@ -19,7 +19,7 @@ pub use copy::CopyIn;
 pub(crate) use ddl::record_statement;
 pub use delete::Delete;
 pub use insert::{Insert, Many, OnConflict, One, Upsert};
-pub use lock::Locked;
+pub use lock::{Locked, RowsOnlyUnderLock};
 pub use select::Select;
 pub use stream::SelectStream;
 pub use update::Update;
