@@ -9,7 +9,7 @@ use deadpool_postgres::ClientWrapper;
 use sea_query::Value;
 use sea_query_postgres::PostgresValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::tx::TxConn;
@@ -90,6 +90,7 @@ impl Conn {
         scope: &Scope,
         table: &str,
         columns: &[&str],
+        types: &[Type],
         rows: Vec<Vec<Value>>,
     ) -> Result<u64> {
         scope.check()?;
@@ -98,13 +99,13 @@ impl Conn {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;
                 check_table(pool.tables(), &client, pool.mode(), scope).await?;
-                copy(&client, table, columns, rows).await
+                copy(&client, table, columns, types, rows).await
             }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = async {
                     check_table(tx.tables(), entered.client(), tx.mode(), scope).await?;
-                    copy(entered.client(), table, columns, rows).await
+                    copy(entered.client(), table, columns, types, rows).await
                 }
                 .await;
                 entered.finish(result)
@@ -113,10 +114,15 @@ impl Conn {
     }
 }
 
+/// `types` are the columns' types (checked against the table before the
+/// first statement, see `table_check`): the binary format must match them
+/// exactly. No statement is prepared to learn them, which behind a pooler
+/// in transaction mode could not be kept (see `StatementMode::Unnamed`).
 async fn copy(
     client: &ClientWrapper,
     table: &str,
     columns: &[&str],
+    types: &[Type],
     rows: Vec<Vec<Value>>,
 ) -> Result<u64> {
     let list = columns
@@ -125,15 +131,10 @@ async fn copy(
         .collect::<Vec<_>>()
         .join(", ");
     let table = quote(table);
-    // The columns' types as the server has them: the binary format must match exactly.
-    let probe = client
-        .prepare(&format!("SELECT {list} FROM {table}"))
-        .await?;
-    let types: Vec<_> = probe.columns().iter().map(|c| c.type_().clone()).collect();
     let sql = format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)");
     tracing::debug!(target: "pebble::sql", sql = %sql, rows = rows.len());
     let sink = client.copy_in(&sql).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
     let mut values: Vec<PostgresValue> = Vec::with_capacity(columns.len());
     for row in rows {
         values.clear();

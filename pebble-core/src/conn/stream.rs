@@ -139,11 +139,13 @@ impl Drop for Holder {
                 }
             }
             Holder::Transaction { tx, complete } => {
+                // Once complete, the flag was cleared then, and may belong
+                // to the transaction's next stream by now.
                 if !*complete {
                     // Dropped early: the rest of the statement may yet fail.
                     tx.mark_uncertain();
+                    tx.stream_ended();
                 }
-                tx.stream_ended();
             }
         }
     }
@@ -220,20 +222,20 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
             let result = async {
                 check_table(tx.tables(), entered.client(), tx.mode(), scope).await?;
                 tx.stream_started()?;
-                let rows = start(entered.client(), tx.mode(), stmt).await;
-                if rows.is_err() {
-                    tx.stream_ended();
-                }
-                rows
-            }
-            .await;
-            let rows = entered.finish(result)?;
-            Ok(Running {
-                rows: Box::pin(rows),
-                holder: Holder::Transaction {
+                // From here on a drop (of this future too) or an error
+                // frees the transaction for other statements.
+                let holder = Holder::Transaction {
                     tx: Arc::clone(tx),
                     complete: false,
-                },
+                };
+                let rows = start(entered.client(), tx.mode(), stmt).await?;
+                Ok((rows, holder))
+            }
+            .await;
+            let (rows, holder) = entered.finish(result)?;
+            Ok(Running {
+                rows: Box::pin(rows),
+                holder,
             })
         }
     }

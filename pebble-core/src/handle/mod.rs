@@ -69,7 +69,8 @@ macro_rules! unscoped_queries {
             $crate::query::Insert::new(self.conn(), $scope, [Ok(row)])
         }
 
-        /// An `INSERT` of many rows in one statement.
+        /// An `INSERT` of many rows: one statement, or past PostgreSQL's
+        /// 65,535 bind parameters several in one transaction.
         pub fn insert_many<M: $bound>(
             &self,
             rows: impl IntoIterator<Item = M>,

@@ -96,8 +96,10 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         Insert::new(self.exec.conn(), self.scope::<M>(), [self.stamp(row)])
     }
 
-    /// An `INSERT` of many rows in one statement, each stamped with this
-    /// tenant. If any row carries another tenant, none is written.
+    /// An `INSERT` of many rows, each stamped with this tenant: one
+    /// statement, or past PostgreSQL's 65,535 bind parameters several in one
+    /// transaction (see [`Insert::statements`]). If any row carries another
+    /// tenant, none is written.
     pub fn insert_many<M: ScopedBy<K>>(
         &self,
         rows: impl IntoIterator<Item = M>,

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use sea_query::Value;
+use sea_query_postgres::{PostgresValue, PostgresValues};
+use tokio_postgres::types::Type;
 
 use crate::conn::Conn;
 use crate::error::{Error, Refusal, Result};
@@ -90,8 +92,9 @@ impl<M: Model> CopyIn<M> {
             return insert.exec().await;
         }
         let (columns, rows) = copied_values(self.rows)?;
+        let types = column_types::<M>(&columns, &rows);
         self.conn
-            .copy_in(&self.scope, M::TABLE, &columns, rows)
+            .copy_in(&self.scope, M::TABLE, &columns, &types, rows)
             .await
     }
 }
@@ -143,6 +146,50 @@ fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Vec<V
         }
     }
     Ok((columns, values))
+}
+
+/// The PostgreSQL type of each copied column: the type pebble declares for
+/// the field (which the table check holds the table to), or, for a custom
+/// [`SqlType`](crate::SqlType) whose SQL type is not one of pebble's, the
+/// type its values bind as.
+fn column_types<M: Model>(columns: &[&'static str], rows: &[Vec<Value>]) -> Vec<Type> {
+    let first = rows.first();
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let declared = M::COLUMNS
+                .iter()
+                .find(|c| c.name == *name)
+                .and_then(|c| builtin_type(c.sql_type));
+            declared.unwrap_or_else(|| {
+                first
+                    .and_then(|row| row.get(i))
+                    .map(|value| PostgresValues(vec![PostgresValue(value.clone())]).as_types())
+                    .and_then(|types| types.into_iter().next())
+                    .unwrap_or(Type::UNKNOWN)
+            })
+        })
+        .collect()
+}
+
+/// The types `SqlType::SQL_TYPE` names for pebble's own column types.
+fn builtin_type(sql_type: &str) -> Option<Type> {
+    Some(match sql_type {
+        "uuid" => Type::UUID,
+        "text" => Type::TEXT,
+        "smallint" => Type::INT2,
+        "integer" => Type::INT4,
+        "bigint" => Type::INT8,
+        "real" => Type::FLOAT4,
+        "double precision" => Type::FLOAT8,
+        "boolean" => Type::BOOL,
+        "bytea" => Type::BYTEA,
+        "timestamptz" => Type::TIMESTAMPTZ,
+        "date" => Type::DATE,
+        "jsonb" => Type::JSONB,
+        _ => return None,
+    })
 }
 
 impl<M> fmt::Debug for CopyIn<M> {

@@ -47,7 +47,7 @@ pub struct Insert<M, R = One> {
     refused: Option<Refusal>,
     rows: usize,
     /// Earlier statements of an insert too large for one (see
-    /// `ROWS_PER_STATEMENT`); `core.stmt` holds the last one.
+    /// `PARAMETERS_PER_STATEMENT`); `core.stmt` holds the last one.
     chunks: Vec<InsertStatement>,
     _rows: PhantomData<fn() -> R>,
 }
