@@ -272,3 +272,122 @@ async fn limit_with_unnamed_statements() {
         .await;
     assert_eq!(page.unwrap().len(), 2);
 }
+
+/// Through a real PgBouncer in transaction mode (unnamed statements):
+/// concurrent streams alternating tenants over 2 server connections, some
+/// dropped halfway, never see another tenant's row; split inserts and
+/// `copy_in` land whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_bulk_loads_through_pgbouncer() {
+    use pebble::{RlsDb, RlsTable};
+    use pebble_testkit::PgBouncerOptions;
+
+    let (test_db, owner) = common::setup().await;
+    let tables = [RlsTable::of::<User>(), RlsTable::of::<Document>()];
+    owner.install_rls_tables(&tables).await.unwrap();
+    let role = format!("app_{}", Uuid::new_v4().simple());
+    let password = owner.create_app_role(&role, &tables).await.unwrap();
+    let bouncer = test_db
+        .server()
+        .pgbouncer(PgBouncerOptions::default().pool_size(2))
+        .expect("a PgBouncer in front of the test server (apt-get install pgbouncer)");
+    let mut config = bouncer.config_for(test_db.name());
+    config.user(&role).password(&password);
+    let options = PoolOptions::default()
+        .max_size(8)
+        .wait_timeout(Some(Duration::from_secs(60)))
+        .statement_mode(StatementMode::Unnamed);
+    let app = RlsDb::connect_with(config, options).await.unwrap();
+
+    let tenants = [Uuid::new_v4(), Uuid::new_v4()];
+    // 12,000 users of 6 columns each: a split insert under RLS, through the pooler.
+    for tenant in tenants {
+        let users = (0..12_000).map(|i| User::new(&format!("u{i}"), i % 90));
+        assert_eq!(
+            app.tenant(tenant).insert_many(users).exec().await.unwrap(),
+            12_000
+        );
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let tenant = tenants[i % 2];
+                let mut stream = app.tenant(tenant).select::<User>().stream();
+                let mut n = 0;
+                while let Some(user) = stream.next().await {
+                    assert_eq!(user.unwrap().tenant_id, tenant, "another tenant's row");
+                    n += 1;
+                    if i % 4 == 3 && n == 500 {
+                        return n; // dropped halfway
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = task.await.unwrap();
+        assert_eq!(n, if i % 4 == 3 { 500 } else { 12_000 });
+    }
+    // No connection came back with a tenant on it: with no tenant set, nothing shows.
+    for _ in 0..8 {
+        assert_eq!(
+            app.db()
+                .tenant(tenants[0])
+                .select::<User>()
+                .count()
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    // COPY through the pooler, as the owner (no RLS): one statement, whole.
+    let mut owner_config = bouncer.config_for(test_db.name());
+    owner_config.user(test_db.config().get_user().unwrap_or("postgres"));
+    if let Some(password) = test_db.config().get_password() {
+        owner_config.password(password);
+    }
+    let owner_bounced = Db::connect_with(
+        owner_config,
+        PoolOptions::default().statement_mode(StatementMode::Unnamed),
+    )
+    .await
+    .unwrap();
+    let docs = (1..=30_000).map(|i| Document::new(i, "bounced", 1));
+    assert_eq!(
+        owner_bounced
+            .tenant(ORG_A)
+            .copy_in(docs)
+            .exec()
+            .await
+            .unwrap(),
+        30_000
+    );
+    assert_eq!(
+        owner
+            .tenant(ORG_A)
+            .select::<Document>()
+            .count()
+            .await
+            .unwrap(),
+        30_000
+    );
+    assert_eq!(
+        owner
+            .tenant(ORG_B)
+            .select::<Document>()
+            .count()
+            .await
+            .unwrap(),
+        0
+    );
+
+    owner_bounced.close();
+    app.db().close();
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+    drop(bouncer);
+}
