@@ -269,6 +269,28 @@ async fn savepoints_and_options_under_row_level_security() {
     let sp = tx.begin().await.unwrap();
     sp.insert(common::User::new("cat", 3)).exec().await.unwrap();
     assert_eq!(sp.select::<common::User>().count().await.unwrap(), 3);
+    // Raw SQL inside the savepoint: still confined by the database to A.
+    let raw = sp.query("SELECT count(*) FROM users", &[]).await.unwrap();
+    assert_eq!(
+        raw[0].get::<_, i64>(0),
+        3,
+        "A's two users and cat, none of B's"
+    );
+    sp.execute(
+        "INSERT INTO users (tenant_id, email, name, age) VALUES ($1, 'raw@x', 'raw', 1)",
+        &[&f.a],
+    )
+    .await
+    .unwrap();
+    let foreign = sp
+        .execute(
+            "INSERT INTO users (tenant_id, email, name, age) VALUES ($1, 'evil@x', 'evil', 1)",
+            &[&f.b],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code().map(|c| c.code()), Some("42501"), "{foreign}");
+    // The policy's refusal aborted the savepoint only.
     sp.rollback().await.unwrap();
     // The tenant set at BEGIN survives the rollback to the savepoint.
     let rows = tx

@@ -172,7 +172,7 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
     }
     /// Begins a savepoint in this transaction (see [`Transaction::begin`]);
     /// its statements are confined by the database too, to the same tenant.
-    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_>>> {
+    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_, RlsTransaction>>> {
         let key = self.key().clone();
         let savepoint = Savepoint::open(self.executor().tx.tx_conn(), Strategy::Rls).await?;
         Ok(TenantDb::new(savepoint, key))
@@ -197,6 +197,8 @@ impl RawSql for RlsDb {}
 impl raw::Sealed for RlsDb {}
 impl RawSql for RlsTransaction {}
 impl raw::Sealed for RlsTransaction {}
+impl RawSql for Savepoint<'_, RlsTransaction> {}
+impl raw::Sealed for Savepoint<'_, RlsTransaction> {}
 
 impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and

@@ -12,6 +12,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::tenant::TenantDb;
+use super::transaction::Transaction;
 use super::{private::Sealed, unscoped_queries, Executor};
 
 /// A savepoint inside a transaction, from `begin()` on a
@@ -47,19 +48,27 @@ use super::{private::Sealed, unscoped_queries, Executor};
 /// tx.commit().await?;                            // doc 1 is stored
 /// # Ok(()) }
 /// ```
-pub struct Savepoint<'a> {
+///
+/// `T` is the kind of transaction it is in: [`Transaction`], or
+/// [`RlsTransaction`](crate::RlsTransaction) (where, as on the transaction, parameterised raw SQL
+/// is offered on its tenant handle: the database confines it).
+pub struct Savepoint<'a, T = Transaction> {
     conn: Arc<TxConn>,
     strategy: Strategy,
+    /// Borrows the parent mutably: the savepoint cannot outlive it, and
+    /// the parent cannot be used while the savepoint is open.
     _parent: PhantomData<&'a mut ()>,
+    _kind: PhantomData<fn() -> T>,
 }
 
-impl<'a> Savepoint<'a> {
+impl<'a, T> Savepoint<'a, T> {
     /// `SAVEPOINT` inside `parent`, whose tenant handles confine by `strategy`.
-    pub(crate) async fn open(parent: &'a TxConn, strategy: Strategy) -> Result<Savepoint<'a>> {
+    pub(crate) async fn open(parent: &'a TxConn, strategy: Strategy) -> Result<Savepoint<'a, T>> {
         Ok(Savepoint {
             conn: Arc::new(parent.savepoint().await?),
             strategy,
             _parent: PhantomData,
+            _kind: PhantomData,
         })
     }
 
@@ -78,19 +87,19 @@ impl<'a> Savepoint<'a> {
     }
 
     /// Begins a savepoint inside this one.
-    pub async fn begin(&mut self) -> Result<Savepoint<'_>> {
+    pub async fn begin(&mut self) -> Result<Savepoint<'_, T>> {
         Savepoint::open(&self.conn, self.strategy).await
     }
 
     /// This savepoint, confined to tenant `key` (see [`Db::tenant`](crate::Db::tenant)).
-    pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, &Savepoint<'a>> {
+    pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, &Savepoint<'a, T>> {
         TenantDb::new(self, key)
     }
 
     unscoped_queries!(GlobalModel, Scope::plain::<M>());
 }
 
-impl Drop for Savepoint<'_> {
+impl<T> Drop for Savepoint<'_, T> {
     /// A savepoint neither committed nor rolled back is rolled back before
     /// anything else runs on its transaction (or with the transaction).
     fn drop(&mut self) {
@@ -98,9 +107,9 @@ impl Drop for Savepoint<'_> {
     }
 }
 
-impl Executor for Savepoint<'_> {}
+impl<T> Executor for Savepoint<'_, T> {}
 
-impl Sealed for Savepoint<'_> {
+impl<T> Sealed for Savepoint<'_, T> {
     fn conn(&self) -> Conn {
         Conn::Transaction(Arc::clone(&self.conn))
     }
@@ -110,7 +119,7 @@ impl Sealed for Savepoint<'_> {
     }
 }
 
-impl fmt::Debug for Savepoint<'_> {
+impl<T> fmt::Debug for Savepoint<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Savepoint")
             .field("aborted", &self.conn.is_known_aborted())
@@ -118,7 +127,7 @@ impl fmt::Debug for Savepoint<'_> {
     }
 }
 
-impl<'a, K: TenantKey> TenantDb<K, Savepoint<'a>> {
+impl<'a, K: TenantKey, T> TenantDb<K, Savepoint<'a, T>> {
     /// Keeps what ran in the savepoint (see [`Savepoint::commit`]).
     pub async fn commit(self) -> Result<()> {
         self.into_executor().commit().await
@@ -130,7 +139,7 @@ impl<'a, K: TenantKey> TenantDb<K, Savepoint<'a>> {
     }
 
     /// Begins a savepoint inside this one, confined to the same tenant.
-    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_>>> {
+    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_, T>>> {
         let key = self.key().clone();
         let strategy = self.executor().strategy;
         let savepoint = Savepoint::open(&self.executor().conn, strategy).await?;
