@@ -219,22 +219,16 @@ async fn a_dropped_transaction_ends_even_while_a_builder_holds_it() {
 }
 
 #[tokio::test]
-async fn a_statement_over_the_parameter_limit_is_refused_before_it_is_sent() {
+async fn an_insert_over_the_parameter_limit_is_split_never_sent_whole() {
     let (_test_db, db) = setup().await;
     let tenant = db.tenant(Uuid::new_v4());
-    // 5 parameters a row (the id is generated): 13,108 rows need 65,540.
+    // 6 columns a row: 13,108 rows would need 78,648 parameters in one statement.
     let rows = (0..13_108).map(|i| User::new(&format!("u{i}"), 1));
-    let err = tenant.insert_many(rows).exec().await.unwrap_err();
-    match &err {
-        Error::TooManyParameters { table, parameters } => {
-            assert_eq!(*table, "users");
-            assert_eq!(*parameters, 65_540);
-        }
-        other => panic!("expected TooManyParameters, got {other:?}"),
-    }
-    assert!(err.to_string().contains("65,535"), "{err}");
-    assert_eq!(tenant.select::<User>().count().await.unwrap(), 0);
-    // At the limit it goes through.
-    let rows = (0..13_107).map(|i| User::new(&format!("u{i}"), 1));
-    assert_eq!(tenant.insert_many(rows).exec().await.unwrap(), 13_107);
+    let insert = tenant.insert_many(rows);
+    let statements = insert.statements().unwrap();
+    assert_eq!(statements.len(), 2);
+    assert!(statements.iter().all(|s| s.params().len() <= 65_535));
+    assert!(matches!(insert.build(), Err(Error::SplitInsert { .. })));
+    assert_eq!(insert.exec().await.unwrap(), 13_108);
+    assert_eq!(tenant.select::<User>().count().await.unwrap(), 13_108);
 }

@@ -418,6 +418,70 @@ pub enum Error {
         /// The base model's table.
         table: &'static str,
     },
+
+    /// A statement on a transaction while a row stream of that transaction
+    /// ([`Select::stream`](crate::query::Select::stream)) is still open:
+    /// the connection is busy delivering the stream's rows, so the statement
+    /// would wait for a stream nobody reads. Nothing was sent; finish or
+    /// drop the stream first.
+    #[error(
+        "a row stream is still open on this transaction; finish or drop it before \
+         running another statement on it (nothing was sent)"
+    )]
+    StreamOpen,
+
+    /// A statement of a transaction (or savepoint) while a savepoint begun
+    /// inside it is still open: it would run inside the savepoint and be
+    /// undone with it. Nothing was sent; end the savepoint first. (Only a
+    /// builder made before the savepoint began can get here: the handle
+    /// itself is borrowed by the savepoint.)
+    #[error(
+        "a savepoint is open inside this transaction: its statements run in the savepoint; \
+         end the savepoint first (nothing was sent)"
+    )]
+    SavepointOpen,
+
+    /// A savepoint's `commit()` found that a statement inside it had
+    /// failed: the savepoint was rolled back instead (its writes undone),
+    /// and the enclosing transaction goes on as it was before the savepoint.
+    #[error(
+        "a statement inside the savepoint failed: it was rolled back to the savepoint; \
+         the enclosing transaction continues"
+    )]
+    SavepointAborted,
+
+    /// `build()` / `to_sql()` of an `insert_many` too large for one
+    /// statement (PostgreSQL takes at most 65,535 bind parameters): running
+    /// it sends `statements` statements in one transaction; see
+    /// [`Insert::statements`](crate::query::Insert::statements).
+    #[error(
+        "an insert into `{table}` of {rows} rows is sent as {statements} statements \
+         (PostgreSQL takes at most 65,535 bind parameters per statement); use statements() to see them"
+    )]
+    SplitInsert {
+        /// The table of the insert.
+        table: &'static str,
+        /// How many rows it writes.
+        rows: usize,
+        /// How many statements it is sent as.
+        statements: usize,
+    },
+
+    /// A `COPY` load in which some rows leave a `#[pebble(default)]` column
+    /// unset (for the database to fill) and others set it: `COPY` cannot
+    /// write `DEFAULT` for some rows only. Nothing was sent; load the two
+    /// kinds of rows separately, or use `insert_many`.
+    #[error(
+        "COPY into `{table}`: column `{column}` is #[pebble(default)] and some rows leave it \
+         unset while others set it; COPY can only omit the column for every row. Nothing was \
+         sent: load those rows separately or use insert_many"
+    )]
+    CopyMixedDefaults {
+        /// The table of the load.
+        table: &'static str,
+        /// The defaulted column.
+        column: &'static str,
+    },
 }
 
 impl Error {
@@ -440,6 +504,18 @@ impl Error {
     /// does not have (another tenant's row included).
     pub fn is_foreign_key_violation(&self) -> bool {
         self.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+    }
+
+    /// True when a read-only transaction refused a write (SQLSTATE 25006,
+    /// `read_only_sql_transaction`; see [`TransactionOptions::read_only`](crate::TransactionOptions::read_only)).
+    pub fn is_read_only_violation(&self) -> bool {
+        self.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+    }
+
+    /// True when a `NOWAIT` lock found a row locked by another transaction
+    /// (SQLSTATE 55P03, `lock_not_available`).
+    pub fn is_lock_not_available(&self) -> bool {
+        self.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
     }
 
     /// True for an outage: the server is down, restarting, refusing

@@ -31,6 +31,7 @@ mod rls;
 
 pub use aggregate::{count, Agg, AggFilter, AggOrder, On};
 pub use column::{Column, Columns, Order, SetColumns, TenantColumn};
+pub use conn::options::{IsolationLevel, TransactionOptions};
 pub use conn::pool::{IntoConfig, PoolOptions};
 pub use conn::send::StatementMode;
 pub use conn::tls::{ConnectConfig, SslMode, TlsOptions};
@@ -43,6 +44,7 @@ pub use filter::Filter;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
+pub use handle::savepoint::Savepoint;
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;

@@ -3,9 +3,12 @@
 //! its scope is under row-level security. How it goes on the wire is
 //! [`send`]'s concern, the transaction's state machine [`tx`]'s.
 
+pub(crate) mod bulk;
+pub(crate) mod options;
 pub(crate) mod pool;
 pub(crate) mod send;
 mod statement;
+pub(crate) mod stream;
 pub(crate) mod table_check;
 pub(crate) mod tls;
 mod trace;

@@ -252,9 +252,15 @@ async fn pipelined_then(
 /// `standard_conforming_strings` says. A tenant with a NUL byte never gets
 /// here (the scope refuses it): the message would fail to encode while the
 /// statement behind it still went out.
-fn begin_text(tenant: &str) -> String {
+pub(crate) fn begin_text(tenant: &str) -> String {
+    begin_text_with("BEGIN", tenant)
+}
+
+/// [`begin_text`] starting with `begin` (`BEGIN` and its transaction
+/// options: they must come before the first query of the transaction).
+fn begin_text_with(begin: &str, tenant: &str) -> String {
     let escaped = tenant.replace('\\', "\\\\").replace('\'', "''");
-    format!("BEGIN; SELECT pg_catalog.set_config('{TENANT_SETTING}', E'{escaped}', true)")
+    format!("{begin}; SELECT pg_catalog.set_config('{TENANT_SETTING}', E'{escaped}', true)")
 }
 
 async fn run_prepared(
@@ -302,14 +308,16 @@ pub(crate) async fn raw_in_transaction(
     })
 }
 
-/// `BEGIN` and `set_config` on a transaction's connection, in one message.
+/// `begin` (`BEGIN` with its options) and `set_config` on a transaction's
+/// connection, in one message.
 pub(crate) async fn begin_in_tenant_context(
     client: &ClientWrapper,
+    begin: &str,
     tenant: &str,
     also: &str,
 ) -> Result<()> {
     Ok(client
-        .batch_execute(&format!("{}; {also}", begin_text(tenant)))
+        .batch_execute(&format!("{}; {also}", begin_text_with(begin, tenant)))
         .await?)
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
+use crate::conn::options::TransactionOptions;
 use crate::conn::pool::{IntoConfig, PoolOptions, SharedPool};
 use crate::conn::send::StatementMode;
 use crate::conn::table_check::TableChecks;
@@ -147,7 +148,23 @@ impl Db {
 
     /// Starts a transaction on one pooled connection.
     pub async fn begin(&self) -> Result<Transaction> {
-        Transaction::begin(&self.shared).await
+        Transaction::start(&self.shared, "BEGIN").await
+    }
+
+    /// Starts a transaction with an isolation level and access mode.
+    ///
+    /// ```no_run
+    /// # use pebble::{Db, IsolationLevel, TransactionOptions};
+    /// # async fn demo(db: Db) -> pebble::Result<()> {
+    /// let tx = db
+    ///     .begin_with(TransactionOptions::new().isolation(IsolationLevel::Serializable))
+    ///     .await?;
+    /// // ... on 40001, `err.is_retryable()`: run the whole transaction again.
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin_with(&self, options: TransactionOptions) -> Result<Transaction> {
+        Transaction::start(&self.shared, &options.begin_sql()).await
     }
 
     /// Creates `M`'s table and indexes if they do not exist (see

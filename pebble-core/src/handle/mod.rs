@@ -4,9 +4,11 @@
 //! [`Executor`] trait (a pool or a transaction, and the strategy its tenant
 //! handles confine by) and the query methods of unscoped handles.
 
+pub(crate) mod bulk;
 pub(crate) mod cross;
 pub(crate) mod db;
 pub(crate) mod rls;
+pub(crate) mod savepoint;
 pub(crate) mod tenant;
 pub(crate) mod transaction;
 
@@ -72,8 +74,9 @@ macro_rules! unscoped_queries {
             self.insert_rows([row.into_model()])
         }
 
-        /// An `INSERT` of many rows in one statement: models, or their
-        /// generated `New*` values.
+        /// An `INSERT` of many rows: models, or their generated `New*`
+        /// values; one statement, or past PostgreSQL's 65,535 bind
+        /// parameters several in one transaction.
         pub fn insert_many<I>(
             &self,
             rows: impl IntoIterator<Item = I>,

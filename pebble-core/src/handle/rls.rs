@@ -7,6 +7,7 @@ use std::fmt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use crate::conn::options::TransactionOptions;
 use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::db::Db;
+use super::savepoint::Savepoint;
 use super::tenant::TenantDb;
 use super::transaction::Transaction;
 use super::{private::Sealed, unscoped_queries, Executor};
@@ -137,9 +139,23 @@ impl<K: TenantKey> TenantDb<K, RlsDb> {
     /// Starts a transaction for this tenant: `BEGIN` and `set_config`, one
     /// round trip; every statement of it is confined by the database.
     pub async fn begin(&self) -> Result<RlsTenantTransaction<K>> {
+        self.begin_sql("BEGIN").await
+    }
+
+    /// Starts a transaction for this tenant with an isolation level and
+    /// access mode: still one round trip, the options in its `BEGIN`.
+    pub async fn begin_with(&self, options: TransactionOptions) -> Result<RlsTenantTransaction<K>> {
+        self.begin_sql(&options.begin_sql()).await
+    }
+
+    async fn begin_sql(&self, begin: &str) -> Result<RlsTenantTransaction<K>> {
         let tenant = Strategy::Rls.tenant_context(self.key())?;
-        let tx = Transaction::begin_in_tenant_context(self.executor().db.shared(), tenant.as_str())
-            .await?;
+        let tx = Transaction::begin_in_tenant_context(
+            self.executor().db.shared(),
+            begin,
+            tenant.as_str(),
+        )
+        .await?;
         Ok(TenantDb::new(RlsTransaction { tx }, self.key().clone()))
     }
 }
@@ -153,6 +169,13 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         self.into_executor().tx.rollback().await
+    }
+    /// Begins a savepoint in this transaction (see [`Transaction::begin`]);
+    /// its statements are confined by the database too, to the same tenant.
+    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_, RlsTransaction>>> {
+        let key = self.key().clone();
+        let savepoint = Savepoint::open(self.executor().tx.tx_conn(), Strategy::Rls).await?;
+        Ok(TenantDb::new(savepoint, key))
     }
 }
 
@@ -174,6 +197,8 @@ impl RawSql for RlsDb {}
 impl raw::Sealed for RlsDb {}
 impl RawSql for RlsTransaction {}
 impl raw::Sealed for RlsTransaction {}
+impl RawSql for Savepoint<'_, RlsTransaction> {}
+impl raw::Sealed for Savepoint<'_, RlsTransaction> {}
 
 impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and

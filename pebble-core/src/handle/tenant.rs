@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::conn::options::TransactionOptions;
 use crate::error::{Error, Refusal, Result};
 use crate::insertable::Insertable;
 use crate::model::{HasPrimaryKey, ScopedBy};
@@ -10,6 +11,7 @@ use crate::scope::Scope;
 use crate::sql_type::TenantKey;
 
 use super::db::Db;
+use super::savepoint::Savepoint;
 use super::transaction::Transaction;
 use super::Executor;
 
@@ -74,7 +76,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         self.exec
     }
 
-    fn scope<M: ScopedBy<K>>(&self) -> Scope {
+    pub(super) fn scope<M: ScopedBy<K>>(&self) -> Scope {
         Scope::tenant::<M>(&self.key, self.exec.strategy())
     }
 
@@ -101,9 +103,11 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
         Insert::new(self.exec.conn(), scope, [self.stamp(row.into_model())])
     }
 
-    /// An `INSERT` of many rows in one statement, each stamped with this
-    /// tenant: models, or their generated `New*` values. If any row
-    /// carries another tenant, none is written.
+    /// An `INSERT` of many rows, each stamped with this tenant: models, or
+    /// their generated `New*` values; one statement, or past PostgreSQL's
+    /// 65,535 bind parameters several in one transaction (see
+    /// [`Insert::statements`]). If any row carries another tenant, none is
+    /// written.
     pub fn insert_many<I>(&self, rows: impl IntoIterator<Item = I>) -> Insert<I::Model, Many>
     where
         I: Insertable,
@@ -150,7 +154,7 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     }
 
     /// Stamps an unset tenant with this tenant; refuses another tenant.
-    fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M, Refusal> {
+    pub(super) fn stamp<M: ScopedBy<K>>(&self, mut row: M) -> Result<M, Refusal> {
         self.check(&row)?;
         if row.tenant_key().is_unset() {
             row.set_tenant_key(self.key.clone());
@@ -175,6 +179,15 @@ impl<K: TenantKey> TenantDb<K, Db> {
     pub async fn begin(&self) -> Result<TenantTransaction<K>> {
         Ok(TenantDb::new(self.exec.begin().await?, self.key.clone()))
     }
+
+    /// Starts a transaction confined to this tenant with an isolation
+    /// level and access mode (see [`Db::begin_with`]).
+    pub async fn begin_with(&self, options: TransactionOptions) -> Result<TenantTransaction<K>> {
+        Ok(TenantDb::new(
+            self.exec.begin_with(options).await?,
+            self.key.clone(),
+        ))
+    }
 }
 
 impl<K> TenantDb<K, Transaction> {
@@ -186,6 +199,15 @@ impl<K> TenantDb<K, Transaction> {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         self.exec.rollback().await
+    }
+    /// Begins a savepoint in this transaction, confined to the same tenant
+    /// (see [`Transaction::begin`]).
+    pub async fn begin(&mut self) -> Result<TenantDb<K, Savepoint<'_>>>
+    where
+        K: TenantKey,
+    {
+        let key = self.key.clone();
+        Ok(TenantDb::new(self.exec.begin().await?, key))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::cross::CrossTenant;
+use super::savepoint::Savepoint;
 use super::tenant::TenantDb;
 use super::{private::Sealed, unscoped_queries, Executor};
 
@@ -32,27 +33,55 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    pub(crate) async fn begin(pool: &SharedPool) -> Result<Transaction> {
+    /// A transaction begun with `begin` (`BEGIN`, or `BEGIN ISOLATION LEVEL
+    /// ...` from [`TransactionOptions::begin_sql`]).
+    pub(crate) async fn start(pool: &SharedPool, begin: &str) -> Result<Transaction> {
         let tx = Transaction {
             conn: TxConn::on(pool).await?,
         };
         // From here on, dropping this future (or a failed BEGIN) drops `tx`,
         // which rolls back before the connection can be reused.
-        tx.conn.begin().await?;
+        tx.conn.begin(begin).await?;
         Ok(tx)
     }
 
     /// A transaction whose tenant (for row-level security) is set once,
-    /// right after `BEGIN`, in the same round trip.
+    /// right after `begin` (as for [`Transaction::start`]), in the same round trip.
     pub(crate) async fn begin_in_tenant_context(
         pool: &SharedPool,
+        begin: &str,
         tenant: &str,
     ) -> Result<Transaction> {
         let tx = Transaction {
             conn: TxConn::on(pool).await?,
         };
-        tx.conn.begin_in_tenant_context(tenant).await?;
+        tx.conn.begin_in_tenant_context(begin, tenant).await?;
         Ok(tx)
+    }
+
+    /// Begins a savepoint inside this transaction (`SAVEPOINT`): a nested
+    /// transaction whose [`commit`](Savepoint::commit) is `RELEASE
+    /// SAVEPOINT` and whose [`rollback`](Savepoint::rollback) (or drop)
+    /// undoes only what ran inside it. The transaction is borrowed while
+    /// the savepoint is open, so it cannot be used (or committed) around it.
+    ///
+    /// ```no_run
+    /// # use pebble::{Db, Model};
+    /// # #[derive(Model)] #[pebble(shared)] struct Plan { #[pebble(primary_key)] code: String, seats: i32 }
+    /// # async fn demo(db: Db) -> pebble::Result<()> {
+    /// let mut tx = db.begin().await?;
+    /// tx.insert(Plan { code: "team".into(), seats: 10 }).exec().await?;
+    /// let attempt = tx.begin().await?;
+    /// if attempt.insert(Plan { code: "team".into(), seats: 5 }).exec().await.is_err() {
+    ///     attempt.rollback().await?; // the duplicate is undone; "team" with 10 seats stays
+    /// } else {
+    ///     attempt.commit().await?;
+    /// }
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin(&mut self) -> Result<Savepoint<'_>> {
+        Savepoint::open(&self.conn, Strategy::Row).await
     }
 
     /// Commits. If the commit fails the server has rolled back.
@@ -96,6 +125,13 @@ impl Transaction {
     }
 
     unscoped_queries!(GlobalModel, Scope::plain::<M>());
+}
+
+impl Transaction {
+    /// The transaction's connection, for savepoints inside it.
+    pub(crate) fn tx_conn(&self) -> &TxConn {
+        &self.conn
+    }
 }
 
 impl Drop for Transaction {

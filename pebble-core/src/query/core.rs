@@ -50,6 +50,11 @@ impl<M: Model, S: PostgresBinder> Core<M, S> {
         Ok(Statement::new(&self.stmt))
     }
 
+    /// Where the builder runs.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
     /// Runs `stmt` (this builder's, possibly reshaped); the rows it wrote.
     pub(crate) async fn execute(&self, stmt: &Statement) -> Result<u64> {
         self.conn.execute(stmt, &self.scope).await

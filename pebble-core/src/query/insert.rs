@@ -1,7 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query};
+use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning};
 
 use crate::column::{names, Columns, SetColumns};
 use crate::conn::{Conn, Statement};
@@ -9,7 +9,7 @@ use crate::error::{Error, Refusal, Result};
 use crate::model::Model;
 use crate::scope::Scope;
 
-use super::core::Core;
+use super::core::{column_names, Core};
 
 /// Marker: the insert writes one row; `returning()` gives that row.
 #[derive(Debug)]
@@ -46,8 +46,15 @@ pub struct Insert<M, R = One> {
     /// Set when a row was refused while the builder was made; reported on run.
     refused: Option<Refusal>,
     rows: usize,
+    /// Earlier statements of an insert too large for one (see
+    /// `PARAMETERS_PER_STATEMENT`); `core.stmt` holds the last one.
+    chunks: Vec<InsertStatement>,
     _rows: PhantomData<fn() -> R>,
 }
+
+/// PostgreSQL's protocol counts bind parameters in 16 bits. An upsert's
+/// conflict condition takes one more per statement; the margin covers it.
+const PARAMETERS_PER_STATEMENT: usize = u16::MAX as usize - 16;
 
 impl<M: Model, R> Insert<M, R> {
     /// An insert of `rows`; the first refused row (`Err`) refuses them all.
@@ -62,6 +69,7 @@ impl<M: Model, R> Insert<M, R> {
             core: Core::new(conn, scope, Query::insert()),
             refused: None,
             rows: 0,
+            chunks: Vec::new(),
             _rows: PhantomData,
         };
         // Every column, always: whether a defaulted column is filled by the
@@ -72,7 +80,15 @@ impl<M: Model, R> Insert<M, R> {
         let mut columns = Vec::with_capacity(width);
         columns.extend(M::COLUMNS.iter().map(|c| c.name));
         insert.core.stmt.into_table(M::TABLE).columns(columns);
+        // Rows past this many go into another statement of the same insert.
+        let per_statement = (PARAMETERS_PER_STATEMENT / width.max(1)).max(1);
         for row in rows {
+            if insert.rows > 0 && insert.rows % per_statement == 0 {
+                let next = fresh_statement::<M>();
+                insert
+                    .chunks
+                    .push(std::mem::replace(&mut insert.core.stmt, next));
+            }
             let row = match row {
                 Ok(row) => row,
                 Err(refusal) => {
@@ -139,7 +155,27 @@ impl<M: Model, R> Insert<M, R> {
     /// ```
     pub fn build(&self) -> Result<Statement> {
         self.check()?;
+        if !self.chunks.is_empty() {
+            return Err(Error::SplitInsert {
+                table: M::TABLE,
+                rows: self.rows,
+                statements: self.chunks.len() + 1,
+            });
+        }
         self.core.build()
+    }
+
+    /// Every statement `exec()` sends, in order: one, or for more rows than
+    /// fit one statement's 65,535 bind parameters, several (each at most
+    /// that), which `exec()` and `returning()` run in one transaction so
+    /// that they land all or nothing. An error when nothing would be sent,
+    /// as for [`Insert::build`].
+    pub fn statements(&self) -> Result<Vec<Statement>> {
+        self.check()?;
+        self.core.build()?;
+        let mut all: Vec<Statement> = self.chunks.iter().map(Statement::new).collect();
+        all.push(Statement::new(&self.core.stmt));
+        Ok(all)
     }
 
     /// The SQL text of [`Insert::build`], with `$n` placeholders, or why nothing would be sent.
@@ -147,8 +183,20 @@ impl<M: Model, R> Insert<M, R> {
         self.build().map(Statement::into_sql)
     }
 
-    /// Runs the insert; returns the number of rows written.
+    /// Runs the insert; returns the number of rows written. An insert
+    /// split into several statements (see [`Insert::statements`]) runs
+    /// them in one transaction: all rows are written, or none. Inside a
+    /// transaction it uses that transaction, where a failure aborts it as
+    /// a single failing statement would.
     pub async fn exec(self) -> Result<u64> {
+        if !self.chunks.is_empty() {
+            let stmts = self.statements()?;
+            return self
+                .core
+                .conn()
+                .execute_atomically(&stmts, &self.core.scope)
+                .await;
+        }
         let stmt = match self.build() {
             Err(Error::NothingToInsert { .. }) => return Ok(0),
             other => other?,
@@ -156,10 +204,24 @@ impl<M: Model, R> Insert<M, R> {
         self.core.execute(&stmt).await
     }
 
-    async fn returning_rows(self) -> Result<Vec<M>> {
+    async fn returning_rows(mut self) -> Result<Vec<M>> {
         match self.check() {
             Err(Error::NothingToInsert { .. }) => return Ok(Vec::new()),
             other => other?,
+        }
+        if !self.chunks.is_empty() {
+            let returning = || Returning::new().columns(column_names::<M>());
+            for chunk in &mut self.chunks {
+                chunk.returning(returning());
+            }
+            self.core.stmt.returning(returning());
+            let stmts = self.statements()?;
+            let rows = self
+                .core
+                .conn()
+                .rows_atomically(&stmts, &self.core.scope)
+                .await?;
+            return rows.iter().map(M::from_row).collect();
         }
         self.core.returning().await
     }
@@ -231,6 +293,9 @@ pub struct Upsert<M, R> {
 
 impl<M: Model, R> Upsert<M, R> {
     fn new(mut insert: Insert<M, R>, action: SeaOnConflict) -> Self {
+        for chunk in &mut insert.chunks {
+            chunk.on_conflict(action.clone());
+        }
         insert.core.stmt.on_conflict(action);
         Upsert { insert }
     }
@@ -266,6 +331,13 @@ impl<M: Model> Upsert<M, Many> {
     pub async fn returning(self) -> Result<Vec<M>> {
         self.insert.returning_rows().await
     }
+}
+
+/// An empty insert into `M`'s table, every column listed.
+fn fresh_statement<M: Model>() -> InsertStatement {
+    let mut stmt = Query::insert();
+    stmt.into_table(M::TABLE).columns(column_names::<M>());
+    stmt
 }
 
 impl<M, R> fmt::Debug for Insert<M, R> {

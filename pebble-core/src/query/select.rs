@@ -28,7 +28,7 @@ use super::core::{column_names, Core};
 /// ```
 #[must_use = "a query does nothing until it is run with `.all()`, `.one()`, `.count()`..."]
 pub struct Select<M> {
-    core: Core<M, SelectStatement>,
+    pub(super) core: Core<M, SelectStatement>,
 }
 
 impl<M: Model> Select<M> {
