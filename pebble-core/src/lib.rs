@@ -10,6 +10,7 @@
 mod column;
 mod error;
 mod filter;
+mod ident;
 mod model;
 mod sql_type;
 
@@ -21,6 +22,8 @@ pub mod query;
 
 mod handle;
 
+mod provision;
+
 mod manager;
 mod rls;
 
@@ -30,8 +33,10 @@ pub use conn::send::StatementMode;
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
 pub use filter::Filter;
+pub use ident::validate_tenant_id;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
+pub use handle::schema::{SchemaDb, SchemaTransaction};
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
@@ -41,6 +46,9 @@ pub use model::{
     ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,
     TenantScoped,
 };
+pub use provision::registry::{TenantRecord, TenantStatus, TenantStrategy};
+pub use provision::roles::TenantRole;
+pub use provision::schema::{Provisioned, SchemaTenants, SchemaTenantsBuilder};
 pub use query::ddl::create_table_sql;
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;

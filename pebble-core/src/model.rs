@@ -140,10 +140,14 @@ pub trait SharedModel: GlobalModel {}
 
 /// A model marked `#[pebble(per_tenant)]`: its table lives in each
 /// tenant's schema or database, so it has no tenant column; queried
-/// through the tenant's own handle (a `TenantManager` database's `Db`).
+/// through the tenant's own handle: a schema handle
+/// ([`Db::schema_tenant`](crate::Db::schema_tenant)) or a `TenantManager`
+/// database's `Db`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a per-tenant model",
-    note = "mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
+    message = "`{Self}` is not a per-tenant model: a schema handle (`db.schema_tenant(id)`) only queries #[pebble(per_tenant)] models",
+    label = "not #[pebble(per_tenant)]",
+    note = "query #[pebble(shared)] models through the plain `Db`, and models with a #[tenant_id] field through `db.tenant(id)`; \
+            mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
 )]
 pub trait PerTenantModel: GlobalModel {}
 

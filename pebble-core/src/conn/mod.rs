@@ -239,7 +239,11 @@ async fn check_table(
     scope: &Scope,
 ) -> Result<()> {
     match scope.target() {
-        Some(target) => tables.ensure(client, mode, target).await,
+        Some(target) => {
+            tables
+                .ensure(client, mode, target, scope.schema_arc())
+                .await
+        }
         None => Ok(()),
     }
 }

@@ -7,6 +7,7 @@
 pub(crate) mod cross;
 pub(crate) mod db;
 pub(crate) mod rls;
+pub(crate) mod schema;
 pub(crate) mod tenant;
 pub(crate) mod transaction;
 

@@ -58,6 +58,7 @@ impl<M: Model, R> Insert<M, R> {
     ) -> Self {
         // Built in place: the statement is large, and moving it through
         // intermediate results costs more than filling it here.
+        let table = scope.table_ref::<M>();
         let mut insert = Insert {
             core: Core::new(conn, scope, Query::insert()),
             refused: None,
@@ -71,7 +72,7 @@ impl<M: Model, R> Insert<M, R> {
         // Exactly sized: sea-query then allocates its column list once.
         let mut columns = Vec::with_capacity(width);
         columns.extend(M::COLUMNS.iter().map(|c| c.name));
-        insert.core.stmt.into_table(M::TABLE).columns(columns);
+        insert.core.stmt.into_table(table).columns(columns);
         for row in rows {
             let row = match row {
                 Ok(row) => row,
