@@ -89,7 +89,10 @@ async fn statements_name_the_tenant_schema() {
     let acme = db.schema_tenant("acme").expect("valid id");
     assert_eq!(acme.schema(), "tenant_acme");
     assert_eq!(
-        acme.select::<Task>().filter(Task::DONE.eq(false)).to_sql().unwrap(),
+        acme.select::<Task>()
+            .filter(Task::DONE.eq(false))
+            .to_sql()
+            .unwrap(),
         r#"SELECT "id", "title", "done" FROM "tenant_acme"."tasks" WHERE "done" = $1"#
     );
     assert_eq!(
@@ -97,18 +100,38 @@ async fn statements_name_the_tenant_schema() {
         r#"INSERT INTO "tenant_acme"."tasks" ("id", "title", "done") VALUES ($1, $2, $3)"#
     );
     assert_eq!(
-        acme.update::<Task>().set(Task::DONE, true).filter(Task::ID.eq(1)).to_sql().unwrap(),
+        acme.update::<Task>()
+            .set(Task::DONE, true)
+            .filter(Task::ID.eq(1))
+            .to_sql()
+            .unwrap(),
         r#"UPDATE "tenant_acme"."tasks" SET "done" = $1 WHERE "id" = $2"#
     );
     assert_eq!(
-        acme.delete::<Task>().filter(Task::ID.eq(1)).to_sql().unwrap(),
+        acme.delete::<Task>()
+            .filter(Task::ID.eq(1))
+            .to_sql()
+            .unwrap(),
         r#"DELETE FROM "tenant_acme"."tasks" WHERE "id" = $1"#
     );
     assert_eq!(
-        acme.insert(task(1, "a")).on_conflict(Task::ID).do_update(Task::TITLE).to_sql().unwrap(),
+        acme.insert(task(1, "a"))
+            .on_conflict(Task::ID)
+            .do_update(Task::TITLE)
+            .to_sql()
+            .unwrap(),
         r#"INSERT INTO "tenant_acme"."tasks" ("id", "title", "done") VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET "title" = "excluded"."title""#
     );
-    for bad in ["", "Acme", "ac-me", "ac\"me", "ac me", "public", "pg_catalog", "é"] {
+    for bad in [
+        "",
+        "Acme",
+        "ac-me",
+        "ac\"me",
+        "ac me",
+        "public",
+        "pg_catalog",
+        "é",
+    ] {
         assert!(
             matches!(db.schema_tenant(bad), Err(Error::InvalidTenantId { .. })),
             "{bad:?} accepted"
@@ -139,10 +162,19 @@ async fn every_operation_of_one_tenant_leaves_the_other_alone() {
     assert_eq!(b.insert_many(rows.clone()).exec().await.unwrap(), 3);
     assert_eq!(b.insert(task(4, "four")).exec().await.unwrap(), 1);
     assert_eq!(b.select::<Task>().count().await.unwrap(), 4);
-    assert!(b.select::<Task>().filter(Task::ID.eq(4)).exists().await.unwrap());
+    assert!(b
+        .select::<Task>()
+        .filter(Task::ID.eq(4))
+        .exists()
+        .await
+        .unwrap());
     assert_eq!(b.find::<Task>(4).one().await.unwrap().title, "four");
     assert_eq!(
-        b.update::<Task>().set(Task::DONE, true).exec().await.unwrap(),
+        b.update::<Task>()
+            .set(Task::DONE, true)
+            .exec()
+            .await
+            .unwrap(),
         4
     );
     let mut renamed = task(1, "uno");
@@ -166,8 +198,16 @@ async fn every_operation_of_one_tenant_leaves_the_other_alone() {
         0
     );
     assert_eq!(
-        b.delete::<Task>().filter(Task::ID.eq(3)).returning().await.unwrap(),
-        vec![Task { id: 3, title: "three".into(), done: true }]
+        b.delete::<Task>()
+            .filter(Task::ID.eq(3))
+            .returning()
+            .await
+            .unwrap(),
+        vec![Task {
+            id: 3,
+            title: "three".into(),
+            done: true
+        }]
     );
     let tx = b.begin().await.unwrap();
     tx.delete::<Task>().exec().await.unwrap();
@@ -175,15 +215,30 @@ async fn every_operation_of_one_tenant_leaves_the_other_alone() {
     tx.rollback().await.unwrap();
     let tx = b.begin().await.unwrap();
     tx.insert(task(5, "five")).exec().await.unwrap();
-    tx.update::<Task>().set(Task::TITLE, "cinq").filter(Task::ID.eq(5)).exec().await.unwrap();
+    tx.update::<Task>()
+        .set(Task::TITLE, "cinq")
+        .filter(Task::ID.eq(5))
+        .exec()
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     // A transaction of the plain Db reaching b's schema too.
     let tx = db.begin().await.unwrap();
-    tx.schema_tenant(&id("b")).unwrap().delete::<Task>().filter(Task::ID.eq(4)).exec().await.unwrap();
+    tx.schema_tenant(&id("b"))
+        .unwrap()
+        .delete::<Task>()
+        .filter(Task::ID.eq(4))
+        .exec()
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(
-        all_tasks(&b).await.iter().map(|t| t.title.as_str()).collect::<Vec<_>>(),
+        all_tasks(&b)
+            .await
+            .iter()
+            .map(|t| t.title.as_str())
+            .collect::<Vec<_>>(),
         ["uno", "dos", "cinq"]
     );
     assert_eq!(all_tasks(&a).await, a_before, "tenant a was touched by b");
@@ -204,7 +259,9 @@ async fn pooled_connections_never_carry_a_search_path() {
         tenants.create(name).await.unwrap();
     }
     owner
-        .batch_execute("CREATE VIEW public.session_path AS SELECT current_setting('search_path') AS path")
+        .batch_execute(
+            "CREATE VIEW public.session_path AS SELECT current_setting('search_path') AS path",
+        )
         .await
         .unwrap();
     let db = Db::connect_with(database.config(), PoolOptions::default().max_size(4))
@@ -212,7 +269,8 @@ async fn pooled_connections_never_carry_a_search_path() {
         .unwrap();
     let default_path = db.select::<SessionPath>().one().await.unwrap().path;
 
-    // 1,000 statements over 50 tenants, 8 tasks at once on 4 connections.
+    // 1,000 statements over 50 tenants, 8 tasks at once on 4 connections:
+    // 504 inserts (even n) and 496 counts.
     let mut tasks = Vec::new();
     for worker in 0..8 {
         let db = db.clone();
@@ -222,7 +280,11 @@ async fn pooled_connections_never_carry_a_search_path() {
                 let name = &names[(worker * 125 + n) % names.len()];
                 let tenant = db.schema_tenant(name).unwrap();
                 if n % 2 == 0 {
-                    tenant.insert(task((worker * 1000 + n) as i64, &format!("w{worker}n{n}"))).exec().await.unwrap();
+                    tenant
+                        .insert(task((worker * 1000 + n) as i64, &format!("w{worker}n{n}")))
+                        .exec()
+                        .await
+                        .unwrap();
                 } else {
                     tenant.select::<Task>().count().await.unwrap();
                 }
@@ -238,16 +300,25 @@ async fn pooled_connections_never_carry_a_search_path() {
         txs.push(db.begin().await.unwrap());
     }
     for tx in &txs {
-        assert_eq!(tx.select::<SessionPath>().one().await.unwrap().path, default_path);
+        assert_eq!(
+            tx.select::<SessionPath>().one().await.unwrap().path,
+            default_path
+        );
     }
     assert_eq!(db.status().size, 4);
     drop(txs);
     // Each tenant got exactly its own rows.
     let mut total = 0;
     for name in &names {
-        total += db.schema_tenant(name).unwrap().select::<Task>().count().await.unwrap();
+        total += db
+            .schema_tenant(name)
+            .unwrap()
+            .select::<Task>()
+            .count()
+            .await
+            .unwrap();
     }
-    assert_eq!(total, 500);
+    assert_eq!(total, 8 * 63);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,21 +357,47 @@ async fn a_hundred_tasks_provisioning_ten_tenants_make_ten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_ids_create_nothing() {
     let (database, owner) = owner().await;
-    let tenants = SchemaTenants::builder(owner).table::<Task>().build().unwrap();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
     let too_long = "a".repeat(57);
     for bad in [
-        "", "Acme", "ac-me", "ac'me", "ac\"me", "ac me", "public", "pg_catalog", "information_schema", &too_long, "é", "ü_x",
+        "",
+        "Acme",
+        "ac-me",
+        "ac'me",
+        "ac\"me",
+        "ac me",
+        "public",
+        "pg_catalog",
+        "information_schema",
+        &too_long,
+        "é",
+        "ü_x",
     ] {
         assert!(
-            matches!(tenants.create(bad).await, Err(Error::InvalidTenantId { .. })),
+            matches!(
+                tenants.create(bad).await,
+                Err(Error::InvalidTenantId { .. })
+            ),
             "{bad:?} accepted"
         );
-        assert!(matches!(tenants.db(bad).await, Err(Error::InvalidTenantId { .. })));
-        assert!(matches!(tenants.drop_tenant(bad).await, Err(Error::InvalidTenantId { .. })));
+        assert!(matches!(
+            tenants.db(bad).await,
+            Err(Error::InvalidTenantId { .. })
+        ));
+        assert!(matches!(
+            tenants.drop_tenant(bad).await,
+            Err(Error::InvalidTenantId { .. })
+        ));
     }
     let client = raw(database.config()).await;
     let count: i64 = client
-        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant%'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant%'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -328,29 +425,60 @@ async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
     tenants.create(&id("stays")).await.unwrap();
     let gone = tenants.db(&id("gone")).await.unwrap();
     gone.insert(task(1, "x")).exec().await.unwrap();
-    tenants.db(&id("stays")).await.unwrap().insert(task(1, "x")).exec().await.unwrap();
+    tenants
+        .db(&id("stays"))
+        .await
+        .unwrap()
+        .insert(task(1, "x"))
+        .exec()
+        .await
+        .unwrap();
 
     assert!(tenants.drop_tenant(&id("gone")).await.unwrap());
-    assert!(!tenants.drop_tenant(&id("gone")).await.unwrap(), "second drop");
+    assert!(
+        !tenants.drop_tenant(&id("gone")).await.unwrap(),
+        "second drop"
+    );
     let client = raw(database.config()).await;
-    assert_eq!(schemas(&client, &id("")).await, BTreeSet::from([format!("tenant_{}", id("stays"))]));
+    assert_eq!(
+        schemas(&client, &id("")).await,
+        BTreeSet::from([format!("tenant_{}", id("stays"))])
+    );
     let roles: i64 = client
-        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role.name()])
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&role.name()],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(roles, 0);
-    assert!(matches!(tenants.db(&id("gone")).await, Err(Error::UnknownTenant { .. })));
-    assert!(gone.select::<Task>().count().await.is_err(), "the old handle's schema is gone");
+    assert!(matches!(
+        tenants.db(&id("gone")).await,
+        Err(Error::UnknownTenant { .. })
+    ));
+    assert!(
+        gone.select::<Task>().count().await.is_err(),
+        "the old handle's schema is gone"
+    );
     assert_eq!(
-        tenants.db(&id("stays")).await.unwrap().select::<Task>().count().await.unwrap(),
+        tenants
+            .db(&id("stays"))
+            .await
+            .unwrap()
+            .select::<Task>()
+            .count()
+            .await
+            .unwrap(),
         1
     );
 
     // A `tenant_<id>` schema pebble did not make is never dropped nor used.
     let foreign = id("foreign");
     client
-        .batch_execute(&format!("CREATE SCHEMA tenant_{foreign}; CREATE TABLE tenant_{foreign}.keep (x int)"))
+        .batch_execute(&format!(
+            "CREATE SCHEMA tenant_{foreign}; CREATE TABLE tenant_{foreign}.keep (x int)"
+        ))
         .await
         .unwrap();
     assert!(matches!(
@@ -358,7 +486,10 @@ async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
         Err(Error::SchemaNotProvisionedByPebble { .. })
     ));
     client
-        .execute("UPDATE pebble_tenants SET status = 'ready' WHERE id = $1", &[&foreign])
+        .execute(
+            "UPDATE pebble_tenants SET status = 'ready' WHERE id = $1",
+            &[&foreign],
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -366,7 +497,10 @@ async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
         Err(Error::SchemaNotProvisionedByPebble { .. })
     ));
     assert!(client
-        .query_one(&format!("SELECT to_regclass('tenant_{foreign}.keep')::text"), &[])
+        .query_one(
+            &format!("SELECT to_regclass('tenant_{foreign}.keep')::text"),
+            &[]
+        )
         .await
         .unwrap()
         .get::<_, Option<String>>(0)
@@ -384,16 +518,26 @@ async fn a_tenant_role_cannot_reach_another_tenant() {
         .unwrap();
     let a = tenants.create(&id("a")).await.unwrap();
     let b = tenants.create(&id("b")).await.unwrap();
-    tenants.db(&id("b")).await.unwrap().insert(task(1, "b's secret")).exec().await.unwrap();
+    tenants
+        .db(&id("b"))
+        .await
+        .unwrap()
+        .insert(task(1, "b's secret"))
+        .exec()
+        .await
+        .unwrap();
     let role = a.role.expect("a's role");
     assert!(!format!("{role:?}").contains(role.password()));
     assert!(b.role.is_some());
 
     let as_a = raw(role.config(&database.config())).await;
     // Its own schema, through raw SQL.
-    as_a.execute(&format!("INSERT INTO {}.tasks VALUES (1, 'mine', false)", a.schema), &[])
-        .await
-        .unwrap();
+    as_a.execute(
+        &format!("INSERT INTO {}.tasks VALUES (1, 'mine', false)", a.schema),
+        &[],
+    )
+    .await
+    .unwrap();
     let mine: i64 = as_a
         .query_one(&format!("SELECT count(*) FROM {}.tasks", a.schema), &[])
         .await
@@ -441,7 +585,7 @@ async fn a_killed_provisioning_leaves_no_ready_tenant_and_cleanup_removes_it() {
         let name = id("killed");
         tokio::spawn(async move { slow.create(&name).await })
     };
-    let sleeper = wait_for_sleeper(&client, database.name()).await;
+    let sleeper = wait_for_sleeper(&client, database.name(), 0).await;
     // The process dies: its task is gone and its server sessions end.
     killed.abort();
     let _ = killed.await;
@@ -456,7 +600,7 @@ async fn a_killed_provisioning_leaves_no_ready_tenant_and_cleanup_removes_it() {
         let name = id("running");
         tokio::spawn(async move { slow.create(&name).await })
     };
-    let running_sleeper = wait_for_sleeper(&client, database.name()).await;
+    let running_sleeper = wait_for_sleeper(&client, database.name(), sleeper).await;
 
     assert!(matches!(
         tenants.db(&id("killed")).await,
@@ -481,7 +625,13 @@ async fn a_killed_provisioning_leaves_no_ready_tenant_and_cleanup_removes_it() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(cleaned, vec![id("killed")]);
-    let left: Vec<String> = tenants.list().await.unwrap().into_iter().map(|r| r.id).collect();
+    let left: Vec<String> = tenants
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(left, vec![id("ready"), id("running")]);
     assert_eq!(
         schemas(&client, &id("")).await,
@@ -507,14 +657,13 @@ async fn a_killed_provisioning_leaves_no_ready_tenant_and_cleanup_removes_it() {
 }
 
 /// The pid of the backend running `pg_sleep` in `database`, once there is one.
-async fn wait_for_sleeper(client: &tokio_postgres::Client, database: &str) -> i32 {
+async fn wait_for_sleeper(client: &tokio_postgres::Client, database: &str, except: i32) -> i32 {
     for _ in 0..1000 {
         let row = client
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
-                 AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid() \
-                 AND state = 'active'",
-                &[&database],
+                 AND wait_event = 'PgSleep' AND pid <> pg_backend_pid() AND pid <> $2",
+                &[&database, &except],
             )
             .await
             .unwrap();

@@ -33,14 +33,14 @@ pub use conn::send::StatementMode;
 pub use conn::Statement;
 pub use error::{Error, Result, SqlState};
 pub use filter::Filter;
-pub use ident::validate_tenant_id;
 pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
-pub use handle::schema::{SchemaDb, SchemaTransaction};
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
+pub use handle::schema::{SchemaDb, SchemaTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
+pub use ident::validate_tenant_id;
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     ColumnDef, GlobalModel, HasPrimaryKey, Model, PerTenantModel, ScopedBy, SharedModel,

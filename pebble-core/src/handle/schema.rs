@@ -101,7 +101,10 @@ impl<E: Executor> SchemaDb<E> {
     }
 
     /// An `INSERT` of many rows into this tenant's table, in one statement.
-    pub fn insert_many<M: PerTenantModel>(&self, rows: impl IntoIterator<Item = M>) -> Insert<M, Many> {
+    pub fn insert_many<M: PerTenantModel>(
+        &self,
+        rows: impl IntoIterator<Item = M>,
+    ) -> Insert<M, Many> {
         Insert::new(self.conn(), self.scope::<M>(), rows.into_iter().map(Ok))
     }
 

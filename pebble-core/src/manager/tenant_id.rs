@@ -50,5 +50,4 @@ mod tests {
         assert!(!ok(&"a".repeat(MAX_IDENTIFIER_BYTES - "tenant_".len() + 1)));
         assert!(validate_database("acme", "Tenant_acme").is_err());
     }
-
 }

@@ -235,10 +235,7 @@ impl Registry {
         let held = Held::begin(client).await?;
         let row = held
             .client()?
-            .query_opt(
-                &format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE"),
-                &[&id],
-            )
+            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE"), &[&id])
             .await?;
         // Gone after waiting for the row: a drop deleted it meanwhile.
         let Some(row) = row else {
@@ -287,10 +284,7 @@ impl Registry {
         let held = Held::begin(client).await?;
         let row = held
             .client()?
-            .query_opt(
-                &format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE"),
-                &[&id],
-            )
+            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE"), &[&id])
             .await?;
         match row {
             // Another drop finished first.
@@ -384,7 +378,10 @@ impl Claim {
     pub(crate) async fn delete(self) -> Result<()> {
         self.held
             .client()?
-            .execute("DELETE FROM public.pebble_tenants WHERE id = $1", &[&self.id])
+            .execute(
+                "DELETE FROM public.pebble_tenants WHERE id = $1",
+                &[&self.id],
+            )
             .await?;
         self.held.commit().await
     }

@@ -57,7 +57,8 @@ impl TenantRole {
     /// (a membership granted later gives it nothing until it `SET ROLE`s).
     pub(crate) fn create_sql(&self) -> String {
         let role = quote(&self.name);
-        let attributes = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
+        let attributes =
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
         let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
         format!(
             "DO $pebble$ BEGIN \

@@ -162,13 +162,14 @@ impl SchemaTenants {
             Claimed::Provision(claim) => claim,
         };
         let server = inner.server_of(claim.record())?;
-        let role = inner
-            .roles
-            .then(|| TenantRole::generate(schema.clone()));
+        let role = inner.roles.then(|| TenantRole::generate(schema.clone()));
         let sql = inner.provision_sql(id, &schema, role.as_ref());
         let db = &inner.servers[server].db;
         let tx = db.begin().await?;
-        tx.conn().batch(&sql).await.map_err(|e| foreign(e, id, &schema))?;
+        tx.conn()
+            .batch(&sql)
+            .await
+            .map_err(|e| foreign(e, id, &schema))?;
         tx.commit().await?;
         claim.ready().await?;
         tracing::info!(target: "pebble::provision", tenant = id, schema, server = %inner.servers[server].name, "provisioned schema tenant");
@@ -381,7 +382,10 @@ impl Inner {
         ]
         .join(";\n");
         let tx = db.begin().await?;
-        tx.conn().batch(&sql).await.map_err(|e| foreign(e, &id, schema))?;
+        tx.conn()
+            .batch(&sql)
+            .await
+            .map_err(|e| foreign(e, &id, schema))?;
         tx.commit().await?;
         db.tables().forget_schema(schema);
         self.forget(&id);
@@ -510,7 +514,12 @@ impl fmt::Debug for SchemaTenants {
         f.debug_struct("SchemaTenants")
             .field(
                 "servers",
-                &self.inner.servers.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                &self
+                    .inner
+                    .servers
+                    .iter()
+                    .map(|s| &s.name)
+                    .collect::<Vec<_>>(),
             )
             .field("roles", &self.inner.roles)
             .finish_non_exhaustive()
