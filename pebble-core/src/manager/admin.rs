@@ -184,3 +184,45 @@ impl Session {
         let _ = self.connection.await;
     }
 }
+
+/// The `<prefix>*` databases carrying a pebble marker, with the tenant the
+/// marker names: staging databases.
+pub(crate) async fn staging_databases(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    prefix: &str,
+) -> Result<Vec<(String, String)>> {
+    let session = Session::open(connector, maintenance).await?;
+    let rows = session
+        .client
+        .query(
+            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+             WHERE starts_with(datname, $1) ORDER BY datname",
+            &[&prefix],
+        )
+        .await;
+    session.close().await;
+    let mut staging = Vec::new();
+    for row in rows? {
+        let name: String = row.try_get(0)?;
+        let comment: Option<String> = row.try_get(1)?;
+        if let Some(id) = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix("pebble tenant "))
+        {
+            staging.push((name, id.to_owned()));
+        }
+    }
+    Ok(staging)
+}
+
+/// Drops an abandoned staging database even if a connection of the
+/// cancelled setup has not closed yet.
+pub(crate) async fn drop_database_forced(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    database: &str,
+) -> Result<()> {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(database));
+    execute(connector, maintenance, &sql).await
+}

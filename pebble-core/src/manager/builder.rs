@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use super::connect::Budget;
 use super::registry::Registry;
 use super::{Inner, SetupHook, TenantManager};
+use crate::provision::registry::Registry as Catalog;
 
 /// Settings of a [`TenantManager`], from [`TenantManager::builder`].
 ///
@@ -48,6 +49,8 @@ pub(super) struct Settings {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) create_missing: bool,
     pub(super) setup: Option<SetupHook>,
+    /// The tenant registry and this manager's server name in it.
+    pub(super) catalog: Option<(Db, String)>,
 }
 
 impl TenantManagerBuilder {
@@ -61,6 +64,7 @@ impl TenantManagerBuilder {
                 idle_timeout: Some(Duration::from_secs(300)),
                 create_missing: false,
                 setup: None,
+                catalog: None,
             },
         }
     }
@@ -119,6 +123,24 @@ impl TenantManagerBuilder {
         self
     }
 
+    /// Records the tenants this manager provisions in the tenant registry
+    /// (`public.pebble_tenants`) on `home`, placed on server `server` (the
+    /// name rows record as the placement). A database it creates is
+    /// registered `pending` and marked `ready` once set up and renamed into
+    /// place; [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// marks the row `dropping` first and deletes it last.
+    ///
+    /// The row also serialises provisioning and dropping across tasks and
+    /// processes: a `db(id)` racing a `drop_tenant(id)` fails with
+    /// [`Error::TenantDropped`](crate::Error::TenantDropped) instead of
+    /// creating the database again, and
+    /// [`TenantManager::cleanup`](crate::TenantManager::cleanup) can tell a
+    /// crashed provisioning from one in progress.
+    pub fn registry(mut self, home: Db, server: &str) -> Self {
+        self.settings.catalog = Some((home, server.to_owned()));
+        self
+    }
+
     /// The manager. Opens nothing until a tenant is asked for.
     pub fn build(self) -> Result<TenantManager> {
         let base = self.base?;
@@ -142,6 +164,11 @@ impl TenantManagerBuilder {
                 pools_swept: AtomicUsize::new(0),
                 room: tokio::sync::Mutex::new(()),
                 queued: AtomicUsize::new(0),
+                catalog: self
+                    .settings
+                    .catalog
+                    .as_ref()
+                    .map(|(home, server)| (Catalog::new(home.clone()), server.clone())),
                 settings: self.settings,
             }),
         })
@@ -157,6 +184,10 @@ impl fmt::Debug for TenantManagerBuilder {
             .field("idle_timeout", &settings.idle_timeout)
             .field("create_missing", &settings.create_missing)
             .field("setup", &settings.setup.is_some())
+            .field(
+                "registry",
+                &settings.catalog.as_ref().map(|(_, server)| server),
+            )
             .finish_non_exhaustive()
     }
 }

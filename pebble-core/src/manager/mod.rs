@@ -24,6 +24,7 @@ use builder::Settings;
 use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
 use crate::handle::db::Db;
+use crate::provision::registry::{Claimed, Registry as Catalog, TenantRecord, TenantStrategy};
 use crate::SqlState;
 
 pub(crate) use connect::refusal;
@@ -102,6 +103,8 @@ pub(crate) struct Inner {
     room: tokio::sync::Mutex<()>,
     /// How many openers wait for `room`.
     queued: AtomicUsize,
+    /// The tenant registry, and this manager's server name in it.
+    catalog: Option<(Catalog, String)>,
 }
 
 /// A snapshot of a [`TenantManager`]'s pools and connections, from
@@ -291,10 +294,74 @@ impl TenantManager {
                 database,
             });
         }
+        // Marked `dropping` (and held) before the pool goes: an open racing
+        // this drop then sees it and refuses instead of handing out (or
+        // re-creating) the database.
+        let claim = match &inner.catalog {
+            Some((catalog, _)) => catalog.claim_drop(id, TenantStrategy::Database).await?,
+            None => None,
+        };
         if let Some(db) = inner.registry.remove(id, true) {
             drain(&db).await?;
         }
-        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await
+        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await?;
+        if let Some(claim) = claim {
+            claim.delete().await?;
+        }
+        Ok(())
+    }
+
+    /// The tenant registry's rows (every strategy), by id; empty without a
+    /// [`registry`](TenantManagerBuilder::registry).
+    pub async fn registered(&self) -> Result<Vec<TenantRecord>> {
+        match &self.inner.catalog {
+            Some((catalog, _)) => catalog.list().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes what crashed provisionings and drops left on this manager's
+    /// server: database tenants whose registry row is `pending` or
+    /// `dropping` and held by no one (their database, if pebble marked it,
+    /// and their row), and `pebble_new_*` staging databases whose tenant is
+    /// not being provisioned right now. A provisioning in progress holds
+    /// its row and is never touched. Returns what was removed (tenant ids
+    /// and staging database names).
+    ///
+    /// Needs the [`registry`](TenantManagerBuilder::registry): without it a
+    /// staging database in use cannot be told from an abandoned one
+    /// ([`Error::Config`]).
+    pub async fn cleanup(&self) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        let Some((catalog, _)) = &inner.catalog else {
+            return Err(Error::Config(
+                "cleanup needs the tenant registry: set TenantManagerBuilder::registry".into(),
+            ));
+        };
+        let connector = inner.connector();
+        let mut removed = Vec::new();
+        for claim in catalog.abandoned(TenantStrategy::Database).await? {
+            let id = claim.record().id.clone();
+            let database = inner.database(&id)?;
+            if let Some(db) = inner.registry.remove(&id, true) {
+                drain(&db).await?;
+            }
+            admin::drop_tenant_database(&connector, &inner.maintenance, &database, &id).await?;
+            claim.delete().await?;
+            removed.push(id);
+        }
+        for (staging, id) in
+            admin::staging_databases(&connector, &inner.maintenance, STAGING_PREFIX).await?
+        {
+            // Held by a provisioning in progress: leave it.
+            if catalog.is_held(&id).await? {
+                continue;
+            }
+            admin::drop_database_forced(&connector, &inner.maintenance, &staging).await?;
+            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, "dropped abandoned staging database");
+            removed.push(staging);
+        }
+        Ok(removed)
     }
 
     /// Closes every pool (as [`TenantManager::close_tenant`] does for one).
@@ -388,6 +455,10 @@ impl Inner {
             self.provision(id, database).await?;
             drop(db.pool().get().await?);
         }
+        if let Err(e) = self.refuse_dropping(id).await {
+            db.close();
+            return Err(e);
+        }
         self.pools_opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "pebble::manager", tenant = id, database, "opened tenant pool");
         Ok(db)
@@ -475,6 +546,43 @@ impl Inner {
     /// half-provisioned tenant behind (at worst an unused `pebble_new_*`
     /// database).
     async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
+        // Registered `pending` and held for the whole provisioning; a drop
+        // that ran meanwhile makes this fail with `TenantDropped`.
+        let claim = match &self.catalog {
+            Some((catalog, server)) => {
+                match catalog.claim(id, TenantStrategy::Database, server).await? {
+                    Claimed::Provision(claim) => Some(claim),
+                    // Registered ready, yet missing: dropped behind pebble's
+                    // back; `create_missing` makes it again.
+                    Claimed::Ready(_) => None,
+                }
+            }
+            None => None,
+        };
+        self.stage(id, database).await?;
+        if let Some(claim) = claim {
+            claim.ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a tenant the registry says is being dropped: an open that
+    /// raced `drop_tenant` must not hand out its database.
+    async fn refuse_dropping(&self, id: &str) -> Result<()> {
+        let Some((catalog, _)) = &self.catalog else {
+            return Ok(());
+        };
+        match catalog.get(id).await? {
+            Some(record) if record.status == crate::TenantStatus::Dropping => {
+                Err(Error::TenantDropped { id: id.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `database` under a staging name, sets it up and renames it
+    /// into place (see `provision`).
+    async fn stage(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
         let connector = self.connector();
         let maintenance = &self.maintenance;
         let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());

@@ -297,6 +297,28 @@ impl Registry {
         }
     }
 
+    /// Whether a provisioning or drop holds `id`'s row right now.
+    pub(crate) async fn is_held(&self, id: &str) -> Result<bool> {
+        let held = Held::begin(self.client().await?).await?;
+        let free = held
+            .client()?
+            .query_opt(
+                "SELECT 1 FROM public.pebble_tenants WHERE id = $1 FOR UPDATE SKIP LOCKED",
+                &[&id],
+            )
+            .await?;
+        let exists = match free {
+            Some(_) => false,
+            None => held
+                .client()?
+                .query_opt("SELECT 1 FROM public.pebble_tenants WHERE id = $1", &[&id])
+                .await?
+                .is_some(),
+        };
+        held.commit().await?;
+        Ok(exists)
+    }
+
     /// The `pending` and `dropping` rows nobody holds: what crashed
     /// provisionings and drops left. Each is returned held, so no one can
     /// start on it while the caller cleans it up.
