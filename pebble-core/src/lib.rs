@@ -65,6 +65,8 @@ pub use tokio_postgres;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::decode;
+    /// The tenant registry's DDL, for pebble-migrate (one table, one text).
+    pub use crate::provision::registry::ensure_sql as registry_ensure_sql;
     pub use sea_query::Value;
     pub use std::{result::Result, vec::Vec};
     pub use tokio_postgres::Row;

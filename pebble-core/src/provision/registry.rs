@@ -45,7 +45,7 @@ const REGISTRY_UPGRADE: &str = "DO $pebble$ BEGIN \
 /// The statements that create (or upgrade) the registry, serialised with
 /// pebble-migrate's under the same advisory lock: concurrent `CREATE TABLE
 /// IF NOT EXISTS` can still collide in the catalog.
-pub(crate) fn ensure_sql() -> String {
+pub fn ensure_sql() -> String {
     format!(
         "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pebble-migrate'), hashtext('registry')); \
          {REGISTRY_DDL}; {REGISTRY_UPGRADE}; COMMIT"
@@ -73,7 +73,7 @@ impl TenantStrategy {
 
 impl fmt::Display for TenantStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -113,7 +113,7 @@ impl TenantStatus {
 
 impl fmt::Display for TenantStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
