@@ -403,3 +403,89 @@ async fn schema_tenants_spread_over_two_servers() {
     assert!(tenants.list().await.unwrap().is_empty());
     two.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_tenant_role_cannot_open_another_tenant_database() {
+    let server = pebble_testkit::server().unwrap();
+    let id = ids();
+    let manager = TenantManager::builder(server.config())
+        .create_missing(true)
+        .roles(true)
+        .setup(|db: Db, _| async move { db.create_table::<Note>().await })
+        .build()
+        .unwrap();
+    let a = manager
+        .create_tenant(&id("a"))
+        .await
+        .unwrap()
+        .expect("a's role");
+    let b = manager
+        .create_tenant(&id("b"))
+        .await
+        .unwrap()
+        .expect("b's role");
+    assert!(
+        manager.create_tenant(&id("a")).await.unwrap().is_none(),
+        "only once"
+    );
+    assert!(!format!("{a:?}").contains(a.password()));
+    manager
+        .db(&id("b"))
+        .await
+        .unwrap()
+        .insert(note("b's secret"))
+        .exec()
+        .await
+        .unwrap();
+
+    // Its own database, raw SQL and all.
+    let own = raw(a.config(&server.config_for(&format!("tenant_{}", id("a"))))).await;
+    own.execute("INSERT INTO notes (body) VALUES ('mine')", &[])
+        .await
+        .unwrap();
+    let n: i64 = own
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // Another tenant's database: refused at connect. (Databases that are
+    // not tenants keep their own grants: PostgreSQL gives PUBLIC CONNECT.)
+    for database in [format!("tenant_{}", id("b"))] {
+        let err = a
+            .config(&server.config_for(&database))
+            .connect(NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{} opened {database}", a.name()));
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{database}: {err}"
+        );
+    }
+    let _ = b;
+    // A new password replaces the old one; the role survives until the drop.
+    let reset = manager.reset_role_password(&id("a")).await.unwrap();
+    assert_ne!(reset.password(), a.password());
+    drop(own);
+    manager.drop_tenant(&id("a")).await.unwrap();
+    manager.drop_tenant(&id("b")).await.unwrap();
+    let client = raw(server.config()).await;
+    let roles: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![
+                format!("tenant_{}", id("a")),
+                format!("tenant_{}", id("b")),
+            ]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0);
+    assert!(matches!(
+        manager.reset_role_password(&id("a")).await,
+        Err(Error::UnknownTenant { .. })
+    ));
+}

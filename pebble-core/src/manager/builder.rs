@@ -51,6 +51,8 @@ pub(super) struct Settings {
     pub(super) setup: Option<SetupHook>,
     /// The tenant registry and this manager's server name in it.
     pub(super) catalog: Option<(Db, String)>,
+    /// A login role per tenant database.
+    pub(super) roles: bool,
 }
 
 impl TenantManagerBuilder {
@@ -65,6 +67,7 @@ impl TenantManagerBuilder {
                 create_missing: false,
                 setup: None,
                 catalog: None,
+                roles: false,
             },
         }
     }
@@ -138,6 +141,22 @@ impl TenantManagerBuilder {
     /// crashed provisioning from one in progress.
     pub fn registry(mut self, home: Db, server: &str) -> Self {
         self.settings.catalog = Some((home, server.to_owned()));
+        self
+    }
+
+    /// Creates a login role per tenant database the manager provisions,
+    /// named like the database (`tenant_<id>`): NOSUPERUSER, NOBYPASSRLS,
+    /// NOINHERIT, with CONNECT on its own database only (CONNECT and
+    /// TEMPORARY are revoked from PUBLIC on every tenant database) and row
+    /// privileges on the tables `setup` created in `public`. A connection
+    /// as one tenant's role cannot open another tenant's database. The
+    /// password is returned by
+    /// [`TenantManager::create_tenant`](crate::TenantManager::create_tenant)
+    /// (a database created by `db(id)` with `create_missing` gets a role
+    /// whose password nobody has until
+    /// [`TenantManager::reset_role_password`](crate::TenantManager::reset_role_password)).
+    pub fn roles(mut self, on: bool) -> Self {
+        self.settings.roles = on;
         self
     }
 

@@ -25,6 +25,7 @@ use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
 use crate::handle::db::Db;
 use crate::provision::registry::{Claimed, Registry as Catalog, TenantRecord, TenantStrategy};
+use crate::provision::roles::TenantRole;
 use crate::SqlState;
 
 pub(crate) use connect::refusal;
@@ -305,10 +306,45 @@ impl TenantManager {
             drain(&db).await?;
         }
         admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await?;
+        if inner.settings.roles {
+            admin::drop_role(&connector, &inner.maintenance, &database).await?;
+        }
         if let Some(claim) = claim {
             claim.delete().await?;
         }
         Ok(())
+    }
+
+    /// Provisions tenant `id`'s database as `db(id)` with `create_missing`
+    /// would (staged, set up, registered), without opening its pool, and
+    /// returns its login role with the generated password when
+    /// [`roles`](TenantManagerBuilder::roles) are on and this call created
+    /// it: the only time the password is handed out. `Ok(None)` if the
+    /// database already existed (or roles are off).
+    pub async fn create_tenant(&self, id: &str) -> Result<Option<TenantRole>> {
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        let connector = inner.connector();
+        if admin::marker(&connector, &inner.maintenance, &database, id).await?
+            != admin::Marker::Missing
+        {
+            return Ok(None);
+        }
+        inner.provision(id, &database).await
+    }
+
+    /// Gives tenant `id`'s login role a new generated password and returns
+    /// it (the old one stops working). [`Error::UnknownTenant`] if the
+    /// tenant has no role.
+    pub async fn reset_role_password(&self, id: &str) -> Result<TenantRole> {
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        let role = TenantRole::generate(database);
+        if admin::set_password(&inner.connector(), &inner.maintenance, &role).await? {
+            Ok(role)
+        } else {
+            Err(Error::UnknownTenant { id: id.to_owned() })
+        }
     }
 
     /// The tenant registry's rows (every strategy), by id; empty without a
@@ -452,7 +488,9 @@ impl Inner {
             {
                 return Err(e);
             }
-            self.provision(id, database).await?;
+            // A role made here has a password nobody was given:
+            // `reset_role_password` hands one out.
+            let _role = self.provision(id, database).await?;
             drop(db.pool().get().await?);
         }
         if let Err(e) = self.refuse_dropping(id).await {
@@ -545,7 +583,7 @@ impl Inner {
     /// marked): a setup that fails, panics or is cancelled never leaves a
     /// half-provisioned tenant behind (at worst an unused `pebble_new_*`
     /// database).
-    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
+    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
         // Registered `pending` and held for the whole provisioning; a drop
         // that ran meanwhile makes this fail with `TenantDropped`.
         let claim = match &self.catalog {
@@ -559,11 +597,11 @@ impl Inner {
             }
             None => None,
         };
-        self.stage(id, database).await?;
+        let role = self.stage(id, database).await?;
         if let Some(claim) = claim {
             claim.ready().await?;
         }
-        Ok(())
+        Ok(role)
     }
 
     /// Refuses a tenant the registry says is being dropped: an open that
@@ -582,34 +620,46 @@ impl Inner {
 
     /// Creates `database` under a staging name, sets it up and renames it
     /// into place (see `provision`).
-    async fn stage(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
+    async fn stage(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
         let connector = self.connector();
         let maintenance = &self.maintenance;
         let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
         admin::create_database(&connector, maintenance, &temporary).await?;
         let staged = async {
             admin::mark(&connector, maintenance, &temporary, id).await?;
-            let Some(setup) = &self.settings.setup else {
-                return Ok(());
-            };
-            let db = self.pool_on(&temporary, PoolState::new(id))?;
-            let result = setup(db.clone(), id.to_owned()).await;
-            db.close();
-            drain(&db).await?;
-            result
+            if let Some(setup) = &self.settings.setup {
+                let db = self.pool_on(&temporary, PoolState::new(id))?;
+                let result = setup(db.clone(), id.to_owned()).await;
+                db.close();
+                drain(&db).await?;
+                result?;
+            }
+            if !self.settings.roles {
+                return Ok(None);
+            }
+            // After setup, so its tables get the grants; before the
+            // rename, so the database arrives with its role.
+            let mut staged = self.base.clone();
+            staged.dbname(&temporary);
+            admin::tenant_role(&connector, maintenance, &staged, &temporary, database).await
         };
-        if let Err(e) = staged.await {
-            let _ = admin::drop_database(&connector, maintenance, &temporary).await;
-            return Err(e);
-        }
+        let role = match staged.await {
+            Ok(role) => role,
+            Err(e) => {
+                let _ = admin::drop_database(&connector, maintenance, &temporary).await;
+                return Err(e);
+            }
+        };
         let renamed = admin::rename_database(&connector, maintenance, &temporary, database).await;
         if renamed.is_err() {
             let _ = admin::drop_database(&connector, maintenance, &temporary).await;
         }
         match renamed {
-            // Another process provisioned it meanwhile: use theirs.
-            Err(e) if admin::already_exists(&e) => Ok(()),
-            other => other,
+            // Another process provisioned it meanwhile: use theirs (the
+            // role, if this call created it, is the one theirs grants to).
+            Err(e) if admin::already_exists(&e) => Ok(role),
+            Err(e) => Err(e),
+            Ok(()) => Ok(role),
         }
     }
 
