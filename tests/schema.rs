@@ -674,3 +674,41 @@ async fn wait_for_sleeper(client: &tokio_postgres::Client, database: &str, excep
     }
     panic!("no provisioning reached its sleep");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_statements_reach_the_schema_too() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner.clone())
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    owner
+        .schema_tenant(&id("a"))
+        .unwrap()
+        .insert(task(0, "zero"))
+        .exec()
+        .await
+        .unwrap();
+    let unnamed = Db::connect_with(
+        database.config(),
+        PoolOptions::default().statement_mode(pebble::StatementMode::Unnamed),
+    )
+    .await
+    .unwrap();
+    let a = unnamed.schema_tenant(&id("a")).unwrap();
+    // `one()` sends `LIMIT $n`: a `u64` bound as `int8`, not `numeric`.
+    assert_eq!(a.find::<Task>(0).one().await.unwrap().title, "zero");
+    assert_eq!(
+        a.select::<Task>()
+            .offset(0)
+            .limit(5)
+            .all()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(a.select::<Task>().count().await.unwrap(), 1);
+}

@@ -71,7 +71,17 @@ impl Statement {
             .0
             .iter()
             .zip(self.values.as_types())
-            .map(|(value, ty)| (value as &(dyn ToSql + Sync), ty))
+            .map(|(value, ty)| {
+                // sea-query-postgres declares a `u64` (LIMIT, OFFSET) as
+                // `numeric` but encodes it as an 8-byte integer: declared
+                // so, the server would read `LIMIT 1` as some other
+                // number (often 0, and no rows). Declare what is sent.
+                let ty = match value.0 {
+                    sea_query::Value::BigUnsigned(_) => Type::INT8,
+                    _ => ty,
+                };
+                (value as &(dyn ToSql + Sync), ty)
+            })
             .collect()
     }
 }
