@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use pebble::{Db, Model, PoolOptions, SchemaTenants};
+use pebble::{Db, Model, PoolOptions, SchemaTenants, StatementMode};
 
 const TENANTS: i64 = 50;
 const ROWS: i64 = 1000;
+const MANY: i64 = 1000;
 
 #[derive(Model, Debug)]
 #[pebble(table = "notes", per_tenant)]
@@ -110,6 +111,61 @@ fn schema(c: &mut Criterion) {
             })
         })
     });
+    group.finish();
+
+    // Thousands of schemas: 1,000 tenants visited round robin on one
+    // connection, the worst case for the per-connection statement cache
+    // (1,000 texts, bounded at 512: every statement finds the cache
+    // turned over), against unnamed statements, which keep nothing.
+    rt.block_on(async {
+        for t in TENANTS..MANY {
+            tenants.create(&format!("bench_{t}")).await.expect("tenant");
+            db.schema_tenant(&format!("bench_{t}"))
+                .expect("id")
+                .insert(Note {
+                    id: 0,
+                    body: "note".into(),
+                })
+                .exec()
+                .await
+                .expect("row");
+        }
+    });
+    let mut group = c.benchmark_group("point select, 1,000 tenants round robin, 1 connection");
+    for (name, mode) in [
+        ("prepared, cache bounded at 512", StatementMode::Prepared),
+        ("unnamed statements", StatementMode::Unnamed),
+    ] {
+        let one = rt.block_on(async {
+            Db::connect_with(
+                database.config(),
+                PoolOptions::default().max_size(1).statement_mode(mode),
+            )
+            .await
+            .expect("connect")
+        });
+        let handles: Vec<_> = (0..MANY)
+            .map(|t| one.schema_tenant(&format!("bench_{t}")).expect("id"))
+            .collect();
+        let next = AtomicUsize::new(0);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        handles[n % handles.len()]
+                            .find::<Note>(0)
+                            .one()
+                            .await
+                            .expect("found");
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        one.close();
+    }
     group.finish();
 
     let mut group = c.benchmark_group("provisioning");
