@@ -189,6 +189,10 @@ impl SchemaTenants {
     /// (not registered), [`Error::TenantNotReady`] (`pending` or `dropping`),
     /// [`Error::StrategyMismatch`] (a database tenant),
     /// [`Error::UnknownServer`] (placed on a server not configured here).
+    ///
+    /// The placement is cached per `SchemaTenants` value once seen ready:
+    /// a tenant another process drops afterwards still gets a handle here,
+    /// whose statements then fail (its schema is gone).
     pub async fn db(&self, id: &str) -> Result<SchemaDb> {
         let inner = &self.inner;
         tenant_schema(id)?;
