@@ -55,18 +55,29 @@ impl TenantRole {
     /// `CREATE ROLE` (or bring up to date) with LOGIN and nothing else:
     /// not a superuser, no BYPASSRLS, no CREATEDB / CREATEROLE, NOINHERIT
     /// (a membership granted later gives it nothing until it `SET ROLE`s).
+    /// No password: see [`TenantRole::password_sql`].
     pub(crate) fn create_sql(&self) -> String {
         let role = quote(&self.name);
         let attributes =
             "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
-        let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
         format!(
             "DO $pebble$ BEGIN \
              IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN \
              CREATE ROLE {role} {attributes}; END IF; END $pebble$;\n\
-             ALTER ROLE {role} {attributes} PASSWORD {verifier}",
+             ALTER ROLE {role} {attributes}",
             name = literal(&self.name),
-            verifier = literal(&verifier),
+        )
+    }
+
+    /// Sets the password as its SCRAM verifier. Sent on its own, never
+    /// through pebble's SQL log (the verifier is what an attacker would
+    /// brute-force).
+    pub(crate) fn password_sql(&self) -> String {
+        let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
+        format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote(&self.name),
+            literal(&verifier)
         )
     }
 }
@@ -122,9 +133,11 @@ mod tests {
         let role = TenantRole::generate("tenant_acme".into());
         assert_eq!(role.password().len(), 64);
         let sql = role.create_sql();
+        assert!(sql.contains("NOINHERIT"));
+        assert!(!sql.contains("PASSWORD"));
+        let sql = role.password_sql();
         assert!(!sql.contains(role.password()));
         assert!(sql.contains("SCRAM-SHA-256$"));
-        assert!(sql.contains("NOINHERIT"));
         assert!(!format!("{role:?}").contains(role.password()));
     }
 

@@ -171,6 +171,12 @@ impl SchemaTenants {
             .await
             .map_err(|e| foreign(e, id, &schema))?;
         tx.commit().await?;
+        if let Some(role) = &role {
+            // Outside the logged batch; a crash before it leaves a role
+            // that cannot log in and a `pending` tenant for `cleanup`.
+            let client = db.pool().get().await?;
+            client.batch_execute(&role.password_sql()).await?;
+        }
         claim.ready().await?;
         tracing::info!(target: "pebble::provision", tenant = id, schema, server = %inner.servers[server].name, "provisioned schema tenant");
         inner.remember(id, server);
