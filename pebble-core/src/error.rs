@@ -374,6 +374,60 @@ pub enum Error {
         database: String,
     },
 
+    /// The tenant registry (`pebble_tenants`) has no row for this tenant:
+    /// it was never provisioned, or it was dropped. Nothing was sent to a
+    /// tenant schema or database.
+    #[error("tenant {id:?} is not in the tenant registry")]
+    UnknownTenant {
+        /// The tenant id.
+        id: String,
+    },
+
+    /// The tenant is registered but not `ready`: its provisioning has not
+    /// finished (or crashed: see `cleanup`), or it is being dropped.
+    #[error("tenant {id:?} is not ready (registry status `{status}`)")]
+    TenantNotReady {
+        /// The tenant id.
+        id: String,
+        /// Its registry status: `pending` or `dropping`.
+        status: String,
+    },
+
+    /// The tenant is registered with another isolation strategy (a schema
+    /// tenant asked for as a database, or the other way round). Nothing
+    /// was touched.
+    #[error("tenant {id:?} is registered as a {registered} tenant")]
+    StrategyMismatch {
+        /// The tenant id.
+        id: String,
+        /// The strategy in the registry: `schema` or `database`.
+        registered: String,
+    },
+
+    /// The registry places the tenant on a server this handle was not
+    /// given (see `SchemaTenantsBuilder::server`).
+    #[error("tenant {id:?} is placed on server {server:?}, which is not configured here")]
+    UnknownServer {
+        /// The tenant id.
+        id: String,
+        /// The server named by the tenant's registry placement.
+        server: String,
+    },
+
+    /// Dropping a schema tenant refused a `tenant_<id>` schema pebble did
+    /// not provision (it carries no pebble marker comment). Nothing was
+    /// touched.
+    #[error(
+        "schema {schema:?} of tenant {id:?} was not provisioned by pebble \
+         (no pebble marker comment), so it was not dropped"
+    )]
+    SchemaNotProvisionedByPebble {
+        /// The tenant id.
+        id: String,
+        /// The schema the tenant id names.
+        schema: String,
+    },
+
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
     /// table whose tenant-column record contradicts the tenant column it was
     /// asked to protect: a policy on the wrong column would confine by it.

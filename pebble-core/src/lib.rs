@@ -12,6 +12,7 @@ mod column;
 mod error;
 mod expr;
 mod filter;
+mod ident;
 mod insertable;
 mod model;
 mod sql_enum;
@@ -25,6 +26,8 @@ pub mod query;
 
 mod handle;
 mod verify;
+
+mod provision;
 
 mod manager;
 mod rls;
@@ -45,15 +48,20 @@ pub use handle::cross::CrossTenant;
 pub use handle::db::Db;
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::savepoint::Savepoint;
+pub use handle::schema::{SchemaDb, SchemaTransaction};
 pub use handle::tenant::{TenantDb, TenantTransaction};
 pub use handle::transaction::Transaction;
 pub use handle::Executor;
+pub use ident::validate_tenant_id;
 pub use insertable::{Insertable, Unset};
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     join_key, ColumnDef, GlobalModel, HasPrimaryKey, JoinBase, Joinable, Model, PerTenantModel,
     Reference, ScopedBy, SharedModel, TenantScoped,
 };
+pub use provision::registry::{TenantRecord, TenantStatus, TenantStrategy};
+pub use provision::roles::TenantRole;
+pub use provision::schema::{Provisioned, SchemaTenants, SchemaTenantsBuilder};
 pub use query::ddl::create_table_sql;
 pub use query::{Cond, Join, Projection};
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
@@ -73,6 +81,8 @@ pub use tokio_postgres;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::{decode, single_key, tenant_reference_allowed, Reference};
+    /// The tenant registry's DDL, for pebble-migrate (one table, one text).
+    pub use crate::provision::registry::ensure_sql as registry_ensure_sql;
     pub use crate::sql_enum::derived as sql_enum;
     pub use postgres_types::private::BytesMut;
     pub use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};

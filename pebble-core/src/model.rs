@@ -96,6 +96,7 @@ impl ColumnDef {
 pub struct Reference {
     table: &'static str,
     columns: fn() -> &'static [ColumnDef],
+    per_tenant: bool,
 }
 
 impl Reference {
@@ -105,12 +106,19 @@ impl Reference {
         Reference {
             table: T::TABLE,
             columns: columns_of::<T>,
+            per_tenant: T::PER_TENANT,
         }
     }
 
     /// The referenced table.
     pub fn table(&self) -> &'static str {
         self.table
+    }
+
+    /// Whether the referenced model is `#[pebble(per_tenant)]` (its table
+    /// is in the tenant's schema, beside the referencing one).
+    pub fn per_tenant(&self) -> bool {
+        self.per_tenant
     }
 
     /// The referenced model's columns.
@@ -217,6 +225,11 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Every column, in field order. Selects and `RETURNING` list them in
     /// this order, and [`Model::from_row`] decodes by that position.
     const COLUMNS: &'static [ColumnDef];
+    /// Whether the model is `#[pebble(per_tenant)]`: its table lives in
+    /// each tenant's schema (or database), so a schema handle names it with
+    /// the tenant's schema, in a join or a foreign key too. Set by the derive.
+    #[doc(hidden)]
+    const PER_TENANT: bool = false;
 
     /// Decodes a row whose columns are [`Model::COLUMNS`], in order.
     fn from_row(row: &Row) -> Result<Self>;
@@ -271,10 +284,14 @@ pub trait SharedModel: GlobalModel {}
 
 /// A model marked `#[pebble(per_tenant)]`: its table lives in each
 /// tenant's schema or database, so it has no tenant column; queried
-/// through the tenant's own handle (a `TenantManager` database's `Db`).
+/// through the tenant's own handle: a schema handle
+/// ([`Db::schema_tenant`](crate::Db::schema_tenant)) or a `TenantManager`
+/// database's `Db`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a per-tenant model",
-    note = "mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
+    message = "`{Self}` is not a per-tenant model: a schema handle (`db.schema_tenant(id)`) only queries #[pebble(per_tenant)] models",
+    label = "not #[pebble(per_tenant)]",
+    note = "query #[pebble(shared)] models through the plain `Db`, and models with a #[tenant_id] field through `db.tenant(id)`; \
+            mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
 )]
 pub trait PerTenantModel: GlobalModel {}
 

@@ -62,10 +62,12 @@ fn model_impl(model: &Model) -> TokenStream {
         quote!(sink(<#ty as #krate::SqlType>::into_sql(::core::clone::Clone::clone(&self.#name)));)
     });
 
+    let per_tenant = matches!(model.kind, Some(Kind::PerTenant));
     quote! {
         impl #krate::Model for #ident {
             const TABLE: &'static str = #table;
             const COLUMNS: &'static [#krate::ColumnDef] = &[#(#column_defs),*];
+            const PER_TENANT: bool = #per_tenant;
 
             fn from_row(row: &#private::Row) -> #krate::Result<Self> {
                 <Self as #krate::Model>::from_row_at(row, 0)

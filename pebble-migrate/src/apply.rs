@@ -242,6 +242,15 @@ async fn transaction(
             });
         }
         setup.push_str(&format!("CREATE SCHEMA {};", quote(&schema)));
+        // pebble's marker, as `SchemaTenants` writes it: a schema without
+        // it is never dropped by pebble.
+        if let Some(id) = target.tenant() {
+            setup.push_str(&format!(
+                "COMMENT ON SCHEMA {} IS {};",
+                quote(&schema),
+                literal(&format!("pebble tenant {id}"))
+            ));
+        }
     }
     let applied = if ledger_exists {
         read_ledger(client, &ledger).await?

@@ -14,13 +14,6 @@ use crate::ident::{quote, tenant_name};
 use crate::migration::Migrations;
 use crate::target::Target;
 
-const CREATE_REGISTRY: &str = "CREATE TABLE IF NOT EXISTS public.pebble_tenants (\
-    id text PRIMARY KEY, \
-    strategy text NOT NULL CHECK (strategy IN ('schema', 'database')), \
-    status text NOT NULL CHECK (status IN ('pending', 'ready')), \
-    placement text NOT NULL, \
-    created_at timestamptz NOT NULL DEFAULT now())";
-
 /// How a tenant is isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -123,13 +116,12 @@ impl Registry {
 
     async fn client(&self) -> Result<Client> {
         let client = connect(&self.config).await?;
-        // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the
-        // catalog (unique violation on pg_type), so creators take turns.
+        // pebble's own registry table (the one `SchemaTenants` and the
+        // `TenantManager` write), created under the advisory lock every
+        // creator takes: concurrent `CREATE TABLE IF NOT EXISTS` can still
+        // collide in the catalog.
         client
-            .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pebble-migrate'), hashtext('registry')); \
-                 {CREATE_REGISTRY}; COMMIT"
-            ))
+            .batch_execute(&pebble::__private::registry_ensure_sql())
             .await?;
         Ok(client)
     }

@@ -317,9 +317,13 @@ async fn check_table(
     let Some(target) = scope.target() else {
         return Ok(());
     };
-    tables.ensure(client, mode, target).await?;
+    tables
+        .ensure(client, mode, target, scope.schema_arc())
+        .await?;
     for target in joined {
-        tables.ensure(client, mode, target).await?;
+        tables
+            .ensure(client, mode, target, scope.schema_arc())
+            .await?;
     }
     Ok(())
 }

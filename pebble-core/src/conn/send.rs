@@ -34,6 +34,30 @@ pub enum StatementMode {
     Unnamed,
 }
 
+/// How many prepared statements one pooled connection keeps. Statement
+/// texts are per query shape, but under schema handles also per tenant
+/// (`"tenant_acme"."tasks"`), so without a bound a long-lived connection
+/// would keep `shapes × tenants` statements, each holding memory on the
+/// server and in the client.
+pub(crate) const STATEMENT_CACHE_LIMIT: usize = 512;
+
+/// `sql` prepared on `client`, from its statement cache when it is there.
+/// A cache at [`STATEMENT_CACHE_LIMIT`] is emptied first: the statements it
+/// held are closed on the server as they are dropped, and the hot shapes
+/// are prepared again on their next use (one extra round trip each).
+/// Cheaper than least-recently-used bookkeeping on every statement, and
+/// only paid by workloads that cycle through more shapes than the limit.
+pub(crate) async fn prepare(
+    client: &ClientWrapper,
+    sql: &str,
+) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    let cache = &client.statement_cache;
+    if cache.size() >= STATEMENT_CACHE_LIMIT {
+        cache.clear();
+    }
+    client.prepare_cached(sql).await
+}
+
 /// The rows of `stmt`.
 pub(crate) async fn query(
     client: &ClientWrapper,
@@ -42,7 +66,7 @@ pub(crate) async fn query(
 ) -> Result<Vec<Row>> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = client.prepare_cached(stmt.sql()).await?;
+            let prepared = prepare(client, stmt.sql()).await?;
             Ok(client.query(&prepared, &stmt.params()).await?)
         }
         StatementMode::Unnamed => Ok(client.query_typed(stmt.sql(), &stmt.typed_params()).await?),
@@ -57,7 +81,7 @@ pub(crate) async fn execute(
 ) -> Result<u64> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = client.prepare_cached(stmt.sql()).await?;
+            let prepared = prepare(client, stmt.sql()).await?;
             Ok(client.execute(&prepared, &stmt.params()).await?)
         }
         StatementMode::Unnamed => execute_typed(client, stmt.sql(), &stmt.typed_params()).await,
@@ -121,7 +145,7 @@ pub(crate) async fn in_tenant_context(
 ) -> Result<Output> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = client.prepare_cached(stmt.sql()).await?;
+            let prepared = prepare(client, stmt.sql()).await?;
             let params = stmt.params();
             pipelined(
                 client,
@@ -164,7 +188,7 @@ pub(crate) async fn raw_in_tenant_context(
 ) -> Result<Output> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = client.prepare_cached(sql).await?;
+            let prepared = prepare(client, sql).await?;
             let run = run_prepared(client, &prepared, params, want);
             pipelined_then(client, tenant, run, true).await
         }
@@ -299,7 +323,7 @@ pub(crate) async fn raw_in_transaction(
     // statement prepared here can be used here; unnamed mode just does not
     // keep it (dropping it closes it before the transaction ends).
     let prepared = match mode {
-        StatementMode::Prepared => client.prepare_cached(sql).await?,
+        StatementMode::Prepared => prepare(client, sql).await?,
         StatementMode::Unnamed => client.prepare(sql).await?,
     };
     Ok(match want {

@@ -11,11 +11,12 @@
 
 use std::any::TypeId;
 use std::collections::HashSet;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::ClientWrapper;
 
 use crate::error::{Error, Result};
+use crate::ident::quote;
 use crate::model::Target;
 
 use super::send::StatementMode;
@@ -52,10 +53,14 @@ pub(crate) fn parse_record(comment: &str) -> Option<Option<&str>> {
     }
 }
 
-/// The models already checked against their tables on one pool.
+/// The models already checked against their tables on one pool, per
+/// schema: under schema handles each tenant's table is its own (a tenant
+/// migrated behind the others has its own columns), so passing in one
+/// schema says nothing of another. `None` is the connection's default
+/// `search_path`.
 #[derive(Default)]
 pub(crate) struct TableChecks {
-    passed: RwLock<HashSet<TypeId>>,
+    passed: RwLock<HashSet<(TypeId, Option<Arc<str>>)>>,
 }
 
 impl TableChecks {
@@ -67,27 +72,42 @@ impl TableChecks {
         client: &ClientWrapper,
         mode: StatementMode,
         target: &Target,
+        schema: Option<&Arc<str>>,
     ) -> Result<()> {
-        if self.has_passed(target) {
+        let key = (target.type_id, schema.cloned());
+        if self.has_passed(&key) {
             return Ok(());
         }
-        if let Some(table) = LiveTable::load(client, mode, target.table).await? {
+        let name = match schema {
+            Some(schema) => format!("{}.{}", quote(schema), quote(target.table)),
+            None => quote(target.table),
+        };
+        if let Some(table) = LiveTable::load(client, mode, &name).await? {
             table.check(target)?;
             // A missing table is not cached: the statement reports it, and
             // once the table exists its first statement checks it.
             self.passed
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(target.type_id);
+                .insert(key);
         }
         Ok(())
     }
 
-    fn has_passed(&self, target: &Target) -> bool {
+    fn has_passed(&self, key: &(TypeId, Option<Arc<str>>)) -> bool {
         self.passed
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&target.type_id)
+            .contains(key)
+    }
+
+    /// Forgets what passed in `schema` (a dropped tenant's schema may be
+    /// created again with other tables).
+    pub(crate) fn forget_schema(&self, schema: &str) {
+        self.passed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, s)| s.as_deref() != Some(schema));
     }
 }
 
@@ -118,12 +138,12 @@ LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
 WHERE c.oid = to_regclass($1)";
 
 impl LiveTable {
+    /// `quoted`: the table's quoted, possibly schema-qualified name.
     async fn load(
         client: &ClientWrapper,
         mode: StatementMode,
-        table: &str,
+        quoted: &str,
     ) -> Result<Option<LiveTable>> {
-        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
         let rows = match mode {
             StatementMode::Prepared => {
                 let query = client.prepare_cached(CATALOG_QUERY).await?;

@@ -19,6 +19,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::cross::CrossTenant;
+use super::schema::SchemaDb;
 use super::tenant::TenantDb;
 use super::transaction::Transaction;
 use super::{private::Sealed, unscoped_queries, Executor};
@@ -139,6 +140,17 @@ impl Db {
         TenantDb::new(self.clone(), key)
     }
 
+    /// A handle confined to tenant `id`'s schema, `tenant_<id>`, on this
+    /// pool: its statements on `#[pebble(per_tenant)]` models name their
+    /// tables `"tenant_<id>"."table"` (see [`SchemaDb`]). `id` is checked by
+    /// [`validate_tenant_id`](crate::validate_tenant_id):
+    /// [`Error::InvalidTenantId`](crate::Error::InvalidTenantId) otherwise,
+    /// and nothing is sent. Whether the schema exists is only known when a
+    /// statement runs (provision it with [`SchemaTenants`](crate::SchemaTenants)).
+    pub fn schema_tenant(&self, id: &str) -> Result<SchemaDb> {
+        SchemaDb::new(self.clone(), id)
+    }
+
     /// The explicit escape hatch: statements on any model, across all
     /// tenants. Every statement is logged through `tracing` (target
     /// `pebble::cross_tenant`), and the call is easy to grep for.
@@ -182,7 +194,7 @@ impl Db {
         tracing::debug!(target: "pebble::sql", sql);
         client.batch_execute(&sql).await?;
         self.tables()
-            .ensure(&client, self.mode(), &Target::of::<M>())
+            .ensure(&client, self.mode(), &Target::of::<M>(), None)
             .await
     }
 

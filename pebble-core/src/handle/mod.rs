@@ -9,6 +9,7 @@ pub(crate) mod cross;
 pub(crate) mod db;
 pub(crate) mod rls;
 pub(crate) mod savepoint;
+pub(crate) mod schema;
 pub(crate) mod tenant;
 pub(crate) mod transaction;
 

@@ -13,6 +13,7 @@ use crate::sql_type::TenantKey;
 
 use super::cross::CrossTenant;
 use super::savepoint::Savepoint;
+use super::schema::SchemaDb;
 use super::tenant::TenantDb;
 use super::{private::Sealed, unscoped_queries, Executor};
 
@@ -107,6 +108,12 @@ impl Transaction {
     /// This transaction, confined to tenant `key` (see [`Db::tenant`](crate::Db::tenant)).
     pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, &Transaction> {
         TenantDb::new(self, key)
+    }
+
+    /// This transaction, confined to tenant `id`'s schema (see
+    /// [`Db::schema_tenant`](crate::Db::schema_tenant)).
+    pub fn schema_tenant(&self, id: &str) -> Result<SchemaDb<&Transaction>> {
+        SchemaDb::new(self, id)
     }
 
     /// This transaction, unconfined and traced (see [`Db::cross_tenant`](crate::Db::cross_tenant)).

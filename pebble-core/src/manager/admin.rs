@@ -5,6 +5,7 @@
 use tokio_postgres::{error::SqlState, Client};
 
 use crate::error::{Error, Result};
+use crate::provision::roles::TenantRole;
 
 use super::connect::Connector;
 use super::tenant_id::quote;
@@ -183,4 +184,129 @@ impl Session {
         drop(self.client);
         let _ = self.connection.await;
     }
+}
+
+/// The `<prefix>*` databases carrying a pebble marker, with the tenant the
+/// marker names: staging databases.
+pub(crate) async fn staging_databases(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    prefix: &str,
+) -> Result<Vec<(String, String)>> {
+    let session = Session::open(connector, maintenance).await?;
+    let rows = session
+        .client
+        .query(
+            "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+             WHERE starts_with(datname, $1) ORDER BY datname",
+            &[&prefix],
+        )
+        .await;
+    session.close().await;
+    let mut staging = Vec::new();
+    for row in rows? {
+        let name: String = row.try_get(0)?;
+        let comment: Option<String> = row.try_get(1)?;
+        if let Some(id) = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix("pebble tenant "))
+        {
+            staging.push((name, id.to_owned()));
+        }
+    }
+    Ok(staging)
+}
+
+/// Drops an abandoned staging database even if a connection of the
+/// cancelled setup has not closed yet.
+pub(crate) async fn drop_database_forced(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    database: &str,
+) -> Result<()> {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(database));
+    execute(connector, maintenance, &sql).await
+}
+
+/// Creates tenant database `staging`'s login role `role` (named after the
+/// database it will be renamed to), revokes CONNECT and TEMPORARY from
+/// PUBLIC on `staging` and grants CONNECT to the role (both survive the
+/// rename), and inside it grants row privileges on the tables and
+/// sequences of `public`. The role with its password if this call created
+/// it; `None` if it existed (another provisioning's, whose password this
+/// one must not change).
+pub(crate) async fn tenant_role(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    staged: &tokio_postgres::Config,
+    staging: &str,
+    role: &str,
+) -> Result<Option<TenantRole>> {
+    let tenant_role = TenantRole::generate(role.to_owned());
+    let create = format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT",
+        quote(role)
+    );
+    let created = match execute(connector, maintenance, &create).await {
+        Ok(()) => true,
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => false,
+        Err(e) => return Err(e),
+    };
+    if created {
+        set_password(connector, maintenance, &tenant_role).await?;
+    }
+    let database = format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+         GRANT CONNECT ON DATABASE {db} TO {role}",
+        db = quote(staging),
+        role = quote(role),
+    );
+    execute(connector, maintenance, &database).await?;
+    let inside = format!(
+        "GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        role = quote(role),
+    );
+    execute(connector, staged, &inside).await?;
+    Ok(created.then_some(tenant_role))
+}
+
+/// Sets `role`'s password to the SCRAM verifier of its generated one (the
+/// clear text never reaches a statement). Whether the role exists.
+pub(crate) async fn set_password(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    role: &TenantRole,
+) -> Result<bool> {
+    let verifier = postgres_protocol::password::scram_sha_256(role.password().as_bytes());
+    let sql = format!(
+        "ALTER ROLE {} PASSWORD '{}'",
+        quote(role.name()),
+        verifier.replace('\'', "''")
+    );
+    // Not through `execute`: its log line would carry the verifier.
+    let session = Session::open(connector, maintenance).await?;
+    let result = session.client.batch_execute(&sql).await;
+    session.close().await;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drops a dropped tenant database's role, if it exists (it holds no
+/// privilege elsewhere: its database went with its grants).
+pub(crate) async fn drop_role(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    role: &str,
+) -> Result<()> {
+    execute(
+        connector,
+        maintenance,
+        &format!("DROP ROLE IF EXISTS {}", quote(role)),
+    )
+    .await
 }

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use super::connect::Budget;
 use super::registry::Registry;
 use super::{Inner, SetupHook, TenantManager};
+use crate::provision::registry::Registry as Catalog;
 
 /// Settings of a [`TenantManager`], from [`TenantManager::builder`].
 ///
@@ -49,6 +50,10 @@ pub(super) struct Settings {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) create_missing: bool,
     pub(super) setup: Option<SetupHook>,
+    /// The tenant registry and this manager's server name in it.
+    pub(super) catalog: Option<(Db, String)>,
+    /// A login role per tenant database.
+    pub(super) roles: bool,
 }
 
 impl TenantManagerBuilder {
@@ -62,6 +67,8 @@ impl TenantManagerBuilder {
                 idle_timeout: Some(Duration::from_secs(300)),
                 create_missing: false,
                 setup: None,
+                catalog: None,
+                roles: false,
             },
         }
     }
@@ -120,6 +127,40 @@ impl TenantManagerBuilder {
         self
     }
 
+    /// Records the tenants this manager provisions in the tenant registry
+    /// (`public.pebble_tenants`) on `home`, placed on server `server` (the
+    /// name rows record as the placement). A database it creates is
+    /// registered `pending` and marked `ready` once set up and renamed into
+    /// place; [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
+    /// marks the row `dropping` first and deletes it last.
+    ///
+    /// The row also serialises provisioning and dropping across tasks and
+    /// processes: a `db(id)` racing a `drop_tenant(id)` fails with
+    /// [`Error::TenantDropped`](crate::Error::TenantDropped) instead of
+    /// creating the database again, and
+    /// [`TenantManager::cleanup`](crate::TenantManager::cleanup) can tell a
+    /// crashed provisioning from one in progress.
+    pub fn registry(mut self, home: Db, server: &str) -> Self {
+        self.settings.catalog = Some((home, server.to_owned()));
+        self
+    }
+
+    /// Creates a login role per tenant database the manager provisions,
+    /// named like the database (`tenant_<id>`): NOSUPERUSER, NOBYPASSRLS,
+    /// NOINHERIT, with CONNECT on its own database only (CONNECT and
+    /// TEMPORARY are revoked from PUBLIC on every tenant database) and row
+    /// privileges on the tables `setup` created in `public`. A connection
+    /// as one tenant's role cannot open another tenant's database. The
+    /// password is returned by
+    /// [`TenantManager::create_tenant`](crate::TenantManager::create_tenant)
+    /// (a database created by `db(id)` with `create_missing` gets a role
+    /// whose password nobody has until
+    /// [`TenantManager::reset_role_password`](crate::TenantManager::reset_role_password)).
+    pub fn roles(mut self, on: bool) -> Self {
+        self.settings.roles = on;
+        self
+    }
+
     /// The manager. Opens nothing until a tenant is asked for.
     pub fn build(self) -> Result<TenantManager> {
         // The TLS of every connection the manager opens, tenant pools and
@@ -146,6 +187,11 @@ impl TenantManagerBuilder {
                 pools_swept: AtomicUsize::new(0),
                 room: tokio::sync::Mutex::new(()),
                 queued: AtomicUsize::new(0),
+                catalog: self
+                    .settings
+                    .catalog
+                    .as_ref()
+                    .map(|(home, server)| (Catalog::new(home.clone()), server.clone())),
                 settings: self.settings,
             }),
         })
@@ -161,6 +207,10 @@ impl fmt::Debug for TenantManagerBuilder {
             .field("idle_timeout", &settings.idle_timeout)
             .field("create_missing", &settings.create_missing)
             .field("setup", &settings.setup.is_some())
+            .field(
+                "registry",
+                &settings.catalog.as_ref().map(|(_, server)| server),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,8 @@ use builder::Settings;
 use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
 use crate::handle::db::Db;
+use crate::provision::registry::{Claimed, Registry as Catalog, TenantRecord, TenantStrategy};
+use crate::provision::roles::TenantRole;
 use crate::SqlState;
 
 pub(crate) use connect::refusal;
@@ -104,6 +106,8 @@ pub(crate) struct Inner {
     room: tokio::sync::Mutex<()>,
     /// How many openers wait for `room`.
     queued: AtomicUsize,
+    /// The tenant registry, and this manager's server name in it.
+    catalog: Option<(Catalog, String)>,
 }
 
 /// A snapshot of a [`TenantManager`]'s pools and connections, from
@@ -293,10 +297,109 @@ impl TenantManager {
                 database,
             });
         }
+        // Marked `dropping` (and held) before the pool goes: an open racing
+        // this drop then sees it and refuses instead of handing out (or
+        // re-creating) the database.
+        let claim = match &inner.catalog {
+            Some((catalog, _)) => catalog.claim_drop(id, TenantStrategy::Database).await?,
+            None => None,
+        };
         if let Some(db) = inner.registry.remove(id, true) {
             drain(&db).await?;
         }
-        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await
+        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await?;
+        if inner.settings.roles {
+            admin::drop_role(&connector, &inner.maintenance, &database).await?;
+        }
+        if let Some(claim) = claim {
+            claim.delete().await?;
+        }
+        Ok(())
+    }
+
+    /// Provisions tenant `id`'s database as `db(id)` with `create_missing`
+    /// would (staged, set up, registered), without opening its pool, and
+    /// returns its login role with the generated password when
+    /// [`roles`](TenantManagerBuilder::roles) are on and this call created
+    /// it: the only time the password is handed out. `Ok(None)` if the
+    /// database already existed (or roles are off).
+    pub async fn create_tenant(&self, id: &str) -> Result<Option<TenantRole>> {
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        let connector = inner.connector();
+        if admin::marker(&connector, &inner.maintenance, &database, id).await?
+            != admin::Marker::Missing
+        {
+            return Ok(None);
+        }
+        inner.provision(id, &database).await
+    }
+
+    /// Gives tenant `id`'s login role a new generated password and returns
+    /// it (the old one stops working). [`Error::UnknownTenant`] if the
+    /// tenant has no role.
+    pub async fn reset_role_password(&self, id: &str) -> Result<TenantRole> {
+        let inner = &self.inner;
+        let database = inner.database(id)?;
+        let role = TenantRole::generate(database);
+        if admin::set_password(&inner.connector(), &inner.maintenance, &role).await? {
+            Ok(role)
+        } else {
+            Err(Error::UnknownTenant { id: id.to_owned() })
+        }
+    }
+
+    /// The tenant registry's rows (every strategy), by id; empty without a
+    /// [`registry`](TenantManagerBuilder::registry).
+    pub async fn registered(&self) -> Result<Vec<TenantRecord>> {
+        match &self.inner.catalog {
+            Some((catalog, _)) => catalog.list().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes what crashed provisionings and drops left on this manager's
+    /// server: database tenants whose registry row is `pending` or
+    /// `dropping` and held by no one (their database, if pebble marked it,
+    /// and their row), and `pebble_new_*` staging databases whose tenant is
+    /// not being provisioned right now. A provisioning in progress holds
+    /// its row and is never touched. Returns what was removed (tenant ids
+    /// and staging database names).
+    ///
+    /// Needs the [`registry`](TenantManagerBuilder::registry): without it a
+    /// staging database in use cannot be told from an abandoned one
+    /// ([`Error::Config`]).
+    pub async fn cleanup(&self) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        let Some((catalog, _)) = &inner.catalog else {
+            return Err(Error::Config(
+                "cleanup needs the tenant registry: set TenantManagerBuilder::registry".into(),
+            ));
+        };
+        let connector = inner.connector();
+        let mut removed = Vec::new();
+        for claim in catalog.abandoned(TenantStrategy::Database).await? {
+            let id = claim.record().id.clone();
+            let database = inner.database(&id)?;
+            if let Some(db) = inner.registry.remove(&id, true) {
+                drain(&db).await?;
+            }
+            admin::drop_tenant_database(&connector, &inner.maintenance, &database, &id).await?;
+            claim.delete().await?;
+            removed.push(id);
+        }
+        for (staging, id) in
+            admin::staging_databases(&connector, &inner.maintenance, STAGING_PREFIX).await?
+        {
+            // Held by a provisioning in progress: leave it.
+            if catalog.is_held(&id).await? {
+                continue;
+            }
+            admin::drop_database_forced(&connector, &inner.maintenance, &staging).await?;
+            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, "dropped abandoned staging database");
+            removed.push(staging);
+        }
+        Ok(removed)
     }
 
     /// Closes every pool (as [`TenantManager::close_tenant`] does for one).
@@ -388,8 +491,14 @@ impl Inner {
             {
                 return Err(e);
             }
-            self.provision(id, database).await?;
+            // A role made here has a password nobody was given:
+            // `reset_role_password` hands one out.
+            let _role = self.provision(id, database).await?;
             drop(db.pool().get().await?);
+        }
+        if let Err(e) = self.refuse_dropping(id).await {
+            db.close();
+            return Err(e);
         }
         self.pools_opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "pebble::manager", tenant = id, database, "opened tenant pool");
@@ -477,34 +586,83 @@ impl Inner {
     /// marked): a setup that fails, panics or is cancelled never leaves a
     /// half-provisioned tenant behind (at worst an unused `pebble_new_*`
     /// database).
-    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<()> {
+    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
+        // Registered `pending` and held for the whole provisioning; a drop
+        // that ran meanwhile makes this fail with `TenantDropped`.
+        let claim = match &self.catalog {
+            Some((catalog, server)) => {
+                match catalog.claim(id, TenantStrategy::Database, server).await? {
+                    Claimed::Provision(claim) => Some(claim),
+                    // Registered ready, yet missing: dropped behind pebble's
+                    // back; `create_missing` makes it again.
+                    Claimed::Ready(_) => None,
+                }
+            }
+            None => None,
+        };
+        let role = self.stage(id, database).await?;
+        if let Some(claim) = claim {
+            claim.ready().await?;
+        }
+        Ok(role)
+    }
+
+    /// Refuses a tenant the registry says is being dropped: an open that
+    /// raced `drop_tenant` must not hand out its database.
+    async fn refuse_dropping(&self, id: &str) -> Result<()> {
+        let Some((catalog, _)) = &self.catalog else {
+            return Ok(());
+        };
+        match catalog.get(id).await? {
+            Some(record) if record.status == crate::TenantStatus::Dropping => {
+                Err(Error::TenantDropped { id: id.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `database` under a staging name, sets it up and renames it
+    /// into place (see `provision`).
+    async fn stage(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
         let connector = self.connector();
         let maintenance = &self.maintenance;
         let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
         admin::create_database(&connector, maintenance, &temporary).await?;
         let staged = async {
             admin::mark(&connector, maintenance, &temporary, id).await?;
-            let Some(setup) = &self.settings.setup else {
-                return Ok(());
-            };
-            let db = self.pool_on(&temporary, PoolState::new(id))?;
-            let result = setup(db.clone(), id.to_owned()).await;
-            db.close();
-            drain(&db).await?;
-            result
+            if let Some(setup) = &self.settings.setup {
+                let db = self.pool_on(&temporary, PoolState::new(id))?;
+                let result = setup(db.clone(), id.to_owned()).await;
+                db.close();
+                drain(&db).await?;
+                result?;
+            }
+            if !self.settings.roles {
+                return Ok(None);
+            }
+            // After setup, so its tables get the grants; before the
+            // rename, so the database arrives with its role.
+            let mut staged = self.base.clone();
+            staged.dbname(&temporary);
+            admin::tenant_role(&connector, maintenance, &staged, &temporary, database).await
         };
-        if let Err(e) = staged.await {
-            let _ = admin::drop_database(&connector, maintenance, &temporary).await;
-            return Err(e);
-        }
+        let role = match staged.await {
+            Ok(role) => role,
+            Err(e) => {
+                let _ = admin::drop_database(&connector, maintenance, &temporary).await;
+                return Err(e);
+            }
+        };
         let renamed = admin::rename_database(&connector, maintenance, &temporary, database).await;
         if renamed.is_err() {
             let _ = admin::drop_database(&connector, maintenance, &temporary).await;
         }
         match renamed {
-            // Another process provisioned it meanwhile: use theirs.
-            Err(e) if admin::already_exists(&e) => Ok(()),
-            other => other,
+            // Another process provisioned it meanwhile: use theirs (the
+            // role, if this call created it, is the one theirs grants to).
+            Err(e) if admin::already_exists(&e) => Ok(role),
+            Err(e) => Err(e),
+            Ok(()) => Ok(role),
         }
     }
 

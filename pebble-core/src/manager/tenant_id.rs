@@ -1,24 +1,10 @@
-//! Which tenant ids may become database names, and how a name is quoted.
+//! Which tenant ids may become database names (the id itself is checked by
+//! the one validator, `crate::ident`).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::ident::{is_plain, refuse, MAX_IDENTIFIER_BYTES};
 
-/// PostgreSQL truncates longer identifiers, which could make two tenants
-/// share a database.
-pub(crate) const MAX_IDENTIFIER_BYTES: usize = 63;
-
-/// Checks a tenant id before anything (even the database name function) sees it.
-pub(crate) fn validate_id(id: &str) -> Result<()> {
-    if id.is_empty() {
-        return refuse(id, "a tenant id cannot be empty");
-    }
-    if !is_plain(id) {
-        return refuse(
-            id,
-            "a tenant id may only contain lowercase ASCII letters, digits and `_`",
-        );
-    }
-    Ok(())
-}
+pub(crate) use crate::ident::{quote, validate_tenant_id as validate_id};
 
 /// Checks the database name made from a valid `id`.
 pub(crate) fn validate_database(id: &str, database: &str) -> Result<()> {
@@ -35,24 +21,6 @@ pub(crate) fn validate_database(id: &str, database: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn refuse(id: &str, reason: &'static str) -> Result<()> {
-    Err(Error::InvalidTenantId {
-        id: id.to_owned(),
-        reason,
-    })
-}
-
-fn is_plain(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// `name` as a quoted identifier. Names are validated first; quoting anyway
-/// means a name can never be read as SQL.
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -81,11 +49,5 @@ mod tests {
         }
         assert!(!ok(&"a".repeat(MAX_IDENTIFIER_BYTES - "tenant_".len() + 1)));
         assert!(validate_database("acme", "Tenant_acme").is_err());
-    }
-
-    #[test]
-    fn quoting_doubles_quotes() {
-        assert_eq!(quote("tenant_acme"), "\"tenant_acme\"");
-        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
     }
 }

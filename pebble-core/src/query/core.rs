@@ -141,13 +141,3 @@ pub(crate) fn column_names<M: Model>() -> impl Iterator<Item = &'static str> {
 fn all_columns<M: Model>() -> ReturningClause {
     Returning::new().columns(column_names::<M>())
 }
-
-/// The table reference a statement on `table` uses under `scope`: the one
-/// place a model becomes a table in a FROM or JOIN clause of the join and
-/// projection builders (a schema strategy qualifies it here). Columns are
-/// qualified by the bare table name, which PostgreSQL resolves against a
-/// schema-qualified FROM entry too.
-pub(crate) fn table_ref(_scope: &Scope, table: &'static str) -> sea_query::TableRef {
-    use sea_query::IntoTableRef;
-    table.into_table_ref()
-}

@@ -1,6 +1,8 @@
 //! `CREATE TABLE` and indexes from model metadata, for quick starts and tests.
 
-use sea_query::{ColumnDef as SeaColumn, Index, PostgresQueryBuilder, Table};
+use sea_query::{Alias, ColumnDef as SeaColumn, Index, PostgresQueryBuilder, Table, TableRef};
+
+use crate::ident::quote;
 
 use crate::conn::table_check::record_comment;
 use crate::model::Model;
@@ -35,8 +37,20 @@ use crate::sql_enum::{check_clause, create_type_sql};
 /// );
 /// ```
 pub fn create_table_sql<M: Model>() -> String {
-    // Enum types first: the table's columns refer to them.
+    create_table_sql_in::<M>(None)
+}
+
+/// [`create_table_sql`] for `M`'s table in `schema` (a tenant's), every
+/// name qualified with it: nothing depends on `search_path`.
+pub(crate) fn create_table_sql_in<M: Model>(schema: Option<&str>) -> String {
+    let table_ref = || -> TableRef {
+        match schema {
+            Some(schema) => (Alias::new(schema), M::TABLE).into(),
+            None => M::TABLE.into(),
+        }
+    };
     let mut statements = Vec::new();
+    // Enum types first: the table's columns refer to them.
     for column in M::COLUMNS {
         if let Some(create) = column.enum_def.as_ref().and_then(create_type_sql) {
             if !statements.contains(&create) {
@@ -45,7 +59,7 @@ pub fn create_table_sql<M: Model>() -> String {
         }
     }
     let mut table = Table::create();
-    table.table(M::TABLE).if_not_exists();
+    table.table(table_ref()).if_not_exists();
     for column in M::COLUMNS {
         let mut def = SeaColumn::new(column.name);
         def.custom(column.sql_type);
@@ -89,6 +103,7 @@ pub fn create_table_sql<M: Model>() -> String {
         &mut table,
         M::TABLE,
         M::COLUMNS,
+        schema,
     ));
     statements.push(table.to_string(PostgresQueryBuilder));
 
@@ -98,7 +113,7 @@ pub fn create_table_sql<M: Model>() -> String {
             Index::create()
                 .if_not_exists()
                 .name(format!("{}_{}_idx", M::TABLE, tenant))
-                .table(M::TABLE)
+                .table(table_ref())
                 .col(tenant)
                 .to_string(PostgresQueryBuilder),
         );
@@ -109,14 +124,18 @@ pub fn create_table_sql<M: Model>() -> String {
             .if_not_exists()
             .unique()
             .name(format!("{}_{}_key", M::TABLE, column.name))
-            .table(M::TABLE);
+            .table(table_ref());
         if let Some(tenant) = tenant {
             index.col(tenant);
         }
         index.col(column.name);
         statements.push(index.to_string(PostgresQueryBuilder));
     }
-    statements.push(record_statement(M::TABLE, tenant));
+    let quoted = match schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(M::TABLE)),
+        None => quote(M::TABLE),
+    };
+    statements.push(record_statement_quoted(&quoted, tenant));
     statements.join(";\n")
 }
 
@@ -125,12 +144,16 @@ pub fn create_table_sql<M: Model>() -> String {
 /// record is never overwritten by another model's, so a contradicting
 /// model is refused rather than rewriting the record.
 pub(crate) fn record_statement(table: &str, tenant: Option<&str>) -> String {
-    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+    record_statement_quoted(&quote(table), tenant)
+}
+
+/// [`record_statement`] for a table's quoted, possibly qualified name.
+fn record_statement_quoted(quoted: &str, tenant: Option<&str>) -> String {
     let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
     format!(
         "DO $pebble$ BEGIN IF obj_description({}::regclass, 'pg_class') IS NULL THEN \
          COMMENT ON TABLE {quoted} IS {}; END IF; END $pebble$",
-        literal(&quoted),
+        literal(quoted),
         literal(&record_comment(tenant)),
     )
 }

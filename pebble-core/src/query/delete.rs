@@ -27,7 +27,7 @@ pub struct Delete<M> {
 impl<M: Model> Delete<M> {
     pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::delete();
-        stmt.from_table(M::TABLE);
+        stmt.from_table(scope.table_ref::<M>());
         Delete {
             core: Core::confined(conn, scope, stmt),
         }

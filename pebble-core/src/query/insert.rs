@@ -1,7 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning};
+use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning, TableRef};
 
 use crate::column::{names, Columns, SetColumns};
 use crate::conn::{Conn, Statement};
@@ -65,6 +65,7 @@ impl<M: Model, R> Insert<M, R> {
     ) -> Self {
         // Built in place: the statement is large, and moving it through
         // intermediate results costs more than filling it here.
+        let table = scope.table_ref::<M>();
         let mut insert = Insert {
             core: Core::new(conn, scope, Query::insert()),
             refused: None,
@@ -79,12 +80,12 @@ impl<M: Model, R> Insert<M, R> {
         // Exactly sized: sea-query then allocates its column list once.
         let mut columns = Vec::with_capacity(width);
         columns.extend(M::COLUMNS.iter().map(|c| c.name));
-        insert.core.stmt.into_table(M::TABLE).columns(columns);
+        insert.core.stmt.into_table(table.clone()).columns(columns);
         // Rows past this many go into another statement of the same insert.
         let per_statement = (PARAMETERS_PER_STATEMENT / width.max(1)).max(1);
         for row in rows {
             if insert.rows > 0 && insert.rows % per_statement == 0 {
-                let next = fresh_statement::<M>();
+                let next = fresh_statement::<M>(table.clone());
                 insert
                     .chunks
                     .push(std::mem::replace(&mut insert.core.stmt, next));
@@ -334,9 +335,9 @@ impl<M: Model> Upsert<M, Many> {
 }
 
 /// An empty insert into `M`'s table, every column listed.
-fn fresh_statement<M: Model>() -> InsertStatement {
+fn fresh_statement<M: Model>(table: TableRef) -> InsertStatement {
     let mut stmt = Query::insert();
-    stmt.into_table(M::TABLE).columns(column_names::<M>());
+    stmt.into_table(table).columns(column_names::<M>());
     stmt
 }
 

@@ -36,7 +36,6 @@ use crate::filter::Filter;
 use crate::model::{JoinBase, Joinable, Model, Target};
 use crate::scope::Scope;
 
-use super::core::table_ref;
 use super::projection::{Projection, Selection};
 use super::select::Select;
 
@@ -299,7 +298,7 @@ pub(crate) fn select_model<M: Model>(stmt: &mut SelectStatement) {
 pub(crate) fn start<M: JoinBase>(select: Select<M>) -> Join<M::JoinKey, (M,), (M,)> {
     let (conn, scope, shaped) = select.into_start();
     let mut stmt = Query::select();
-    stmt.from(table_ref(&scope, M::TABLE));
+    stmt.from(scope.table_ref::<M>());
     if let Some(tenant) = scope.qualified_condition(M::TABLE) {
         stmt.and_where(tenant);
     }
@@ -445,7 +444,7 @@ where
             self.anchor = tenant_column.map(|column| (J::TABLE, column));
         }
         self.stmt
-            .join(kind, table_ref(&self.scope, J::TABLE), condition);
+            .join(kind, self.scope.joined_table_ref::<J>(), condition);
         select_model::<J>(&mut self.stmt);
         self.joined.push(target);
         self.retype()

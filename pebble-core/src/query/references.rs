@@ -5,7 +5,7 @@
 //! row pointing at another tenant's row, whoever writes it (raw SQL
 //! included). A reference to a shared model is a plain foreign key.
 
-use sea_query::{ForeignKey, Index, PostgresQueryBuilder, TableCreateStatement};
+use sea_query::{Alias, ForeignKey, Index, PostgresQueryBuilder, TableCreateStatement, TableRef};
 
 use crate::model::{ColumnDef, Reference};
 
@@ -21,6 +21,7 @@ pub(crate) fn add_foreign_keys(
     create: &mut TableCreateStatement,
     table: &'static str,
     columns: &'static [ColumnDef],
+    schema: Option<&str>,
 ) -> Vec<String> {
     let tenant = columns.iter().find(|c| c.tenant).map(|c| c.name);
     let mut before = Vec::new();
@@ -35,7 +36,7 @@ pub(crate) fn add_foreign_keys(
         let mut fk = ForeignKey::create();
         fk.name(format!("{table}_{}_fkey", column.name))
             .from_tbl(table)
-            .to_tbl(target.table());
+            .to_tbl(target_ref(&target, schema));
         match (tenant, target.tenant_column()) {
             (Some(tenant), Some(target_tenant)) => {
                 fk.from_col(tenant)
@@ -60,6 +61,16 @@ pub(crate) fn add_foreign_keys(
         create.foreign_key(&mut fk);
     }
     before
+}
+
+/// The referenced table: in the tenant's schema, beside the referencing
+/// table, when both are per-tenant models created in one; the bare
+/// (shared) table otherwise.
+fn target_ref(target: &Reference, schema: Option<&str>) -> TableRef {
+    match schema {
+        Some(schema) if target.per_tenant() => (Alias::new(schema), target.table()).into(),
+        _ => target.table().into(),
+    }
 }
 
 /// Whether the target's primary key is exactly `(tenant, key)`, in any order.

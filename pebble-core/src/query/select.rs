@@ -34,7 +34,8 @@ pub struct Select<M> {
 impl<M: Model> Select<M> {
     pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::select();
-        stmt.columns(column_names::<M>()).from(M::TABLE);
+        stmt.columns(column_names::<M>())
+            .from(scope.table_ref::<M>());
         Select {
             core: Core::confined(conn, scope, stmt),
         }

@@ -43,7 +43,7 @@ pub struct Update<M> {
 impl<M: Model> Update<M> {
     pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
         let mut stmt = Query::update();
-        stmt.table(M::TABLE);
+        stmt.table(scope.table_ref::<M>());
         Update {
             core: Core::confined(conn, scope, stmt),
             assigned: false,

@@ -5,13 +5,17 @@
 //!
 //! A closed enum, never a trait: a strategy written elsewhere that forgot to
 //! confine would be exactly the leak pebble exists to stop. What each
-//! strategy adds lives in its own module: [`row`] (the condition) and
-//! [`rls`] (the transaction's tenant setting).
+//! strategy adds lives in its own module: [`row`] (the condition),
+//! [`rls`] (the transaction's tenant setting) and [`schema`] (the
+//! qualified table name).
 
 mod rls;
 mod row;
+mod schema;
 
-use sea_query::{ConditionalStatement, Expr, ExprTrait, Value};
+use std::sync::Arc;
+
+use sea_query::{ConditionalStatement, Expr, ExprTrait, TableRef, Value};
 
 pub(crate) use rls::TenantContext;
 
@@ -61,6 +65,10 @@ pub(crate) enum Scope {
     /// A tenant handle keyed by the unset value (nil UUID, `0`, empty
     /// string), typically a missing id defaulted: every statement is refused.
     UnsetTenant { key: String, reason: &'static str },
+    /// A schema handle on a per-tenant model: the table is named with the
+    /// tenant's schema in the statement text (`"tenant_acme"."tasks"`), so
+    /// no condition is needed and no session setting (`search_path`) is used.
+    Schema { schema: Arc<str>, target: Target },
     /// `Db` on a model that has a tenant column (only reachable through a
     /// hand-written `GlobalModel` impl): every statement is refused.
     TenantModelThroughDb { table: &'static str },
@@ -77,6 +85,44 @@ impl Scope {
             Scope::Plain {
                 target: Target::of::<M>(),
             }
+        }
+    }
+
+    /// The scope of a schema handle's statements on `M` (a per-tenant model),
+    /// in the validated schema `schema`.
+    pub(crate) fn schema<M: Model>(schema: &Arc<str>) -> Scope {
+        Scope::Schema {
+            schema: Arc::clone(schema),
+            target: Target::of::<M>(),
+        }
+    }
+
+    /// The table `M`'s statements name: qualified with the tenant's schema
+    /// under a schema handle, the bare table otherwise (found through the
+    /// connection's default `search_path`, which pebble never changes).
+    /// Every builder names its table through this one function.
+    pub(crate) fn table_ref<M: Model>(&self) -> TableRef {
+        match self {
+            Scope::Schema { schema, .. } => schema::table_ref(schema, M::TABLE),
+            _ => M::TABLE.into(),
+        }
+    }
+
+    /// The table a joined model `J` is named by: in the tenant's schema under
+    /// a schema handle when `J` is per-tenant too, the bare (shared) table
+    /// otherwise.
+    pub(crate) fn joined_table_ref<J: Model>(&self) -> TableRef {
+        match self {
+            Scope::Schema { schema, .. } if J::PER_TENANT => schema::table_ref(schema, J::TABLE),
+            _ => J::TABLE.into(),
+        }
+    }
+
+    /// The schema statements are confined to, under a schema handle.
+    pub(crate) fn schema_arc(&self) -> Option<&Arc<str>> {
+        match self {
+            Scope::Schema { schema, .. } => Some(schema),
+            _ => None,
         }
     }
 
@@ -111,7 +157,9 @@ impl Scope {
     /// confines nothing a table record could contradict.
     pub(crate) fn target(&self) -> Option<&Target> {
         match self {
-            Scope::Plain { target } | Scope::Tenant { target, .. } => Some(target),
+            Scope::Plain { target }
+            | Scope::Tenant { target, .. }
+            | Scope::Schema { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -132,7 +180,9 @@ impl Scope {
     /// The table statements of this scope run on, for error messages.
     pub(crate) fn table(&self) -> &'static str {
         match self {
-            Scope::Plain { target } | Scope::Tenant { target, .. } => target.table(),
+            Scope::Plain { target }
+            | Scope::Tenant { target, .. }
+            | Scope::Schema { target, .. } => target.table(),
             Scope::CrossTenant { table } | Scope::TenantModelThroughDb { table } => table,
             Scope::UnsetTenant { .. } => "",
         }
@@ -147,7 +197,10 @@ impl Scope {
                 reason,
             }),
             Scope::TenantModelThroughDb { table } => Err(Error::TenantModelThroughDb { table }),
-            Scope::Plain { .. } | Scope::Tenant { .. } | Scope::CrossTenant { .. } => Ok(()),
+            Scope::Plain { .. }
+            | Scope::Tenant { .. }
+            | Scope::Schema { .. }
+            | Scope::CrossTenant { .. } => Ok(()),
         }
     }
 
@@ -169,7 +222,8 @@ impl Scope {
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
                 Some(Expr::cust("FALSE"))
             }
-            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+            // The schema in the table name confines it.
+            Scope::Plain { .. } | Scope::Schema { .. } | Scope::CrossTenant { .. } => None,
         }
     }
 
@@ -181,7 +235,7 @@ impl Scope {
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => {
                 Some(Expr::cust("FALSE"))
             }
-            Scope::Plain { .. } | Scope::CrossTenant { .. } => None,
+            Scope::Plain { .. } | Scope::Schema { .. } | Scope::CrossTenant { .. } => None,
         }
     }
 
@@ -216,8 +270,10 @@ impl Scope {
             }
             // Refused before sending (`refuses_joined`); were it sent, a
             // tenant table joined here would pair with no row.
-            Scope::Plain { .. } if tenant_column.is_some() => Some(Expr::cust("FALSE")),
-            Scope::Plain { .. } => None,
+            Scope::Plain { .. } | Scope::Schema { .. } if tenant_column.is_some() => {
+                Some(Expr::cust("FALSE"))
+            }
+            Scope::Plain { .. } | Scope::Schema { .. } => None,
         }
     }
 
@@ -226,10 +282,9 @@ impl Scope {
     /// by (only a hand-written `Joinable` impl gets it there).
     /// `cross_tenant()` reaches every tenant on purpose.
     pub(crate) fn refuses_joined(&self, tenant_column: Option<&'static str>) -> bool {
-        matches!(self, Scope::Plain { .. }) && tenant_column.is_some()
+        matches!(self, Scope::Plain { .. } | Scope::Schema { .. }) && tenant_column.is_some()
     }
 
-    /// Logs a statement that reaches every tenant.
     /// For tracing: the tenant the statement is confined to (as the text
     /// row-level security would set), and the strategy confining it.
     pub(crate) fn describe(&self) -> (Option<String>, &'static str) {
@@ -242,11 +297,13 @@ impl Scope {
                 },
             ),
             Scope::Plain { .. } => (None, "none"),
+            Scope::Schema { schema, .. } => (Some(schema.to_string()), "schema"),
             Scope::CrossTenant { .. } => (None, "cross_tenant"),
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => (None, "refused"),
         }
     }
 
+    /// Logs a statement that reaches every tenant.
     pub(crate) fn trace(&self, sql: &str) {
         if let Scope::CrossTenant { .. } = self {
             tracing::info!(target: "pebble::cross_tenant", sql, "cross-tenant statement");
