@@ -397,6 +397,9 @@ pub(crate) struct Target {
     pub(crate) model: &'static str,
     pub(crate) table: &'static str,
     pub(crate) columns: &'static [ColumnDef],
+    /// `#[pebble(per_tenant)]`: under a schema handle its table is in the
+    /// tenant's schema (a joined shared model's is not).
+    pub(crate) per_tenant: bool,
 }
 
 impl Target {
@@ -406,6 +409,7 @@ impl Target {
             model: short_type_name(std::any::type_name::<M>()),
             table: M::TABLE,
             columns: M::COLUMNS,
+            per_tenant: M::PER_TENANT,
         }
     }
 

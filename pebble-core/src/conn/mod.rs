@@ -321,9 +321,9 @@ async fn check_table(
         .ensure(client, mode, target, scope.schema_arc())
         .await?;
     for target in joined {
-        tables
-            .ensure(client, mode, target, scope.schema_arc())
-            .await?;
+        // A joined shared model's table is the shared one, not the schema's.
+        let schema = scope.schema_arc().filter(|_| target.per_tenant);
+        tables.ensure(client, mode, target, schema).await?;
     }
     Ok(())
 }
