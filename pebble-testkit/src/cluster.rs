@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::Binaries;
 use crate::process::{self, lock, tail, Guarded, RunAs, TempDir};
-use crate::Error;
+use crate::{Error, ServerOptions};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -23,12 +23,13 @@ pub(crate) struct Cluster {
     /// is stopped (immediately: the data is being thrown away) before its
     /// directory is deleted.
     server: Mutex<Option<Guarded>>,
+    options: ServerOptions,
     dir: TempDir,
 }
 
 impl Cluster {
     /// Creates a cluster (`initdb`) and starts its server.
-    pub(crate) fn start() -> Result<Cluster, Error> {
+    pub(crate) fn start(options: ServerOptions) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -37,6 +38,7 @@ impl Cluster {
             run_as,
             port: 0,
             server: Mutex::new(None),
+            options,
             dir,
         };
         cluster.init()?;
@@ -115,7 +117,8 @@ impl Cluster {
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             // Database-per-tenant tests open many pools at once.
-            .args(["-c", "max_connections=400"])
+            .arg("-c")
+            .arg(format!("max_connections={}", self.options.max_connections))
             .stdout(out.try_clone()?)
             .stderr(out);
         // At exit the data is thrown away, so an immediate shutdown (no checkpoint) will do.
