@@ -58,6 +58,14 @@ pub enum Contender {
 impl Contender {
     /// In the order each round runs them.
     pub const ALL: [Contender; 3] = [Contender::Limit, Contender::Sqlx, Contender::Pebble];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Limit => "limit",
+            Contender::Sqlx => "sqlx",
+            Contender::Pebble => "pebble",
+        }
+    }
 }
 
 /// A raw tokio-postgres connection with every statement prepared once.

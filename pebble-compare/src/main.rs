@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p pebble-compare -- [--rounds 5] [--clients 1,16] [--seconds 2]
 //!                                          [--workloads select,insert,update,rls]
+//! cargo run --release -p pebble-compare -- --only pebble ...   (one contender alone, to profile it)
 //! cargo run --release -p pebble-compare -- scale [--tenants 1000]
 //! ```
 //!
@@ -32,6 +33,8 @@ struct Args {
     workloads: Vec<Workload>,
     scale: bool,
     tenants: usize,
+    /// Only this contender, for profiling it alone (no table then).
+    only: Option<Contender>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -42,6 +45,7 @@ fn parse_args() -> Result<Args, BoxError> {
         workloads: Workload::ALL.to_vec(),
         scale: false,
         tenants: 1000,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +60,15 @@ fn parse_args() -> Result<Args, BoxError> {
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
+            }
+            "--only" => {
+                let name = value()?;
+                args.only = Some(
+                    Contender::ALL
+                        .into_iter()
+                        .find(|c| c.name() == name)
+                        .ok_or_else(|| format!("unknown contender {name}"))?,
+                );
             }
             "--workloads" => {
                 let names = value()?;
@@ -103,6 +116,21 @@ async fn compare(args: Args) -> Result<(), BoxError> {
     for &workload in &args.workloads {
         for &clients in &args.clients {
             // Statements prepared, pools full, caches warm, for everyone.
+            if let Some(only) = args.only {
+                timed(&contenders, only, workload, clients, warm_up).await?;
+                for _ in 0..args.rounds {
+                    let s = timed(&contenders, only, workload, clients, duration).await?;
+                    eprintln!(
+                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space",
+                        workload.name(),
+                        only,
+                        s.ops_per_sec(),
+                        s.cpu_us_per_op(),
+                        s.user_us_per_op()
+                    );
+                }
+                continue;
+            }
             for contender in Contender::ALL {
                 timed(&contenders, contender, workload, clients, warm_up).await?;
             }
@@ -125,6 +153,9 @@ async fn compare(args: Args) -> Result<(), BoxError> {
     contenders.close();
     contenders.close_sqlx().await;
 
+    if args.only.is_some() {
+        return Ok(());
+    }
     println!(
         "\n{} rounds of {} s per contender, interleaved; limit = tokio-postgres, statements prepared once per connection\n",
         args.rounds, args.seconds
@@ -165,6 +196,6 @@ async fn timed(
     Ok(Sample {
         ops,
         wall,
-        cpu: cpu_time().saturating_sub(cpu),
+        cpu: cpu_time().since(cpu),
     })
 }

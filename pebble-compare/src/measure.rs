@@ -5,19 +5,43 @@ use std::time::Duration;
 
 use crate::contenders::{Contender, Workload};
 
-/// User + system CPU time this process has used: every thread of the
+/// User and system CPU time this process has used: every thread of the
 /// client. The server is another process and is not counted.
-pub fn cpu_time() -> Duration {
+pub fn cpu_time() -> Cpu {
     // SAFETY: `getrusage` only writes the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();
         if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
+            return Cpu::default();
         }
         usage
     };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    Cpu {
+        user: Duration::from_micros(micros(usage.ru_utime)),
+        system: Duration::from_micros(micros(usage.ru_stime)),
+    }
+}
+
+/// CPU time in user space (the client's own code) and in the kernel (its
+/// system calls: mostly sockets and waking threads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Cpu {
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
 }
 
 /// One timed run of one contender.
@@ -25,7 +49,7 @@ pub fn cpu_time() -> Duration {
 pub struct Sample {
     pub ops: u64,
     pub wall: Duration,
-    pub cpu: Duration,
+    pub cpu: Cpu,
 }
 
 impl Sample {
@@ -34,7 +58,12 @@ impl Sample {
     }
 
     pub fn cpu_us_per_op(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+        self.cpu.total().as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// Of [`Sample::cpu_us_per_op`], the part spent in user space.
+    pub fn user_us_per_op(&self) -> f64 {
+        self.cpu.user.as_secs_f64() * 1e6 / self.ops.max(1) as f64
     }
 }
 
