@@ -57,7 +57,7 @@ impl Conn {
         tracing::debug!(target: "pebble::sql", sql = %stmt.sql());
         match self {
             Conn::Pool(pool) => {
-                let client = pool.pool().get().await?;
+                let client = pool.get().await?;
                 check_table(pool.tables(), &client, pool.mode(), scope).await?;
                 match scope.tenant_context() {
                     Some(tenant) => {
