@@ -7,7 +7,7 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 
 use deadpool_postgres::{ClientWrapper, Object};
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
@@ -43,7 +43,8 @@ pub(crate) async fn query(
     match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(stmt.sql()).await?;
-            Ok(client.query(&prepared, &stmt.params()).await?)
+            let rows = client.query_raw(&prepared, stmt.param_iter()).await?;
+            Ok(rows.try_collect().await?)
         }
         StatementMode::Unnamed => Ok(client.query_typed(stmt.sql(), &stmt.typed_params()).await?),
     }
@@ -58,7 +59,7 @@ pub(crate) async fn execute(
     match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(stmt.sql()).await?;
-            Ok(client.execute(&prepared, &stmt.params()).await?)
+            Ok(client.execute_raw(&prepared, stmt.param_iter()).await?)
         }
         StatementMode::Unnamed => execute_typed(client, stmt.sql(), &stmt.typed_params()).await,
     }
@@ -253,8 +254,25 @@ async fn pipelined_then(
 /// here (the scope refuses it): the message would fail to encode while the
 /// statement behind it still went out.
 fn begin_text(tenant: &str) -> String {
-    let escaped = tenant.replace('\\', "\\\\").replace('\'', "''");
-    format!("BEGIN; SELECT pg_catalog.set_config('{TENANT_SETTING}', E'{escaped}', true)")
+    const HEAD: &str = "BEGIN; SELECT pg_catalog.set_config('";
+    const VALUE: &str = "', E'";
+    const TAIL: &str = "', true)";
+    // Escaped straight into the message: one allocation per statement.
+    let mut text = String::with_capacity(
+        HEAD.len() + TENANT_SETTING.len() + VALUE.len() + 2 * tenant.len() + TAIL.len(),
+    );
+    text.push_str(HEAD);
+    text.push_str(TENANT_SETTING);
+    text.push_str(VALUE);
+    for c in tenant.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '\'' => text.push_str("''"),
+            c => text.push(c),
+        }
+    }
+    text.push_str(TAIL);
+    text
 }
 
 async fn run_prepared(
@@ -339,5 +357,22 @@ impl Drop for InFlight {
         if let Some(client) = self.0.take() {
             drop(Object::take(client));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::begin_text;
+
+    #[test]
+    fn begin_text_escapes_quotes_and_backslashes() {
+        assert_eq!(
+            begin_text(r"a'b\c"),
+            r"BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', E'a''b\\c', true)"
+        );
+        assert_eq!(
+            begin_text("42"),
+            "BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', E'42', true)"
+        );
     }
 }
