@@ -193,7 +193,10 @@ impl Contenders {
         match workload {
             Workload::Select => {
                 let conn = &self.limit[client];
-                let row = conn.client.query_one(&conn.select, &[&tenant, &id]).await?;
+                let row = conn
+                    .client
+                    .query_one(&conn.select, &[&tenant, &id, &1_i64])
+                    .await?;
                 black_box(limit_item(&row)?);
             }
             Workload::Insert => {
@@ -215,7 +218,8 @@ impl Contenders {
                 // before the first reply is read: one round trip.
                 let conn = &self.limit_app[client];
                 let begin = begin_rls(tenant);
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant, &id];
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&tenant, &id, &1_i64];
                 let (begin, row, commit) = tokio::join!(
                     conn.client.batch_execute(&begin),
                     conn.client.query_one(&conn.select, &params),
@@ -242,6 +246,7 @@ impl Contenders {
                 let row: SqlxRow = sqlx::query_as(SELECT_SQL)
                     .bind(tenant)
                     .bind(id)
+                    .bind(1_i64)
                     .fetch_one(&self.sqlx)
                     .await?;
                 black_box(sqlx_item(row));
@@ -274,6 +279,7 @@ impl Contenders {
                 let row: SqlxRow = sqlx::query_as(SELECT_SQL)
                     .bind(tenant)
                     .bind(id)
+                    .bind(1_i64)
                     .fetch_one(&mut *tx)
                     .await?;
                 black_box(sqlx_item(row));

@@ -14,6 +14,7 @@
 //! table: median ops/s, each contender's ops/s over the limit's per round
 //! (median, min, max), and the client's CPU time per operation.
 
+mod alloc_count;
 mod contenders;
 mod measure;
 mod scale;
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use contenders::{BoxError, Contender, Contenders, Workload};
 use measure::{cpu_time, Sample, Series};
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 struct Args {
     rounds: usize,
@@ -121,12 +125,13 @@ async fn compare(args: Args) -> Result<(), BoxError> {
                 for _ in 0..args.rounds {
                     let s = timed(&contenders, only, workload, clients, duration).await?;
                     eprintln!(
-                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space",
+                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space, {:.1} allocations/op",
                         workload.name(),
                         only,
                         s.ops_per_sec(),
                         s.cpu_us_per_op(),
-                        s.user_us_per_op()
+                        s.user_us_per_op(),
+                        s.allocations_per_op()
                     );
                 }
                 continue;
@@ -175,6 +180,7 @@ async fn timed(
 ) -> Result<Sample, BoxError> {
     let stop = Arc::new(AtomicBool::new(false));
     let cpu = cpu_time();
+    let allocations = alloc_count::allocations();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
@@ -197,5 +203,6 @@ async fn timed(
         ops,
         wall,
         cpu: cpu_time().since(cpu),
+        allocations: alloc_count::allocations() - allocations,
     })
 }

@@ -50,6 +50,8 @@ pub struct Sample {
     pub ops: u64,
     pub wall: Duration,
     pub cpu: Cpu,
+    /// Heap allocations by the whole client during the run.
+    pub allocations: u64,
 }
 
 impl Sample {
@@ -59,6 +61,10 @@ impl Sample {
 
     pub fn cpu_us_per_op(&self) -> f64 {
         self.cpu.total().as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+
+    pub fn allocations_per_op(&self) -> f64 {
+        self.allocations as f64 / self.ops.max(1) as f64
     }
 
     /// Of [`Sample::cpu_us_per_op`], the part spent in user space.

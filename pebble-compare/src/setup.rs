@@ -23,7 +23,8 @@ pub struct Item {
 /// The SQL pebble renders for each workload, used verbatim by the other
 /// contenders so that the server does the same work for all three
 /// (checked against pebble's own rendering in [`Fixture::load`]).
-pub const SELECT_SQL: &str = r#"SELECT "id", "tenant_id", "name", "qty", "note" FROM "items" WHERE "tenant_id" = $1 AND "id" = $2"#;
+/// `find(id).one()` asks for at most one row.
+pub const SELECT_SQL: &str = r#"SELECT "id", "tenant_id", "name", "qty", "note" FROM "items" WHERE "tenant_id" = $1 AND "id" = $2 LIMIT $3"#;
 pub const INSERT_SQL: &str = r#"INSERT INTO "items" ("id", "tenant_id", "name", "qty", "note") VALUES (DEFAULT, $1, $2, $3, $4)"#;
 pub const UPDATE_SQL: &str =
     r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
@@ -86,7 +87,11 @@ impl Fixture {
 
         // The other contenders send exactly what pebble sends.
         let tenant = db.tenant(1_i64);
-        check_sql("select", tenant.find::<Item>(1).to_sql()?, SELECT_SQL)?;
+        check_sql(
+            "select",
+            tenant.find::<Item>(1).limit(1).to_sql()?,
+            SELECT_SQL,
+        )?;
         check_sql("insert", tenant.insert(new_item(0)).to_sql()?, INSERT_SQL)?;
         let update = tenant
             .update::<Item>()
