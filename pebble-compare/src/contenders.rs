@@ -129,6 +129,9 @@ async fn sqlx_pool(config: &tokio_postgres::Config, clients: usize) -> Result<Pg
     Ok(PgPoolOptions::new()
         .max_connections(clients as u32)
         .min_connections(clients as u32)
+        // pebble's pool does not ping a connection before handing it out
+        // (it checks that the socket is open); neither does sqlx's here.
+        .test_before_acquire(false)
         .connect_with(sqlx_options(config)?)
         .await?)
 }

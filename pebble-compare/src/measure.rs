@@ -139,17 +139,18 @@ impl Series {
 pub fn table(series: &[Series]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| workload | clients | limit ops/s | sqlx ops/s | pebble ops/s | pebble / limit, median (min–max) | sqlx / limit, median (min–max) | client CPU µs/op: limit / sqlx / pebble |\n",
+        "| workload | clients | limit ops/s | sqlx ops/s | pebble ops/s | pebble / limit, median (min–max) | sqlx / limit, median (min–max) | client CPU µs/op: limit / sqlx / pebble | allocations/op: limit / sqlx / pebble |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for s in series {
         let ops = |c| spread(s.of(c, Sample::ops_per_sec)).0;
         let cpu = |c| spread(s.of(c, Sample::cpu_us_per_op)).0;
+        let allocations = |c| spread(s.of(c, Sample::allocations_per_op)).0;
         let (pm, pmin, pmax) = s.ratio(Contender::Pebble);
         let (sm, smin, smax) = s.ratio(Contender::Sqlx);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
             s.workload.describe(),
             s.clients,
             ops(Contender::Limit),
@@ -164,6 +165,9 @@ pub fn table(series: &[Series]) -> String {
             cpu(Contender::Limit),
             cpu(Contender::Sqlx),
             cpu(Contender::Pebble),
+            allocations(Contender::Limit),
+            allocations(Contender::Sqlx),
+            allocations(Contender::Pebble),
         );
     }
     out
