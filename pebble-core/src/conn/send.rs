@@ -123,13 +123,8 @@ pub(crate) async fn in_tenant_context(
     match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(stmt.sql()).await?;
-            let params = stmt.params();
-            pipelined(
-                client,
-                tenant,
-                run_prepared(client, &prepared, &params, want),
-            )
-            .await
+            let run = run_prepared(client, &prepared, stmt.param_iter(), want);
+            pipelined(client, tenant, run).await
         }
         StatementMode::Unnamed => {
             let params = stmt.typed_params();
@@ -166,7 +161,7 @@ pub(crate) async fn raw_in_tenant_context(
     match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(sql).await?;
-            let run = run_prepared(client, &prepared, params, want);
+            let run = run_prepared(client, &prepared, params.iter().copied(), want);
             pipelined_then(client, tenant, run, true).await
         }
         StatementMode::Unnamed => {
@@ -275,15 +270,21 @@ fn begin_text(tenant: &str) -> String {
     text
 }
 
-async fn run_prepared(
+async fn run_prepared<'a>(
     client: &ClientWrapper,
     prepared: &tokio_postgres::Statement,
-    params: &[&(dyn ToSql + Sync)],
+    params: impl ExactSizeIterator<Item = &'a (dyn ToSql + Sync)>,
     want: Want,
 ) -> Result<Output> {
     Ok(match want {
-        Want::Rows => Output::Rows(client.query(prepared, params).await?),
-        Want::Count => Output::Count(client.execute(prepared, params).await?),
+        Want::Rows => Output::Rows(
+            client
+                .query_raw(prepared, params)
+                .await?
+                .try_collect()
+                .await?,
+        ),
+        Want::Count => Output::Count(client.execute_raw(prepared, params).await?),
     })
 }
 
