@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::Binaries;
 use crate::process::{self, lock, tail, Guarded, RunAs, TempDir};
-use crate::Error;
+use crate::{Error, ServerOptions};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -35,18 +35,22 @@ pub(crate) struct Cluster {
     server: Mutex<Option<Guarded>>,
     /// Settings passed to the server besides the defaults (`ssl=on`...).
     settings: Vec<(String, String)>,
+    options: ServerOptions,
     dir: TempDir,
 }
 
 impl Cluster {
     /// Creates a cluster (`initdb`) and starts its server.
-    pub(crate) fn start() -> Result<Cluster, Error> {
-        Cluster::start_with(None)
+    pub(crate) fn start(options: ServerOptions) -> Result<Cluster, Error> {
+        Cluster::start_with(options, None)
     }
 
     /// Creates a cluster and starts its server, with `ssl = on` when `tls`
     /// is given.
-    pub(crate) fn start_with(tls: Option<&TlsSetup<'_>>) -> Result<Cluster, Error> {
+    pub(crate) fn start_with(
+        options: ServerOptions,
+        tls: Option<&TlsSetup<'_>>,
+    ) -> Result<Cluster, Error> {
         let binaries = Binaries::find()?;
         let run_as = process::run_as().map_err(Error::Start)?;
         let dir = TempDir::create(run_as)?;
@@ -56,6 +60,7 @@ impl Cluster {
             port: 0,
             server: Mutex::new(None),
             settings: Vec::new(),
+            options,
             dir,
         };
         cluster.init()?;
@@ -179,7 +184,8 @@ impl Cluster {
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             // Database-per-tenant tests open many pools at once.
-            .args(["-c", "max_connections=400"])
+            .arg("-c")
+            .arg(format!("max_connections={}", self.options.max_connections))
             .args(
                 self.settings
                     .iter()

@@ -111,6 +111,30 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// Settings of a throwaway server started by [`TempServer::start_with`].
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    max_connections: u32,
+}
+
+impl Default for ServerOptions {
+    /// 400 connections: room for the database-per-tenant tests' many pools.
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 400,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The server's `max_connections` (at least 10). Each connection the
+    /// server allows reserves shared memory and semaphores at start.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(10);
+        self
+    }
+}
+
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
 
@@ -141,7 +165,7 @@ impl Server {
                 cluster: None,
             });
         }
-        let cluster = cluster::Cluster::start()?;
+        let cluster = cluster::Cluster::start(ServerOptions::default())?;
         Ok(Server {
             admin: local_config(cluster.port()),
             cluster: Some(cluster),
@@ -227,8 +251,21 @@ pub struct TempServer {
 impl TempServer {
     /// Creates and starts the server (blocks for about a second).
     pub fn start() -> Result<TempServer, Error> {
+        TempServer::start_with(ServerOptions::default())
+    }
+
+    /// [`TempServer::start`] with settings other than the defaults.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), pebble_testkit::Error> {
+    /// use pebble_testkit::{ServerOptions, TempServer};
+    /// // Room for a thousand tenant pools of one connection each.
+    /// let server = TempServer::start_with(ServerOptions::default().max_connections(1_100))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_with(options: ServerOptions) -> Result<TempServer, Error> {
         Ok(TempServer {
-            cluster: cluster::Cluster::start()?,
+            cluster: cluster::Cluster::start(options)?,
             #[cfg(feature = "tls")]
             tls: None,
         })
@@ -301,7 +338,7 @@ impl TempServer {
             hba,
         };
         Ok(TempServer {
-            cluster: cluster::Cluster::start_with(Some(&setup))?,
+            cluster: cluster::Cluster::start_with(ServerOptions::default(), Some(&setup))?,
             tls: Some(certs),
         })
     }

@@ -109,7 +109,7 @@ impl Conn {
     ) -> Result<Output> {
         match self {
             Conn::Pool(pool) => {
-                let client = pool.pool().get().await?;
+                let client = pool.get().await?;
                 check_table(pool.tables(), &client, pool.mode(), scope, joined).await?;
                 match scope.tenant_context() {
                     Some(tenant) => {

@@ -7,7 +7,7 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 
 use deadpool_postgres::{ClientWrapper, Object};
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
@@ -67,7 +67,8 @@ pub(crate) async fn query(
     match mode {
         StatementMode::Prepared => {
             let prepared = prepare(client, stmt.sql()).await?;
-            Ok(client.query(&prepared, &stmt.params()).await?)
+            let rows = client.query_raw(&prepared, stmt.param_iter()).await?;
+            Ok(rows.try_collect().await?)
         }
         StatementMode::Unnamed => Ok(client.query_typed(stmt.sql(), &stmt.typed_params()).await?),
     }
@@ -82,7 +83,7 @@ pub(crate) async fn execute(
     match mode {
         StatementMode::Prepared => {
             let prepared = prepare(client, stmt.sql()).await?;
-            Ok(client.execute(&prepared, &stmt.params()).await?)
+            Ok(client.execute_raw(&prepared, stmt.param_iter()).await?)
         }
         StatementMode::Unnamed => execute_typed(client, stmt.sql(), &stmt.typed_params()).await,
     }
@@ -146,13 +147,8 @@ pub(crate) async fn in_tenant_context(
     match mode {
         StatementMode::Prepared => {
             let prepared = prepare(client, stmt.sql()).await?;
-            let params = stmt.params();
-            pipelined(
-                client,
-                tenant,
-                run_prepared(client, &prepared, &params, want),
-            )
-            .await
+            let run = run_prepared(client, &prepared, stmt.param_iter(), want);
+            pipelined(client, tenant, run).await
         }
         StatementMode::Unnamed => {
             let params = stmt.typed_params();
@@ -189,7 +185,7 @@ pub(crate) async fn raw_in_tenant_context(
     match mode {
         StatementMode::Prepared => {
             let prepared = prepare(client, sql).await?;
-            let run = run_prepared(client, &prepared, params, want);
+            let run = run_prepared(client, &prepared, params.iter().copied(), want);
             pipelined_then(client, tenant, run, true).await
         }
         StatementMode::Unnamed => {
@@ -287,15 +283,21 @@ fn begin_text_with(begin: &str, tenant: &str) -> String {
     format!("{begin}; SELECT pg_catalog.set_config('{TENANT_SETTING}', E'{escaped}', true)")
 }
 
-async fn run_prepared(
+async fn run_prepared<'a>(
     client: &ClientWrapper,
     prepared: &tokio_postgres::Statement,
-    params: &[&(dyn ToSql + Sync)],
+    params: impl ExactSizeIterator<Item = &'a (dyn ToSql + Sync)>,
     want: Want,
 ) -> Result<Output> {
     Ok(match want {
-        Want::Rows => Output::Rows(client.query(prepared, params).await?),
-        Want::Count => Output::Count(client.execute(prepared, params).await?),
+        Want::Rows => Output::Rows(
+            client
+                .query_raw(prepared, params)
+                .await?
+                .try_collect()
+                .await?,
+        ),
+        Want::Count => Output::Count(client.execute_raw(prepared, params).await?),
     })
 }
 
@@ -371,5 +373,22 @@ impl Drop for InFlight {
         if let Some(client) = self.0.take() {
             drop(Object::take(client));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::begin_text;
+
+    #[test]
+    fn begin_text_escapes_quotes_and_backslashes() {
+        assert_eq!(
+            begin_text(r"a'b\c"),
+            r"BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', E'a''b\\c', true)"
+        );
+        assert_eq!(
+            begin_text("42"),
+            "BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', E'42', true)"
+        );
     }
 }

@@ -50,6 +50,15 @@ impl Statement {
     pub fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         self.values.as_params()
     }
+
+    /// The bind values without collecting them: what `tokio_postgres`'s
+    /// `query_raw`/`execute_raw` take, sparing a `Vec` per statement.
+    pub(crate) fn param_iter(&self) -> impl ExactSizeIterator<Item = &(dyn ToSql + Sync)> {
+        self.values
+            .0
+            .iter()
+            .map(|value| value as &(dyn ToSql + Sync))
+    }
 }
 
 /// PostgreSQL's wire protocol counts bind parameters in 16 bits.

@@ -1,0 +1,366 @@
+//! The three contenders and what one operation of each workload is for each.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pebble::{Db, PoolOptions, RlsDb};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::setup::{begin_rls, new_item, Fixture, Item, INSERT_SQL, SELECT_SQL, UPDATE_SQL};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Select,
+    Insert,
+    Update,
+    RlsSelect,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Select,
+        Workload::Insert,
+        Workload::Update,
+        Workload::RlsSelect,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Select => "select",
+            Workload::Insert => "insert",
+            Workload::Update => "update",
+            Workload::RlsSelect => "rls",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Workload::Select => "point select by tenant and key",
+            Workload::Insert => "insert one row",
+            Workload::Update => "update one column by key",
+            Workload::RlsSelect => "point select under row-level security",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    Limit,
+    Sqlx,
+    Pebble,
+}
+
+impl Contender {
+    /// In the order each round runs them.
+    pub const ALL: [Contender; 3] = [Contender::Limit, Contender::Sqlx, Contender::Pebble];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Limit => "limit",
+            Contender::Sqlx => "sqlx",
+            Contender::Pebble => "pebble",
+        }
+    }
+}
+
+/// A raw tokio-postgres connection with every statement prepared once.
+struct LimitConn {
+    client: Client,
+    select: Statement,
+    insert: Statement,
+    update: Statement,
+}
+
+impl LimitConn {
+    async fn connect(config: &tokio_postgres::Config) -> Result<LimitConn, BoxError> {
+        let (client, connection) = config.connect(NoTls).await?;
+        // Ends when the client is dropped.
+        tokio::spawn(connection);
+        let select = client.prepare(SELECT_SQL).await?;
+        let insert = client.prepare(INSERT_SQL).await?;
+        let update = client.prepare(UPDATE_SQL).await?;
+        Ok(LimitConn {
+            client,
+            select,
+            insert,
+            update,
+        })
+    }
+}
+
+/// Everything connected, for up to `clients` concurrent clients each.
+pub struct Contenders {
+    keys: Arc<Vec<(i64, i64)>>,
+    /// One connection per client, as the owner and as the app role.
+    limit: Vec<Arc<LimitConn>>,
+    limit_app: Vec<Arc<LimitConn>>,
+    sqlx: PgPool,
+    sqlx_app: PgPool,
+    pebble: Db,
+    pebble_app: RlsDb,
+}
+
+fn sqlx_options(config: &tokio_postgres::Config) -> Result<PgConnectOptions, BoxError> {
+    let mut options = PgConnectOptions::new();
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        options = options.host(host);
+    }
+    if let Some(port) = config.get_ports().first() {
+        options = options.port(*port);
+    }
+    if let Some(user) = config.get_user() {
+        options = options.username(user);
+    }
+    if let Some(password) = config.get_password() {
+        options = options.password(std::str::from_utf8(password)?);
+    }
+    if let Some(db) = config.get_dbname() {
+        options = options.database(db);
+    }
+    Ok(options)
+}
+
+async fn sqlx_pool(config: &tokio_postgres::Config, clients: usize) -> Result<PgPool, BoxError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .min_connections(clients as u32)
+        // pebble's pool does not ping a connection before handing it out
+        // (it checks that the socket is open); neither does sqlx's here.
+        .test_before_acquire(false)
+        .connect_with(sqlx_options(config)?)
+        .await?)
+}
+
+impl Contenders {
+    pub async fn connect(fixture: &Fixture, clients: usize) -> Result<Contenders, BoxError> {
+        let mut limit = Vec::with_capacity(clients);
+        let mut limit_app = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            limit.push(Arc::new(LimitConn::connect(&fixture.owner).await?));
+            limit_app.push(Arc::new(LimitConn::connect(&fixture.app).await?));
+        }
+        let options = PoolOptions::default().max_size(clients);
+        Ok(Contenders {
+            keys: Arc::new(fixture.keys.clone()),
+            limit,
+            limit_app,
+            sqlx: sqlx_pool(&fixture.owner, clients).await?,
+            sqlx_app: sqlx_pool(&fixture.app, clients).await?,
+            pebble: Db::connect_with(fixture.owner.clone(), options.clone()).await?,
+            pebble_app: RlsDb::connect_with(fixture.app.clone(), options).await?,
+        })
+    }
+
+    /// Runs client `client` of `contender` on `workload` until `stop`; the
+    /// operations it completed.
+    pub async fn run_client(
+        self: Arc<Self>,
+        contender: Contender,
+        workload: Workload,
+        client: usize,
+        stop: Arc<AtomicBool>,
+    ) -> Result<u64, BoxError> {
+        // Each client walks the keys in its own order, the same for every
+        // contender, so that all three touch the same rows.
+        let mut position = (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut done = 0_u64;
+        while !stop.load(Ordering::Relaxed) {
+            position = position
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let (tenant, id) = self.keys[((position >> 33) % self.keys.len() as u64) as usize];
+            match contender {
+                Contender::Limit => self.limit_op(workload, client, tenant, id, done).await?,
+                Contender::Sqlx => self.sqlx_op(workload, tenant, id, done).await?,
+                Contender::Pebble => self.pebble_op(workload, tenant, id, done).await?,
+            }
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    async fn limit_op(
+        &self,
+        workload: Workload,
+        client: usize,
+        tenant: i64,
+        id: i64,
+        n: u64,
+    ) -> Result<(), BoxError> {
+        let qty = n as i32;
+        match workload {
+            Workload::Select => {
+                let conn = &self.limit[client];
+                let row = conn
+                    .client
+                    .query_one(&conn.select, &[&tenant, &id, &1_i64])
+                    .await?;
+                black_box(limit_item(&row)?);
+            }
+            Workload::Insert => {
+                let conn = &self.limit[client];
+                let name = "inserted by the comparison";
+                let note: Option<&str> = None;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&tenant, &name, &qty, &note];
+                conn.client.execute(&conn.insert, &params).await?;
+            }
+            Workload::Update => {
+                let conn = &self.limit[client];
+                conn.client
+                    .execute(&conn.update, &[&qty, &tenant, &id])
+                    .await?;
+            }
+            Workload::RlsSelect => {
+                // BEGIN with set_config, the statement and COMMIT, written
+                // before the first reply is read: one round trip.
+                let conn = &self.limit_app[client];
+                let begin = begin_rls(tenant);
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&tenant, &id, &1_i64];
+                let (begin, row, commit) = tokio::join!(
+                    conn.client.batch_execute(&begin),
+                    conn.client.query_one(&conn.select, &params),
+                    conn.client.batch_execute("COMMIT"),
+                );
+                begin?;
+                black_box(limit_item(&row?)?);
+                commit?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sqlx_op(
+        &self,
+        workload: Workload,
+        tenant: i64,
+        id: i64,
+        n: u64,
+    ) -> Result<(), BoxError> {
+        let qty = n as i32;
+        match workload {
+            Workload::Select => {
+                let row: SqlxRow = sqlx::query_as(SELECT_SQL)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(1_i64)
+                    .fetch_one(&self.sqlx)
+                    .await?;
+                black_box(sqlx_item(row));
+            }
+            Workload::Insert => {
+                sqlx::query(INSERT_SQL)
+                    .bind(tenant)
+                    .bind("inserted by the comparison")
+                    .bind(qty)
+                    .bind(None::<String>)
+                    .execute(&self.sqlx)
+                    .await?;
+            }
+            Workload::Update => {
+                sqlx::query(UPDATE_SQL)
+                    .bind(qty)
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&self.sqlx)
+                    .await?;
+            }
+            Workload::RlsSelect => {
+                // sqlx cannot pipeline: BEGIN, set_config, the statement and
+                // COMMIT are four round trips.
+                let mut tx = self.sqlx_app.begin().await?;
+                sqlx::query("SELECT pg_catalog.set_config('pebble.tenant_id', $1, true)")
+                    .bind(tenant.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let row: SqlxRow = sqlx::query_as(SELECT_SQL)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(1_i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                black_box(sqlx_item(row));
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pebble_op(
+        &self,
+        workload: Workload,
+        tenant: i64,
+        id: i64,
+        n: u64,
+    ) -> Result<(), BoxError> {
+        match workload {
+            Workload::Select => {
+                black_box(self.pebble.tenant(tenant).find::<Item>(id).one().await?);
+            }
+            Workload::Insert => {
+                self.pebble
+                    .tenant(tenant)
+                    .insert(new_item(n))
+                    .exec()
+                    .await?;
+            }
+            Workload::Update => {
+                self.pebble
+                    .tenant(tenant)
+                    .update::<Item>()
+                    .set(Item::QTY, n as i32)
+                    .filter(Item::ID.eq(id))
+                    .exec()
+                    .await?;
+            }
+            Workload::RlsSelect => {
+                black_box(
+                    self.pebble_app
+                        .tenant(tenant)
+                        .find::<Item>(id)
+                        .one()
+                        .await?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) {
+        self.pebble.close();
+        self.pebble_app.db().close();
+    }
+
+    pub async fn close_sqlx(&self) {
+        self.sqlx.close().await;
+        self.sqlx_app.close().await;
+    }
+}
+
+type SqlxRow = (i64, i64, String, i32, Option<String>);
+
+fn sqlx_item((id, tenant_id, name, qty, note): SqlxRow) -> Item {
+    Item {
+        id,
+        tenant_id,
+        name,
+        qty,
+        note,
+    }
+}
+
+fn limit_item(row: &tokio_postgres::Row) -> Result<Item, tokio_postgres::Error> {
+    Ok(Item {
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        qty: row.try_get(3)?,
+        note: row.try_get(4)?,
+    })
+}

@@ -1,0 +1,208 @@
+//! pebble side by side with raw tokio-postgres (every statement prepared
+//! once per connection: the limit for a client library) and sqlx 0.8, on
+//! a throwaway server this binary starts and deletes.
+//!
+//! ```text
+//! cargo run --release -p pebble-compare -- [--rounds 5] [--clients 1,16] [--seconds 2]
+//!                                          [--workloads select,insert,update,rls]
+//! cargo run --release -p pebble-compare -- --only pebble ...   (one contender alone, to profile it)
+//! cargo run --release -p pebble-compare -- scale [--tenants 1000]
+//! ```
+//!
+//! Rounds are interleaved (limit, sqlx, pebble, limit, ...) so that a
+//! machine's drift hits all three alike. Prints each round, then a markdown
+//! table: median ops/s, each contender's ops/s over the limit's per round
+//! (median, min, max), and the client's CPU time per operation.
+
+mod alloc_count;
+mod contenders;
+mod measure;
+mod scale;
+mod setup;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contenders::{BoxError, Contender, Contenders, Workload};
+use measure::{cpu_time, Sample, Series};
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
+
+struct Args {
+    rounds: usize,
+    clients: Vec<usize>,
+    seconds: f64,
+    workloads: Vec<Workload>,
+    scale: bool,
+    tenants: usize,
+    /// Only this contender, for profiling it alone (no table then).
+    only: Option<Contender>,
+}
+
+fn parse_args() -> Result<Args, BoxError> {
+    let mut args = Args {
+        rounds: 5,
+        clients: vec![1, 16],
+        seconds: 2.0,
+        workloads: Workload::ALL.to_vec(),
+        scale: false,
+        tenants: 1000,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "scale" => args.scale = true,
+            "--rounds" => args.rounds = value()?.parse()?,
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--tenants" => args.tenants = value()?.parse()?,
+            "--clients" => {
+                args.clients = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--only" => {
+                let name = value()?;
+                args.only = Some(
+                    Contender::ALL
+                        .into_iter()
+                        .find(|c| c.name() == name)
+                        .ok_or_else(|| format!("unknown contender {name}"))?,
+                );
+            }
+            "--workloads" => {
+                let names = value()?;
+                args.workloads = names
+                    .split(',')
+                    .map(|name| {
+                        Workload::ALL
+                            .into_iter()
+                            .find(|w| w.name() == name)
+                            .ok_or_else(|| format!("unknown workload {name}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if args.rounds == 0 || args.clients.contains(&0) || args.seconds <= 0.0 {
+        return Err("rounds, clients and seconds must be positive".into());
+    }
+    Ok(args)
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = parse_args()?;
+    // The machine this was written for has 2 cores, shared with the server.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if args.scale {
+        return runtime.block_on(scale::run(args.tenants));
+    }
+    runtime.block_on(compare(args))
+}
+
+async fn compare(args: Args) -> Result<(), BoxError> {
+    eprintln!("starting a server and loading 50 tenants x 200 rows ...");
+    let fixture = setup::Fixture::load().await?;
+    let most = args.clients.iter().copied().max().unwrap_or(1);
+    let contenders = Arc::new(Contenders::connect(&fixture, most).await?);
+    let duration = Duration::from_secs_f64(args.seconds);
+    let warm_up = duration.min(Duration::from_millis(500));
+
+    let mut all = Vec::new();
+    for &workload in &args.workloads {
+        for &clients in &args.clients {
+            // Statements prepared, pools full, caches warm, for everyone.
+            if let Some(only) = args.only {
+                timed(&contenders, only, workload, clients, warm_up).await?;
+                for _ in 0..args.rounds {
+                    let s = timed(&contenders, only, workload, clients, duration).await?;
+                    eprintln!(
+                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space, {:.1} allocations/op",
+                        workload.name(),
+                        only,
+                        s.ops_per_sec(),
+                        s.cpu_us_per_op(),
+                        s.user_us_per_op(),
+                        s.allocations_per_op()
+                    );
+                }
+                continue;
+            }
+            for contender in Contender::ALL {
+                timed(&contenders, contender, workload, clients, warm_up).await?;
+            }
+            let mut series = Series {
+                workload,
+                clients,
+                samples: Vec::new(),
+            };
+            for round in 0..args.rounds {
+                let mut samples = Vec::with_capacity(3);
+                for contender in Contender::ALL {
+                    samples.push(timed(&contenders, contender, workload, clients, duration).await?);
+                }
+                series.samples.push([samples[0], samples[1], samples[2]]);
+                eprintln!("{}", series.line(round));
+            }
+            all.push(series);
+        }
+    }
+    contenders.close();
+    contenders.close_sqlx().await;
+
+    if args.only.is_some() {
+        return Ok(());
+    }
+    println!(
+        "\n{} rounds of {} s per contender, interleaved; limit = tokio-postgres, statements prepared once per connection\n",
+        args.rounds, args.seconds
+    );
+    println!("{}", measure::table(&all));
+    drop(fixture);
+    Ok(())
+}
+
+/// `clients` concurrent clients of `contender` running `workload` for `duration`.
+async fn timed(
+    contenders: &Arc<Contenders>,
+    contender: Contender,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+) -> Result<Sample, BoxError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu = cpu_time();
+    let allocations = alloc_count::allocations();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            tokio::spawn(Arc::clone(contenders).run_client(
+                contender,
+                workload,
+                client,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = 0;
+    for task in tasks {
+        ops += task.await??;
+    }
+    let wall = start.elapsed();
+    Ok(Sample {
+        ops,
+        wall,
+        cpu: cpu_time().since(cpu),
+        allocations: alloc_count::allocations() - allocations,
+    })
+}

@@ -1,0 +1,174 @@
+//! Client CPU time, samples and the markdown table they make.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::contenders::{Contender, Workload};
+
+/// User and system CPU time this process has used: every thread of the
+/// client. The server is another process and is not counted.
+pub fn cpu_time() -> Cpu {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Cpu::default();
+        }
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Cpu {
+        user: Duration::from_micros(micros(usage.ru_utime)),
+        system: Duration::from_micros(micros(usage.ru_stime)),
+    }
+}
+
+/// CPU time in user space (the client's own code) and in the kernel (its
+/// system calls: mostly sockets and waking threads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Cpu {
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// One timed run of one contender.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub ops: u64,
+    pub wall: Duration,
+    pub cpu: Cpu,
+    /// Heap allocations by the whole client during the run.
+    pub allocations: u64,
+}
+
+impl Sample {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64()
+    }
+
+    pub fn cpu_us_per_op(&self) -> f64 {
+        self.cpu.total().as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+
+    pub fn allocations_per_op(&self) -> f64 {
+        self.allocations as f64 / self.ops.max(1) as f64
+    }
+
+    /// Of [`Sample::cpu_us_per_op`], the part spent in user space.
+    pub fn user_us_per_op(&self) -> f64 {
+        self.cpu.user.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+}
+
+/// The rounds of one workload at one client count: `samples[round][contender]`.
+pub struct Series {
+    pub workload: Workload,
+    pub clients: usize,
+    pub samples: Vec<[Sample; 3]>,
+}
+
+fn index(contender: Contender) -> usize {
+    match contender {
+        Contender::Limit => 0,
+        Contender::Sqlx => 1,
+        Contender::Pebble => 2,
+    }
+}
+
+/// Median, min and max.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    (median, values[0], values[n - 1])
+}
+
+impl Series {
+    fn of(&self, contender: Contender, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        self.samples
+            .iter()
+            .map(|r| f(&r[index(contender)]))
+            .collect()
+    }
+
+    /// `contender`'s ops/s over the limit's, round by round.
+    fn ratio(&self, contender: Contender) -> (f64, f64, f64) {
+        spread(
+            self.samples
+                .iter()
+                .map(|r| r[index(contender)].ops_per_sec() / r[0].ops_per_sec())
+                .collect(),
+        )
+    }
+
+    pub fn line(&self, round: usize) -> String {
+        let r = &self.samples[round];
+        format!(
+            "{:<7} {:>2} clients round {}: limit {:>7.0}/s {:>5.1} µs  sqlx {:>7.0}/s {:>5.1} µs  pebble {:>7.0}/s {:>5.1} µs",
+            self.workload.name(),
+            self.clients,
+            round + 1,
+            r[0].ops_per_sec(),
+            r[0].cpu_us_per_op(),
+            r[1].ops_per_sec(),
+            r[1].cpu_us_per_op(),
+            r[2].ops_per_sec(),
+            r[2].cpu_us_per_op(),
+        )
+    }
+}
+
+/// The markdown table: medians over the rounds, ratios per round.
+pub fn table(series: &[Series]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| workload | clients | limit ops/s | sqlx ops/s | pebble ops/s | pebble / limit, median (min–max) | sqlx / limit, median (min–max) | client CPU µs/op: limit / sqlx / pebble | allocations/op: limit / sqlx / pebble |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for s in series {
+        let ops = |c| spread(s.of(c, Sample::ops_per_sec)).0;
+        let cpu = |c| spread(s.of(c, Sample::cpu_us_per_op)).0;
+        let allocations = |c| spread(s.of(c, Sample::allocations_per_op)).0;
+        let (pm, pmin, pmax) = s.ratio(Contender::Pebble);
+        let (sm, smin, smax) = s.ratio(Contender::Sqlx);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
+            s.workload.describe(),
+            s.clients,
+            ops(Contender::Limit),
+            ops(Contender::Sqlx),
+            ops(Contender::Pebble),
+            pm,
+            pmin,
+            pmax,
+            sm,
+            smin,
+            smax,
+            cpu(Contender::Limit),
+            cpu(Contender::Sqlx),
+            cpu(Contender::Pebble),
+            allocations(Contender::Limit),
+            allocations(Contender::Sqlx),
+            allocations(Contender::Pebble),
+        );
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! The shared fixture: a throwaway server, one table of 50 tenants × 200
+//! rows with row-level security installed, and an application role.
+
+use pebble::{Db, Model, PoolOptions, RlsTable};
+use pebble_testkit::TempServer;
+
+pub const TENANTS: i64 = 50;
+pub const ROWS_PER_TENANT: usize = 200;
+
+/// The row every contender reads and writes.
+#[derive(Model, Debug, Clone)]
+#[pebble(table = "items")]
+pub struct Item {
+    #[pebble(primary_key, default)]
+    pub id: i64,
+    #[tenant_id]
+    pub tenant_id: i64,
+    pub name: String,
+    pub qty: i32,
+    pub note: Option<String>,
+}
+
+/// The SQL pebble renders for each workload, used verbatim by the other
+/// contenders so that the server does the same work for all three
+/// (checked against pebble's own rendering in [`Fixture::load`]).
+/// `find(id).one()` asks for at most one row.
+pub const SELECT_SQL: &str = r#"SELECT "id", "tenant_id", "name", "qty", "note" FROM "items" WHERE "tenant_id" = $1 AND "id" = $2 LIMIT $3"#;
+pub const INSERT_SQL: &str = r#"INSERT INTO "items" ("id", "tenant_id", "name", "qty", "note") VALUES (DEFAULT, $1, $2, $3, $4)"#;
+pub const UPDATE_SQL: &str =
+    r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
+
+/// `BEGIN` and the tenant setting in one simple-query message, as pebble
+/// sends it under row-level security.
+pub fn begin_rls(tenant: i64) -> String {
+    format!("BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', '{tenant}', true)")
+}
+
+pub struct Fixture {
+    /// Held so that the server lives as long as the fixture; stopped and
+    /// deleted when it is dropped.
+    _server: TempServer,
+    pub owner: tokio_postgres::Config,
+    pub app: tokio_postgres::Config,
+    /// Every (tenant, id) loaded, in load order.
+    pub keys: Vec<(i64, i64)>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Fixture {
+    pub async fn load() -> Result<Fixture, BoxError> {
+        let server = TempServer::start()?;
+        let admin = server.config();
+        let (client, connection) = admin.connect(tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        client.batch_execute("CREATE DATABASE compare").await?;
+        drop(client);
+        let _ = connection.await;
+
+        let owner = server.config_for("compare");
+        let db = Db::connect_with(owner.clone(), PoolOptions::default().max_size(2)).await?;
+        db.create_table::<Item>().await?;
+        db.install_rls::<Item>().await?;
+        let password = db
+            .create_app_role("compare_app", &[RlsTable::of::<Item>()])
+            .await?;
+        for tenant in 1..=TENANTS {
+            db.tenant(tenant)
+                .insert_many((0..ROWS_PER_TENANT).map(|i| Item {
+                    id: 0,
+                    tenant_id: 0,
+                    name: format!("item {i}"),
+                    qty: i as i32,
+                    note: None,
+                }))
+                .exec()
+                .await?;
+        }
+        let keys = db
+            .cross_tenant()
+            .select::<Item>()
+            .all()
+            .await?
+            .into_iter()
+            .map(|item| (item.tenant_id, item.id))
+            .collect();
+
+        // The other contenders send exactly what pebble sends.
+        let tenant = db.tenant(1_i64);
+        check_sql(
+            "select",
+            tenant.find::<Item>(1).limit(1).to_sql()?,
+            SELECT_SQL,
+        )?;
+        check_sql("insert", tenant.insert(new_item(0)).to_sql()?, INSERT_SQL)?;
+        let update = tenant
+            .update::<Item>()
+            .set(Item::QTY, 1)
+            .filter(Item::ID.eq(1));
+        check_sql("update", update.to_sql()?, UPDATE_SQL)?;
+        db.batch_execute("VACUUM ANALYZE items").await?;
+        db.close();
+
+        let mut app = owner.clone();
+        app.user("compare_app").password(&password);
+        Ok(Fixture {
+            _server: server,
+            owner,
+            app,
+            keys,
+        })
+    }
+}
+
+fn check_sql(what: &str, pebble: String, ours: &str) -> Result<(), BoxError> {
+    if pebble == ours {
+        Ok(())
+    } else {
+        Err(format!("pebble's {what} is now `{pebble}`: update the compare crate's copy").into())
+    }
+}
+
+/// The row each insert writes (unstamped: the tenant handle stamps it).
+pub fn new_item(n: u64) -> Item {
+    Item {
+        id: 0,
+        tenant_id: 0,
+        name: String::from("inserted by the comparison"),
+        qty: n as i32,
+        note: None,
+    }
+}
