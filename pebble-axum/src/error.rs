@@ -31,6 +31,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// |---|---|---|
 /// | `NotFound` | 404 | `not_found` |
 /// | `TenantDropped` (its database was dropped meanwhile) | 404 | `tenant_unknown` |
+/// | `UnknownTenant`, `TenantNotReady` (not in the registry, or not `ready`) | 404 | `tenant_unknown` |
 /// | unique violation (`is_unique_violation`, 23505) | 409 | `conflict` |
 /// | foreign-key violation (23503) | 409 | `conflict` |
 /// | `TenantMismatch` | 403 | `tenant_mismatch` |
@@ -74,6 +75,9 @@ impl ApiError {
                 "tenant_unknown",
                 "the tenant no longer exists",
             ),
+            Error::UnknownTenant { .. } | Error::TenantNotReady { .. } => {
+                (StatusCode::NOT_FOUND, "tenant_unknown", "no such tenant")
+            }
             e if e.is_unique_violation() => (
                 StatusCode::CONFLICT,
                 "conflict",
@@ -186,6 +190,12 @@ mod tests {
         };
         assert_eq!(status(invalid), 400);
         assert_eq!(status(Error::TenantDropped { id: "a".into() }), 404);
+        assert_eq!(status(Error::UnknownTenant { id: "a".into() }), 404);
+        let not_ready = Error::TenantNotReady {
+            id: "a".into(),
+            status: "pending".into(),
+        };
+        assert_eq!(status(not_ready), 404);
         assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
         assert_eq!(status(Error::Timeout("x")), 503);
         assert_eq!(status(Error::TransactionAborted), 500);

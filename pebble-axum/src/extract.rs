@@ -5,7 +5,7 @@ use std::ops::Deref;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use pebble::{Db, RlsDb, TenantDb};
+use pebble::{Db, RlsDb, SchemaDb, TenantDb};
 
 use crate::layer::{Handle, Resolved};
 use crate::{HttpTenantKey, TenantRejection};
@@ -22,6 +22,8 @@ mod private {
 /// | `TenantLayer::<K>::rows(db)` | `Tenant<TenantDb<K>>` | `db.tenant(id)` |
 /// | `TenantLayer::<K>::rls(app)` | `Tenant<TenantDb<K, RlsDb>>` | `app.tenant(id)` |
 /// | `TenantLayer::<K>::manager(m)` | `Tenant<TenantDatabase<K>>` | `m.db(id)`: the tenant's own database |
+/// | `TenantLayer::<K>::schemas(t)` | `Tenant<TenantSchema<K>>` | `t.db(id)`: the tenant's schema, registry-checked |
+/// | `TenantLayer::<K>::schema_db(db)` | `Tenant<TenantSchema<K>>` | `db.schema_tenant(id)` |
 ///
 /// There is no `Tenant<Db>` or `Tenant<RlsDb>`: the extractor only hands
 /// out confined handles. A handler asking for a handle (or key type) the
@@ -103,6 +105,53 @@ impl<K> Deref for TenantDatabase<K> {
     }
 }
 
+/// The tenant's schema (`SchemaTenants::db(id)` or `Db::schema_tenant(id)`),
+/// from `Tenant<TenantSchema<K>>` under
+/// [`TenantLayer::schemas`](crate::TenantLayer::schemas) or
+/// [`TenantLayer::schema_db`](crate::TenantLayer::schema_db). It
+/// dereferences to the [`SchemaDb`], which only queries per-tenant models
+/// and names them in `tenant_<id>`; it has no way back to the plain `Db`.
+///
+/// ```no_run
+/// use axum::Json;
+/// use pebble::Model;
+/// use pebble_axum::{ApiResult, Tenant, TenantSchema};
+///
+/// #[derive(Model)]
+/// #[pebble(table = "tasks", per_tenant)] // one table per tenant schema
+/// struct Task { #[pebble(primary_key, default)] id: i64, title: String }
+///
+/// // With `.layer(TenantLayer::<String>::schemas(tenants))`:
+/// async fn tasks(Tenant(db): Tenant<TenantSchema>) -> ApiResult<Json<Vec<String>>> {
+///     let tasks = db.select::<Task>().all().await?; // FROM "tenant_<id>"."tasks"
+///     Ok(Json(tasks.into_iter().map(|t| format!("{}: {}", db.key(), t.title)).collect()))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TenantSchema<K = String> {
+    key: K,
+    db: SchemaDb,
+}
+
+impl<K> TenantSchema<K> {
+    /// The tenant whose schema this is.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// The handle on the tenant's schema.
+    pub fn db(&self) -> &SchemaDb {
+        &self.db
+    }
+}
+
+impl<K> Deref for TenantSchema<K> {
+    type Target = SchemaDb;
+    fn deref(&self) -> &SchemaDb {
+        &self.db
+    }
+}
+
 /// The handles [`Tenant`] can extract. Sealed: each is confined to the
 /// request's tenant, and there is no implementation for [`Db`] or
 /// [`RlsDb`] themselves.
@@ -166,6 +215,20 @@ impl<K: HttpTenantKey> FromTenant for TenantDatabase<K> {
         let resolved = resolved::<K, Self>(parts)?;
         match &resolved.handle {
             Handle::Database(db) => Ok(TenantDatabase {
+                key: resolved.key.clone(),
+                db: db.clone(),
+            }),
+            other => Err(wrong_strategy::<Self>(other)),
+        }
+    }
+}
+
+impl<K: HttpTenantKey> private::Sealed for TenantSchema<K> {}
+impl<K: HttpTenantKey> FromTenant for TenantSchema<K> {
+    fn from_parts(parts: &Parts) -> Result<Self, TenantRejection> {
+        let resolved = resolved::<K, Self>(parts)?;
+        match &resolved.handle {
+            Handle::Schema(db) => Ok(TenantSchema {
                 key: resolved.key.clone(),
                 db: db.clone(),
             }),

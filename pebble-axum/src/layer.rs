@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
-use pebble::{Db, RlsDb, SqlState, TenantManager};
+use pebble::{Db, RlsDb, SchemaDb, SchemaTenants, SqlState, TenantManager};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
@@ -28,6 +28,10 @@ enum Strategy {
     Rows(Db),
     Rls(RlsDb),
     Manager(TenantManager),
+    /// Registered schema tenants: `tenants.db(id)` per request.
+    Schemas(SchemaTenants),
+    /// Schema tenants without a registry: `db.schema_tenant(id)`.
+    SchemaDb(Db),
 }
 
 /// What the layer leaves in the request for the extractors. The type is
@@ -44,6 +48,8 @@ pub(crate) enum Handle {
     Rls(RlsDb),
     /// The tenant's own database, opened by the manager.
     Database(Db),
+    /// The tenant's schema: a handle with no way back to the plain `Db`.
+    Schema(SchemaDb),
 }
 
 impl Handle {
@@ -52,6 +58,7 @@ impl Handle {
             Handle::Rows(_) => "the row pattern (TenantLayer::rows)",
             Handle::Rls(_) => "row-level security (TenantLayer::rls)",
             Handle::Database(_) => "a database per tenant (TenantLayer::manager)",
+            Handle::Schema(_) => "a schema per tenant (TenantLayer::schemas or ::schema_db)",
         }
     }
 }
@@ -67,7 +74,8 @@ impl Handle {
 /// 2. parses it into `K` ([`HttpTenantKey`]); malformed: 400;
 /// 3. if [`exists`](Self::exists) is set, asks it; unknown: 404;
 /// 4. for [`manager`](Self::manager), opens the tenant's database
-///    (a missing database: 404);
+///    (a missing database: 404); for [`schemas`](Self::schemas), asks the
+///    tenant registry for the tenant's schema (unknown or not ready: 404);
 /// 5. runs the handler inside a tracing span `tenant_request` with
 ///    `tenant = %id`, so pebble's statement logs (target `pebble::sql`)
 ///    carry the tenant.
@@ -153,6 +161,39 @@ impl<K: HttpTenantKey> TenantLayer<K> {
         Self::with(Strategy::Manager(manager))
     }
 
+    /// A schema per tenant, from the tenant registry: handlers extract
+    /// `Tenant<TenantSchema<K>>`, the [`SchemaDb`] of `tenants.db(id)`,
+    /// opened by the layer. An id that cannot name a schema is 400; a
+    /// tenant the registry does not have, or has but not `ready` (still
+    /// provisioning, being dropped), is 404 and no statement reaches a
+    /// tenant schema; the registry unreachable is 503.
+    ///
+    /// The registry is read once per tenant per `SchemaTenants` value and
+    /// then cached (see [`SchemaTenants::db`]), so most requests cost no
+    /// round trip before the handler.
+    ///
+    /// ```no_run
+    /// # async fn demo(owner: pebble::Db) -> pebble::Result<()> {
+    /// use pebble::SchemaTenants;
+    /// use pebble_axum::TenantLayer;
+    /// let tenants = SchemaTenants::builder(owner).build()?;
+    /// let layer = TenantLayer::<String>::schemas(tenants); // X-Tenant-Id: acme -> tenant_acme
+    /// # Ok(()) }
+    /// ```
+    pub fn schemas(tenants: SchemaTenants) -> Self {
+        Self::with(Strategy::Schemas(tenants))
+    }
+
+    /// A schema per tenant without a registry: handlers extract
+    /// `Tenant<TenantSchema<K>>`, i.e. [`Db::schema_tenant`] on `db`. Only
+    /// the id's form is checked (400 if it cannot name a schema); nothing
+    /// tells an unknown tenant from a known one, so its statements fail
+    /// (500) on the missing schema. Add [`exists`](Self::exists) for a 404,
+    /// or use [`schemas`](Self::schemas).
+    pub fn schema_db(db: Db) -> Self {
+        Self::with(Strategy::SchemaDb(db))
+    }
+
     /// Where the tenant id is found (default: [`Resolver::default`], the
     /// `X-Tenant-Id` header).
     pub fn resolver(self, resolver: Resolver) -> Self {
@@ -228,6 +269,14 @@ impl<K: HttpTenantKey> Config<K> {
             Strategy::Rows(db) => Handle::Rows(db.clone()),
             Strategy::Rls(app) => Handle::Rls(app.clone()),
             Strategy::Manager(manager) => Handle::Database(open(manager, &key.to_string()).await?),
+            Strategy::Schemas(tenants) => {
+                let id = key.to_string();
+                Handle::Schema(schema_rejection(tenants.db(&id).await, &id)?)
+            }
+            Strategy::SchemaDb(db) => {
+                let id = key.to_string();
+                Handle::Schema(schema_rejection(db.schema_tenant(&id), &id)?)
+            }
         })
     }
 }
@@ -248,6 +297,39 @@ async fn open(manager: &TenantManager, id: &str) -> Result<Db, TenantRejection> 
     })
 }
 
+/// Why a schema handle could not be had, as the client should hear it.
+fn schema_rejection(
+    opened: pebble::Result<SchemaDb>,
+    id: &str,
+) -> Result<SchemaDb, TenantRejection> {
+    opened.map_err(|e| match e {
+        pebble::Error::InvalidTenantId { reason, .. } => {
+            TenantRejection::malformed(format!("invalid tenant id: {reason}"))
+        }
+        // Not ready and registered under the other strategy both mean no
+        // schema tenant this request may use; saying which would tell
+        // clients about tenants they cannot reach.
+        pebble::Error::UnknownTenant { .. }
+        | pebble::Error::TenantNotReady { .. }
+        | pebble::Error::StrategyMismatch { .. }
+        | pebble::Error::TenantDropped { .. } => {
+            TenantRejection::unknown(format!("no tenant {id}"))
+        }
+        e if matches!(e, pebble::Error::Pool(_) | pebble::Error::Timeout(_))
+            || e.is_connection_error() =>
+        {
+            tracing::error!(target: "pebble_axum", tenant = id, error = %e, "tenant registry could not be read");
+            TenantRejection::unavailable("the tenant registry could not be reached")
+        }
+        e => {
+            // A registry placing the tenant on a server this process was
+            // not given, a registry table missing: the deployment's fault.
+            tracing::error!(target: "pebble_axum", tenant = id, error = %e, "tenant schema could not be opened");
+            TenantRejection::misconfigured("the tenant's schema could not be opened")
+        }
+    })
+}
+
 impl<K> Clone for TenantLayer<K> {
     fn clone(&self) -> Self {
         TenantLayer {
@@ -262,6 +344,8 @@ impl<K> fmt::Debug for TenantLayer<K> {
             Strategy::Rows(_) => "rows",
             Strategy::Rls(_) => "rls",
             Strategy::Manager(_) => "manager",
+            Strategy::Schemas(_) => "schemas",
+            Strategy::SchemaDb(_) => "schema_db",
         };
         f.debug_struct("TenantLayer")
             .field("key", &std::any::type_name::<K>())

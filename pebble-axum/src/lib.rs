@@ -29,10 +29,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`TenantLayer`]: `rows(db)`, `rls(app)` or `manager(manager)`, a
-//!   [`Resolver`], and optionally an `exists` registry check.
+//! - [`TenantLayer`]: `rows(db)`, `rls(app)`, `manager(manager)`,
+//!   `schemas(tenants)` or `schema_db(db)`, a [`Resolver`], and optionally
+//!   an `exists` registry check.
 //! - [`Tenant`]: `Tenant<TenantDb<K>>`, `Tenant<TenantDb<K, RlsDb>>`,
-//!   `Tenant<TenantDatabase<K>>`; [`TenantId`] for the id alone.
+//!   `Tenant<TenantDatabase<K>>`, `Tenant<TenantSchema<K>>`; [`TenantId`]
+//!   for the id alone.
 //! - [`ApiError`] / [`ApiResult`] (feature `errors`, default): `?` on a
 //!   pebble call answers 404, 409, 403, 400, 503 or 500, without leaking SQL.
 //! - Each resolved request runs in a `tracing` span `tenant_request` with
@@ -50,7 +52,7 @@ mod resolver;
 
 #[cfg(feature = "errors")]
 pub use error::{ApiError, ApiResult};
-pub use extract::{FromTenant, Tenant, TenantDatabase, TenantId};
+pub use extract::{FromTenant, Tenant, TenantDatabase, TenantId, TenantSchema};
 pub use key::HttpTenantKey;
 pub use layer::{TenantLayer, TenantService};
 pub use rejection::TenantRejection;
