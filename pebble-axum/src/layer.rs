@@ -173,11 +173,24 @@ impl<K: HttpTenantKey> TenantLayer<K> {
     /// round trip before the handler.
     ///
     /// ```no_run
+    /// use axum::{routing::get, Json, Router};
+    /// use pebble::{Model, SchemaTenants};
+    /// use pebble_axum::{ApiResult, Tenant, TenantLayer, TenantSchema};
+    ///
+    /// #[derive(Model)]
+    /// #[pebble(table = "tasks", per_tenant)] // one table per tenant schema
+    /// struct Task { #[pebble(primary_key, default)] id: i64, title: String }
+    ///
+    /// async fn tasks(Tenant(db): Tenant<TenantSchema>) -> ApiResult<Json<Vec<String>>> {
+    ///     let tasks = db.select::<Task>().all().await?; // FROM "tenant_<id>"."tasks"
+    ///     Ok(Json(tasks.into_iter().map(|t| t.title).collect()))
+    /// }
+    ///
     /// # async fn demo(owner: pebble::Db) -> pebble::Result<()> {
-    /// use pebble::SchemaTenants;
-    /// use pebble_axum::TenantLayer;
-    /// let tenants = SchemaTenants::builder(owner).build()?;
-    /// let layer = TenantLayer::<String>::schemas(tenants); // X-Tenant-Id: acme -> tenant_acme
+    /// let tenants = SchemaTenants::builder(owner).table::<Task>().build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/tasks", get(tasks))
+    ///     .layer(TenantLayer::<String>::schemas(tenants)); // X-Tenant-Id: acme
     /// # Ok(()) }
     /// ```
     pub fn schemas(tenants: SchemaTenants) -> Self {
