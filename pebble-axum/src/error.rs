@@ -34,6 +34,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// | `UnknownTenant`, `TenantNotReady` (not in the registry, or not `ready`) | 404 | `tenant_unknown` |
 /// | unique violation (`is_unique_violation`, 23505) | 409 | `conflict` |
 /// | foreign-key violation (23503) | 409 | `conflict` |
+/// | `StrategyMismatch` (registered as a database tenant, asked as a schema one, or back) | 409 | `conflict` |
 /// | `TenantMismatch` | 403 | `tenant_mismatch` |
 /// | `InvalidTenantId` | 400 | `invalid_tenant_id` |
 /// | `Pool` (no connection in time, pool closed) | 503 + `Retry-After: 1` | `unavailable` |
@@ -82,6 +83,14 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "conflict",
                 "a resource with these values already exists",
+            ),
+            // An admin route provisioning or dropping a tenant the
+            // registry holds under the other strategy: the request clashes
+            // with what exists, the server is fine.
+            Error::StrategyMismatch { .. } => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "the tenant exists with another isolation strategy",
             ),
             e if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => (
                 StatusCode::CONFLICT,
@@ -196,6 +205,16 @@ mod tests {
             status: "pending".into(),
         };
         assert_eq!(status(not_ready), 404);
+        let mismatch = Error::StrategyMismatch {
+            id: "a".into(),
+            registered: "database".into(),
+        };
+        assert_eq!(status(mismatch), 409);
+        let elsewhere = Error::UnknownServer {
+            id: "a".into(),
+            server: "eu-2".into(),
+        };
+        assert_eq!(status(elsewhere), 500);
         assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
         assert_eq!(status(Error::Timeout("x")), 503);
         assert_eq!(status(Error::TransactionAborted), 500);
