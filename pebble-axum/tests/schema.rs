@@ -355,11 +355,17 @@ async fn refused_tenants_never_reach_the_handler_nor_a_tenant_schema() {
     let r = http.get("/tasks", &known).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    // The capture sees a served tenant's statements, in its schema.
+    // The capture sees a served tenant's statements, in its schema and in
+    // the request's span for that tenant.
     let sent = capture.take();
     assert!(
         sent.iter()
             .any(|s| s.sql.contains(&format!("\"tenant_{known}\".\"tasks\""))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .all(|s| s.tenant.as_deref() == Some(known.as_str())),
         "{sent:?}"
     );
 
