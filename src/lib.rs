@@ -70,8 +70,8 @@ pub use pebble_derive::Enum;
 /// - `models(Task, Project)` creates those models' tables first.
 /// - `migrations = "migrations"` applies the pebble-migrate files of that
 ///   directory (relative to the crate's `Cargo.toml`) to the database's
-///   shared schema; the crate then needs `pebble-migrate` as a
-///   dev-dependency too.
+///   shared schema; the crate then needs pebble-migrate (package
+///   `pebble-pg-migrate`, library `pebble_migrate`) as a dev-dependency too.
 /// - `flavor = "multi_thread"` runs it on a multi-threaded runtime (the
 ///   default is a current-thread one, as `#[tokio::test]`).
 ///

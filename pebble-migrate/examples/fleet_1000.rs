@@ -2,7 +2,7 @@
 //! tables with indexes, then a column), migrated by the fleet runner with
 //! its default parallelism and, on a second database, one at a time.
 //!
-//! `cargo run --release -p pebble-migrate --example fleet_1000 [tenants]`
+//! `cargo run --release -p pebble-pg-migrate --example fleet_1000 [tenants]`
 //! (a throwaway PostgreSQL on this machine, or `DATABASE_URL`).
 
 use std::time::Instant;

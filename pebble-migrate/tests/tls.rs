@@ -2,7 +2,7 @@
 //! of the connection string, `sslmode=verify-full` and `sslrootcert`
 //! included, against a real server with `ssl = on`.
 //!
-//! `cargo test -p pebble-migrate --features tls --test tls`
+//! `cargo test -p pebble-pg-migrate --features tls --test tls`
 #![cfg(feature = "tls")]
 
 use pebble::IntoConfig;

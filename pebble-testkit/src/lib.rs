@@ -8,7 +8,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! pebble = { version = "0.1", features = ["testkit"] }
+//! pebble = { package = "pebble-pg", version = "0.1", features = ["testkit"] }
 //! ```
 //!
 //! The machine running the tests needs the PostgreSQL server binaries

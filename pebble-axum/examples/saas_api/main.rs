@@ -1,8 +1,8 @@
 //! A multi-tenant REST API on axum and pebble: projects, tasks with an
 //! assignee, users; every request confined to the tenant in `X-Tenant-Id`.
 //!
-//!     cargo run -p pebble-axum --example saas_api
-//!     cargo run -p pebble-axum --example saas_api -- --serve-seconds 5 --port 0
+//!     cargo run -p pebble-pg-axum --example saas_api
+//!     cargo run -p pebble-pg-axum --example saas_api -- --serve-seconds 5 --port 0
 //!
 //! With no set-up: pebble-testkit starts a throwaway PostgreSQL (or uses
 //! `DATABASE_URL`), the example creates a database, the tables under
