@@ -428,6 +428,23 @@ pub enum Error {
         schema: String,
     },
 
+    /// Provisioning a schema tenant with roles on found a role named like
+    /// its schema (`tenant_<id>`) that pebble did not create (it carries no
+    /// pebble marker comment): an operator's, another application's on the
+    /// same cluster, a database tenant's. Adopting it would hand out a new
+    /// password for it, and with it whatever it was granted. Nothing was
+    /// created; the registry row stays `pending`.
+    #[error(
+        "role {role:?} for tenant {id:?} exists and was not created by pebble \
+         (no pebble marker comment), so it was not adopted"
+    )]
+    RoleNotProvisionedByPebble {
+        /// The tenant id.
+        id: String,
+        /// The role the tenant id names.
+        role: String,
+    },
+
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
     /// table whose tenant-column record contradicts the tenant column it was
     /// asked to protect: a policy on the wrong column would confine by it.

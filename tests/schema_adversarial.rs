@@ -1,0 +1,500 @@
+//! Adversarial review of schema per tenant: ids that try to escape or
+//! collide, roles whose names pebble does not own, handles on tenants that
+//! are pending or dropped, the statement cache past its bound, and streams
+//! dropped halfway inside a tenant's transaction. Every test runs two
+//! tenants with identical tables and checks the second saw and changed
+//! nothing of the first.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::{StreamExt, TryStreamExt};
+use pebble::{Db, Error, Model, PoolOptions, SchemaDb, SchemaTenants};
+use tokio_postgres::NoTls;
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[pebble(table = "tasks", per_tenant)]
+struct Task {
+    #[pebble(primary_key)]
+    id: i64,
+    #[pebble(unique)]
+    title: String,
+    done: bool,
+}
+
+fn task(id: i64, title: &str) -> Task {
+    Task {
+        id,
+        title: title.to_owned(),
+        done: false,
+    }
+}
+
+/// Tenant ids unique to this process and test: roles are cluster-wide and
+/// the test binaries share one server.
+fn ids() -> impl Fn(&str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!(
+        "x{}n{}_",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    move |name| format!("{prefix}{name}")
+}
+
+async fn owner() -> (pebble_testkit::TestDatabase, Db) {
+    let database = pebble_testkit::database().await.expect("test database");
+    let db = Db::connect(database.config()).await.expect("connect");
+    (database, db)
+}
+
+async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
+    tokio::spawn(connection);
+    client
+}
+
+async fn all_tasks(tenant: &SchemaDb) -> Vec<Task> {
+    tenant
+        .select::<Task>()
+        .order_by(Task::ID.asc())
+        .all()
+        .await
+        .expect("select")
+}
+
+async fn role_exists(client: &tokio_postgres::Client, role: &str) -> bool {
+    client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .expect("pg_roles")
+        .is_some()
+}
+
+/// A role named `tenant_<id>` that pebble did not create (an operator's,
+/// another application's on the same cluster, a `TenantManager`'s) must not
+/// be adopted as a tenant's login role: provisioning would hand out a new
+/// password for it, and with it whatever the role was already granted.
+/// Here it is a member of `pg_read_all_data`, which reads every schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_refuses_a_role_pebble_did_not_create() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .unwrap();
+    let victim = tenants.create(&id("victim")).await.unwrap();
+    tenants
+        .db(&id("victim"))
+        .await
+        .unwrap()
+        .insert(task(1, "victim's secret"))
+        .exec()
+        .await
+        .unwrap();
+
+    let admin = raw(database.config()).await;
+    let squatted = format!("tenant_{}", id("ops"));
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{squatted}\" NOLOGIN; GRANT pg_read_all_data TO \"{squatted}\""
+        ))
+        .await
+        .unwrap();
+
+    let result = tenants.create(&id("ops")).await;
+    if let Ok(provisioned) = &result {
+        // Show what adopting it gives away before failing.
+        let role = provisioned.role.as_ref().expect("a role");
+        let as_ops = raw(role.config(&database.config())).await;
+        let read = async {
+            as_ops.batch_execute("SET ROLE pg_read_all_data").await?;
+            as_ops
+                .query_one(&format!("SELECT title FROM {}.tasks", victim.schema), &[])
+                .await
+        }
+        .await;
+        panic!(
+            "adopted foreign role {squatted}; reading the victim's schema with its new password: {:?}",
+            read.map(|row| row.get::<_, String>(0))
+        );
+    }
+    assert!(
+        matches!(
+            &result,
+            Err(Error::RoleNotProvisionedByPebble { role, .. }) if *role == squatted
+        ),
+        "{result:?}"
+    );
+    // Nothing was created, and the role is as it was.
+    assert!(tenants.db(&id("ops")).await.is_err());
+    let member: bool = admin
+        .query_one(
+            "SELECT pg_has_role($1, 'pg_read_all_data', 'MEMBER') AND NOT rolcanlogin \
+             FROM pg_roles WHERE rolname = $1",
+            &[&squatted],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(member);
+    admin
+        .batch_execute(&format!("DROP ROLE \"{squatted}\""))
+        .await
+        .unwrap();
+}
+
+/// With roles off, dropping a tenant must not touch a role that merely
+/// shares its schema's name: `DROP OWNED BY` would delete that role's
+/// tables, and `DROP ROLE` the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_tenant_leaves_a_foreign_role_and_its_tables_alone() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    let admin = raw(database.config()).await;
+    let foreign = format!("tenant_{}", id("ops"));
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{foreign}\" NOLOGIN; \
+             CREATE TABLE public.ops_audit (entry text); \
+             INSERT INTO public.ops_audit VALUES ('kept'); \
+             ALTER TABLE public.ops_audit OWNER TO \"{foreign}\""
+        ))
+        .await
+        .unwrap();
+
+    tenants.create(&id("ops")).await.unwrap();
+    assert!(tenants.drop_tenant(&id("ops")).await.unwrap());
+
+    let still_there = role_exists(&admin, &foreign).await;
+    let audit = admin
+        .query_opt("SELECT to_regclass('public.ops_audit')::text", &[])
+        .await
+        .unwrap()
+        .and_then(|row| row.get::<_, Option<String>>(0));
+    // Clean up whatever is left before asserting.
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS public.ops_audit; DROP ROLE IF EXISTS \"{foreign}\""
+        ))
+        .await
+        .unwrap();
+    assert!(still_there, "drop_tenant dropped foreign role {foreign}");
+    assert_eq!(
+        audit.as_deref(),
+        Some("ops_audit"),
+        "drop_tenant deleted a table owned by foreign role {foreign}"
+    );
+}
+
+/// Ids that would quote-escape, fold case, leave ASCII or pass the 63-byte
+/// identifier limit are refused by both the handle and provisioning; the
+/// longest valid ids still name distinct schemas (no truncation makes two
+/// tenants share one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_are_refused_and_the_longest_ids_stay_distinct() {
+    let (_database, owner) = owner().await;
+    let tenants = SchemaTenants::builder(owner.clone())
+        .table::<Task>()
+        .build()
+        .unwrap();
+    // `tenant_` + 56 bytes = 63, the limit; one more byte would be truncated.
+    let long_a = format!("{}a", "z".repeat(55));
+    let long_b = format!("{}b", "z".repeat(55));
+    let too_long = format!("{}c", "z".repeat(56));
+    for bad in [
+        "a\"b",
+        "a\"; DROP SCHEMA public CASCADE; --",
+        "Acme",
+        "ACME",
+        "acmé",
+        "ａcme",
+        "a\u{0}b",
+        "a.b",
+        "",
+        "pg_temp",
+        "public",
+        &too_long,
+    ] {
+        assert!(
+            matches!(owner.schema_tenant(bad), Err(Error::InvalidTenantId { .. })),
+            "handle for {bad:?}"
+        );
+        assert!(
+            matches!(
+                tenants.create(bad).await,
+                Err(Error::InvalidTenantId { .. })
+            ),
+            "create {bad:?}"
+        );
+        assert!(
+            matches!(tenants.db(bad).await, Err(Error::InvalidTenantId { .. })),
+            "db {bad:?}"
+        );
+        assert!(
+            matches!(
+                tenants.drop_tenant(bad).await,
+                Err(Error::InvalidTenantId { .. })
+            ),
+            "drop {bad:?}"
+        );
+    }
+    assert!(tenants.list().await.unwrap().is_empty());
+
+    let a = tenants.create(&long_a).await.unwrap();
+    let b = tenants.create(&long_b).await.unwrap();
+    assert_eq!(a.schema.len(), 63);
+    assert_ne!(a.schema, b.schema);
+    let a = tenants.db(&long_a).await.unwrap();
+    let b = tenants.db(&long_b).await.unwrap();
+    a.insert(task(1, "a's")).exec().await.unwrap();
+    assert!(all_tasks(&b).await.is_empty());
+    b.insert(task(1, "b's")).exec().await.unwrap();
+    assert_eq!(all_tasks(&a).await, vec![task(1, "a's")]);
+    assert_eq!(all_tasks(&b).await, vec![task(1, "b's")]);
+    tenants.drop_tenant(&long_a).await.unwrap();
+    assert_eq!(all_tasks(&b).await, vec![task(1, "b's")]);
+}
+
+/// A tenant registered but not ready gets no handle; a handle kept past
+/// `drop_tenant` fails instead of reaching anything, and once the id is
+/// provisioned again the old handle sees the new, empty schema, never the
+/// dropped rows or another tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_and_dropped_tenants_reach_nothing() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("other")).await.unwrap();
+    let other = tenants.db(&id("other")).await.unwrap();
+    other.insert(task(1, "other's")).exec().await.unwrap();
+
+    let admin = raw(database.config()).await;
+    for status in ["pending", "dropping"] {
+        admin
+            .execute(
+                "INSERT INTO public.pebble_tenants (id, strategy, status, placement) \
+                 VALUES ($1, 'schema', $2, 'home')",
+                &[&id(status), &status],
+            )
+            .await
+            .unwrap();
+        let result = tenants.db(&id(status)).await;
+        assert!(
+            matches!(&result, Err(Error::TenantNotReady { status: s, .. }) if s == status),
+            "{result:?}"
+        );
+    }
+
+    tenants.create(&id("gone")).await.unwrap();
+    let kept = tenants.db(&id("gone")).await.unwrap();
+    kept.insert(task(1, "dropped")).exec().await.unwrap();
+    assert!(tenants.drop_tenant(&id("gone")).await.unwrap());
+    assert!(matches!(
+        tenants.db(&id("gone")).await,
+        Err(Error::UnknownTenant { .. })
+    ));
+    for result in [
+        kept.select::<Task>().all().await.map(|_| ()),
+        kept.insert(task(2, "late")).exec().await.map(|_| ()),
+        kept.update::<Task>()
+            .set(Task::DONE, true)
+            .exec()
+            .await
+            .map(|_| ()),
+        kept.delete::<Task>().exec().await.map(|_| ()),
+    ] {
+        assert!(result.is_err(), "a dropped tenant's handle ran a statement");
+    }
+    tenants.create(&id("gone")).await.unwrap();
+    assert!(all_tasks(&kept).await.is_empty());
+    assert_eq!(all_tasks(&other).await, vec![task(1, "other's")]);
+}
+
+/// `drop_tenant` racing `db(id)` and statements on the tenant: each caller
+/// either works on the tenant's own schema or fails; none reaches the other
+/// tenant, and afterwards the tenant is gone for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_racing_handles_never_reaches_another_tenant() {
+    let (_database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("keep")).await.unwrap();
+    tenants.create(&id("doomed")).await.unwrap();
+    let keep = tenants.db(&id("keep")).await.unwrap();
+    keep.insert(task(1, "kept")).exec().await.unwrap();
+
+    let mut racers = Vec::new();
+    for n in 0..8_i64 {
+        let tenants = tenants.clone();
+        let doomed = id("doomed");
+        racers.push(tokio::spawn(async move {
+            // Fresh values too, so the registry is read during the drop.
+            let handle = if n % 2 == 0 {
+                tenants.db(&doomed).await
+            } else {
+                let fresh = tenants.clone();
+                fresh.db(&doomed).await
+            };
+            if let Ok(handle) = handle {
+                let _ = handle
+                    .insert(task(100 + n, &format!("racer {n}")))
+                    .exec()
+                    .await;
+                let _ = handle.select::<Task>().all().await;
+            }
+        }));
+    }
+    let dropped = tenants.drop_tenant(&id("doomed")).await.unwrap();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    assert!(dropped);
+    assert!(matches!(
+        tenants.db(&id("doomed")).await,
+        Err(Error::UnknownTenant { .. })
+    ));
+    assert_eq!(all_tasks(&keep).await, vec![task(1, "kept")]);
+}
+
+/// More distinct statements than the per-connection statement cache holds
+/// (it is cleared at its bound), on one connection shared by two tenants:
+/// every statement still runs the text built for its own schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_cache_past_its_bound_keeps_each_schema() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    // One connection: both tenants' statements share its cache.
+    let one = Db::connect_with(database.config(), PoolOptions::default().max_size(1))
+        .await
+        .unwrap();
+    let a = one.schema_tenant(&id("a")).unwrap();
+    let b = one.schema_tenant(&id("b")).unwrap();
+    a.insert_many((1..=5).map(|n| task(n, &format!("a{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    b.insert_many((1..=3).map(|n| task(n, &format!("b{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    // IN lists of every length: a distinct text per length and tenant.
+    for len in 1..=300_usize {
+        let keys: Vec<i64> = (1..=len as i64).collect();
+        let (tenant, expected) = if len % 2 == 0 { (&a, 5) } else { (&b, 3) };
+        let found = tenant
+            .select::<Task>()
+            .filter(Task::ID.is_in(keys.clone()))
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(found, expected.min(len as i64), "length {len}");
+        // The same text's twin in the other tenant, right after.
+        let other = if len % 2 == 0 { &b } else { &a };
+        let twin = other
+            .select::<Task>()
+            .filter(Task::ID.is_in(keys))
+            .all()
+            .await
+            .unwrap();
+        let prefix = if len % 2 == 0 { "b" } else { "a" };
+        assert!(twin.iter().all(|t| t.title.starts_with(prefix)), "{twin:?}");
+    }
+    assert_eq!(all_tasks(&a).await.len(), 5);
+    assert_eq!(all_tasks(&b).await.len(), 3);
+}
+
+/// A stream dropped halfway inside a tenant's transaction leaves the
+/// transaction usable, still confined to that tenant's schema; every write
+/// path of the handle (upsert, returning, update_model, delete returning)
+/// changes that schema only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_dropped_in_a_transaction_then_every_write_stays_in_schema() {
+    let (_database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let a = tenants.db(&id("a")).await.unwrap();
+    let b = tenants.db(&id("b")).await.unwrap();
+    a.insert_many((1..=50).map(|n| task(n, &format!("t{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    b.insert_many((1..=50).map(|n| task(n, &format!("t{n}"))))
+        .exec()
+        .await
+        .unwrap();
+
+    let tx = b.begin().await.unwrap();
+    {
+        let mut stream = tx.select::<Task>().order_by(Task::ID.asc()).stream();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.id, 1);
+    }
+    // Upsert on the unique title, in b's schema only.
+    let upserted = tx
+        .insert(task(999, "t1"))
+        .on_conflict(Task::TITLE)
+        .do_update(Task::DONE)
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(upserted, Some(task(1, "t1")));
+    let stored = tx
+        .update_model(&Task {
+            id: 2,
+            title: "b2".into(),
+            done: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.title, "b2");
+    let deleted = tx
+        .delete::<Task>()
+        .filter(Task::ID.gt(40))
+        .returning()
+        .await
+        .unwrap();
+    assert_eq!(deleted.len(), 10);
+    let locked = tx
+        .select::<Task>()
+        .filter(Task::ID.lte(3))
+        .for_update()
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 3);
+    let rest: Vec<Task> = tx.select::<Task>().stream().try_collect().await.unwrap();
+    assert_eq!(rest.len(), 40);
+    tx.commit().await.unwrap();
+
+    // a is exactly as inserted.
+    assert_eq!(
+        all_tasks(&a).await,
+        (1..=50)
+            .map(|n| task(n, &format!("t{n}")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(all_tasks(&b).await.len(), 40);
+}
