@@ -498,3 +498,111 @@ async fn stream_dropped_in_a_transaction_then_every_write_stays_in_schema() {
     );
     assert_eq!(all_tasks(&b).await.len(), 40);
 }
+
+/// The database strategy had the same hole through
+/// `TenantManager::reset_role_password`: it set a new password on any role
+/// named `tenant_<id>` (here one that is no tenant at all, a login role
+/// that is a member of `pg_read_all_data`) and handed it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_role_password_refuses_a_role_pebble_did_not_create() {
+    let (database, _owner) = owner().await;
+    let server = pebble_testkit::server().unwrap();
+    let id = ids();
+    let admin = raw(database.config()).await;
+    let foreign = format!("tenant_{}", id("ops"));
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{foreign}\" LOGIN; GRANT pg_read_all_data TO \"{foreign}\""
+        ))
+        .await
+        .unwrap();
+    let manager = pebble::TenantManager::builder(server.config())
+        .roles(true)
+        .build()
+        .unwrap();
+    let result = manager.reset_role_password(&id("ops")).await;
+    let leaked = match &result {
+        Ok(role) => raw_connect(role.config(&database.config())).await.is_ok(),
+        Err(_) => false,
+    };
+    admin
+        .batch_execute(&format!("DROP ROLE \"{foreign}\""))
+        .await
+        .unwrap();
+    assert!(
+        !leaked,
+        "reset_role_password gave out a login for foreign role {foreign}"
+    );
+    assert!(
+        matches!(&result, Err(Error::RoleNotProvisionedByPebble { id: i, .. }) if *i == id("ops")),
+        "{result:?}"
+    );
+}
+
+async fn raw_connect(
+    config: tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Database tenants: provisioning does not adopt a foreign `tenant_<id>`
+/// role (it would grant it CONNECT and the tenant's rows); the staging
+/// database is dropped and no tenant database is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_provisioning_refuses_a_role_pebble_did_not_create() {
+    let (database, _owner) = owner().await;
+    let server = pebble_testkit::server().unwrap();
+    let id = ids();
+    let admin = raw(database.config()).await;
+    let foreign = format!("tenant_{}", id("ops"));
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{foreign}\" LOGIN"))
+        .await
+        .unwrap();
+    let manager = pebble::TenantManager::builder(server.config())
+        .create_missing(true)
+        .roles(true)
+        .setup(|db: Db, _| async move { db.create_table::<Task>().await })
+        .build()
+        .unwrap();
+    let result = manager.create_tenant(&id("ops")).await;
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            &[&format!("%{}%", id("ops"))],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let created_ok = result.is_ok();
+    if created_ok {
+        let _ = manager.drop_tenant(&id("ops")).await;
+    }
+    let survived = role_exists(&admin, &foreign).await;
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS \"{foreign}\""))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &result,
+            Err(Error::RoleNotProvisionedByPebble { id: i, role }) if *i == id("ops") && *role == foreign
+        ),
+        "{result:?}"
+    );
+    assert_eq!(left, 0, "a tenant or staging database was left");
+    assert!(survived);
+
+    // pebble's own roles still work end to end: created, reset, dropped.
+    let role = manager
+        .create_tenant(&id("own"))
+        .await
+        .unwrap()
+        .expect("a role");
+    let reset = manager.reset_role_password(&id("own")).await.unwrap();
+    assert_ne!(reset.password(), role.password());
+    manager.drop_tenant(&id("own")).await.unwrap();
+    assert!(!role_exists(&admin, role.name()).await);
+}

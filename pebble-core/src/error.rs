@@ -428,12 +428,14 @@ pub enum Error {
         schema: String,
     },
 
-    /// Provisioning a schema tenant with roles on found a role named like
-    /// its schema (`tenant_<id>`) that pebble did not create (it carries no
-    /// pebble marker comment): an operator's, another application's on the
-    /// same cluster, a database tenant's. Adopting it would hand out a new
-    /// password for it, and with it whatever it was granted. Nothing was
-    /// created; the registry row stays `pending`.
+    /// A tenant's login role (`tenant_<id>`) exists but pebble did not
+    /// create it (it carries no pebble marker comment): an operator's,
+    /// another application's on the same cluster, another strategy's.
+    /// Adopting it, or giving it a new password
+    /// ([`TenantManager::reset_role_password`](crate::TenantManager::reset_role_password)),
+    /// would hand out whatever it was granted, so nothing was done: schema
+    /// provisioning created nothing (the registry row stays `pending`),
+    /// database provisioning dropped its staging database.
     #[error(
         "role {role:?} for tenant {id:?} exists and was not created by pebble \
          (no pebble marker comment), so it was not adopted"
