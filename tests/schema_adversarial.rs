@@ -606,3 +606,109 @@ async fn database_provisioning_refuses_a_role_pebble_did_not_create() {
     manager.drop_tenant(&id("own")).await.unwrap();
     assert!(!role_exists(&admin, role.name()).await);
 }
+
+/// A pool connected as tenant A's own role: pebble's schema handle for
+/// tenant B is refused by the database on every path (the table check
+/// included), and A's handle works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_role_through_pebble_cannot_use_another_schema_handle() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .unwrap();
+    let a = tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let b_owner = tenants.db(&id("b")).await.unwrap();
+    b_owner.insert(task(1, "b's secret")).exec().await.unwrap();
+
+    let role = a.role.expect("a's role");
+    for mode in [
+        pebble::StatementMode::Prepared,
+        pebble::StatementMode::Unnamed,
+    ] {
+        let as_a = Db::connect_with(
+            role.config(&database.config()),
+            PoolOptions::default().max_size(1).statement_mode(mode),
+        )
+        .await
+        .unwrap();
+        let own = as_a.schema_tenant(&id("a")).unwrap();
+        own.insert(task(7, "mine")).exec().await.unwrap();
+        let b = as_a.schema_tenant(&id("b")).unwrap();
+        let attempts = [
+            b.select::<Task>().all().await.map(|_| ()),
+            b.select::<Task>().count().await.map(|_| ()),
+            b.insert(task(2, "planted")).exec().await.map(|_| ()),
+            b.update::<Task>()
+                .set(Task::DONE, true)
+                .exec()
+                .await
+                .map(|_| ()),
+            b.delete::<Task>().exec().await.map(|_| ()),
+            b.select::<Task>()
+                .stream()
+                .try_collect::<Vec<_>>()
+                .await
+                .map(|_| ()),
+        ];
+        for (n, attempt) in attempts.into_iter().enumerate() {
+            let err = attempt.expect_err(&format!("attempt {n} as a's role reached b"));
+            assert!(
+                err.code() == Some(&pebble::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{mode:?} attempt {n}: {err}"
+            );
+        }
+        // The refused statements left A's pooled connection usable.
+        assert_eq!(own.select::<Task>().count().await.unwrap(), 1);
+        own.delete::<Task>().exec().await.unwrap();
+    }
+    assert_eq!(all_tasks(&b_owner).await, vec![task(1, "b's secret")]);
+}
+
+/// A stream dropped halfway on a one-connection pool: the next statement
+/// on that connection, another tenant's, sees only its own rows, and the
+/// first tenant's next stream starts from the beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_stream_dropped_halfway_leaves_nothing_for_the_next_tenant() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let one = Db::connect_with(database.config(), PoolOptions::default().max_size(1))
+        .await
+        .unwrap();
+    let a = one.schema_tenant(&id("a")).unwrap();
+    let b = one.schema_tenant(&id("b")).unwrap();
+    a.insert_many((1..=5_000).map(|n| task(n, &format!("a{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    b.insert(task(1, "b1")).exec().await.unwrap();
+    for _ in 0..3 {
+        {
+            let mut stream = a.select::<Task>().order_by(Task::ID.asc()).stream();
+            for n in 1..=3 {
+                assert_eq!(stream.next().await.unwrap().unwrap().id, n);
+            }
+        }
+        assert_eq!(all_tasks(&b).await, vec![task(1, "b1")]);
+        let streamed: Vec<Task> = b.select::<Task>().stream().try_collect().await.unwrap();
+        assert_eq!(streamed, vec![task(1, "b1")]);
+    }
+    let again: Vec<Task> = a
+        .select::<Task>()
+        .order_by(Task::ID.asc())
+        .stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 5_000);
+    assert_eq!(again[0].id, 1);
+}
