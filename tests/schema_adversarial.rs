@@ -712,3 +712,107 @@ async fn a_pool_stream_dropped_halfway_leaves_nothing_for_the_next_tenant() {
     assert_eq!(again.len(), 5_000);
     assert_eq!(again[0].id, 1);
 }
+
+/// Every builder of a schema handle names the tenant's table, qualified,
+/// and nothing unqualified: projections, aggregates, keyset pages, locks,
+/// upserts, updates, deletes. Run as two tenants, each sees and changes its
+/// own rows only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_builder_names_the_tenant_table_and_stays_in_it() {
+    let (_database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let a = tenants.db(&id("a")).await.unwrap();
+    let b = tenants.db(&id("b")).await.unwrap();
+    let qualified = format!("\"{}\".\"tasks\"", a.schema());
+    let texts = [
+        a.select::<Task>()
+            .columns((Task::DONE, Task::ID.count()))
+            .group_by(Task::DONE)
+            .to_sql()
+            .unwrap(),
+        a.select::<Task>().after(Task::ID, 3).to_sql().unwrap(),
+        a.select::<Task>()
+            .for_update()
+            .skip_locked()
+            .to_sql()
+            .unwrap(),
+        a.insert(task(1, "x"))
+            .on_conflict(Task::TITLE)
+            .do_update(Task::DONE)
+            .to_sql()
+            .unwrap(),
+        a.update::<Task>().set(Task::DONE, true).to_sql().unwrap(),
+        a.delete::<Task>().filter(Task::ID.gt(1)).to_sql().unwrap(),
+    ];
+    for sql in &texts {
+        assert!(sql.contains(&qualified), "{sql}");
+        // No table named bare: every FROM / INTO / UPDATE names the schema.
+        for keyword in ["FROM \"tasks\"", "INTO \"tasks\"", "UPDATE \"tasks\""] {
+            assert!(!sql.contains(keyword), "{sql}");
+        }
+    }
+
+    a.insert_many((1..=6).map(|n| task(n, &format!("t{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    b.insert_many((1..=2).map(|n| task(n, &format!("t{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    // b's writes on titles and keys a also has.
+    b.insert(task(99, "t5"))
+        .on_conflict(Task::TITLE)
+        .do_update(Task::DONE)
+        .exec()
+        .await
+        .unwrap();
+    b.update::<Task>()
+        .set(Task::DONE, true)
+        .filter(Task::ID.lte(6))
+        .exec()
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.update_model(&Task {
+            id: 4,
+            title: "stolen".into(),
+            done: true
+        })
+        .await,
+        Err(Error::NotFound { .. })
+    ));
+    let counts: Vec<(bool, i64)> = b
+        .select::<Task>()
+        .columns((Task::DONE, Task::ID.count()))
+        .group_by(Task::DONE)
+        .all()
+        .await
+        .unwrap();
+    let mut counts = counts;
+    counts.sort();
+    assert_eq!(counts, vec![(false, 1), (true, 2)]);
+    let page: Vec<i64> = b
+        .select::<Task>()
+        .after(Task::ID, 0)
+        .all()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(page, vec![1, 2, 99]);
+    b.delete::<Task>().exec().await.unwrap();
+    assert_eq!(
+        all_tasks(&a).await,
+        (1..=6)
+            .map(|n| task(n, &format!("t{n}")))
+            .collect::<Vec<_>>()
+    );
+}
