@@ -816,3 +816,77 @@ async fn every_builder_names_the_tenant_table_and_stays_in_it() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A savepoint ended (rolled back, refused, or dropped) while a stream it
+/// started is still open: the parent's next statement must not hang
+/// behind the queued `ROLLBACK TO SAVEPOINT` (it is refused while the
+/// stream is open, and runs once the stream is dropped), and what the
+/// savepoint wrote is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
+    let (_database, owner) = owner().await;
+    owner.create_table::<Task>().await.unwrap();
+    owner
+        .insert_many((1..=2_000).map(|n| task(n, &format!("t{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    let mut tx = owner.begin().await.unwrap();
+    let mut stream = {
+        let sp = tx.begin().await.unwrap();
+        sp.insert(task(5_000, "undone")).exec().await.unwrap();
+        let mut stream = sp.select::<Task>().order_by(Task::ID.asc()).stream();
+        assert_eq!(stream.next().await.unwrap().unwrap().id, 1);
+        // Refused (a stream is open): the savepoint is consumed, so dropped.
+        let ended = sp.rollback().await;
+        assert!(matches!(ended, Err(Error::StreamOpen)), "{ended:?}");
+        stream
+    };
+    let limit = std::time::Duration::from_secs(20);
+    let during = tokio::time::timeout(limit, tx.select::<Task>().count())
+        .await
+        .expect("the parent's statement hung behind the dropped savepoint");
+    assert!(matches!(during, Err(Error::StreamOpen)), "{during:?}");
+    // The stream may go on or fail, but never hangs.
+    let rest = tokio::time::timeout(limit, async {
+        let mut n = 0;
+        while let Some(row) = stream.next().await {
+            if row.is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    })
+    .await
+    .expect("the stream hung");
+    assert!(rest <= 2_000);
+    drop(stream);
+    let after = tokio::time::timeout(limit, tx.select::<Task>().count())
+        .await
+        .expect("the parent hung after the stream ended")
+        .unwrap();
+    assert_eq!(after, 2_000, "the savepoint's insert was undone");
+
+    // Dropped (not ended) with its stream open, then the stream dropped
+    // unread: the parent goes on, without the savepoint's write.
+    {
+        let sp = tx.begin().await.unwrap();
+        sp.insert(task(6_000, "undone too")).exec().await.unwrap();
+        let mut stream = sp.select::<Task>().order_by(Task::ID.asc()).stream();
+        assert_eq!(stream.next().await.unwrap().unwrap().id, 1);
+        drop(sp);
+        let during = tokio::time::timeout(limit, tx.select::<Task>().count())
+            .await
+            .expect("the parent hung while the stream was open");
+        assert!(matches!(during, Err(Error::StreamOpen)), "{during:?}");
+        drop(stream);
+    }
+    let after = tokio::time::timeout(limit, tx.select::<Task>().count())
+        .await
+        .expect("the parent hung after the stream was dropped")
+        .unwrap();
+    assert_eq!(after, 2_000);
+    tx.commit().await.unwrap();
+    assert_eq!(owner.select::<Task>().count().await.unwrap(), 2_000);
+}
