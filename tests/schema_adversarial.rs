@@ -890,3 +890,43 @@ async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
     tx.commit().await.unwrap();
     assert_eq!(owner.select::<Task>().count().await.unwrap(), 2_000);
 }
+
+/// The table check is cached per schema: tenant B's table passing first
+/// does not let a statement through on tenant A's table, whose column was
+/// changed behind pebble's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_check_is_per_schema() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = SchemaTenants::builder(owner)
+        .table::<Task>()
+        .build()
+        .unwrap();
+    let a = tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let admin = raw(database.config()).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE \"{}\".tasks ALTER COLUMN done TYPE text",
+            a.schema
+        ))
+        .await
+        .unwrap();
+    let b = tenants.db(&id("b")).await.unwrap();
+    b.insert(task(1, "b's")).exec().await.unwrap();
+    assert_eq!(all_tasks(&b).await, vec![task(1, "b's")]);
+    let a = tenants.db(&id("a")).await.unwrap();
+    for result in [
+        a.select::<Task>().all().await.map(|_| ()),
+        a.insert(task(1, "a's")).exec().await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(
+                &result,
+                Err(Error::ColumnTypeMismatch { column: "done", .. })
+            ),
+            "{result:?}"
+        );
+    }
+    assert_eq!(all_tasks(&b).await, vec![task(1, "b's")]);
+}
