@@ -930,3 +930,51 @@ async fn the_table_check_is_per_schema() {
     }
     assert_eq!(all_tasks(&b).await, vec![task(1, "b's")]);
 }
+
+/// `copy_in` through a schema handle loads the tenant's table only, even
+/// with a same-named table in `public` (what an unqualified `COPY` would
+/// find through `search_path`); inside a transaction it rolls back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_through_a_schema_handle_stays_in_the_schema() {
+    let (_database, owner) = owner().await;
+    let id = ids();
+    owner.create_table::<Task>().await.unwrap();
+    let tenants = SchemaTenants::builder(owner.clone())
+        .table::<Task>()
+        .build()
+        .unwrap();
+    tenants.create(&id("a")).await.unwrap();
+    tenants.create(&id("b")).await.unwrap();
+    let a = tenants.db(&id("a")).await.unwrap();
+    let b = tenants.db(&id("b")).await.unwrap();
+    a.insert(task(1, "a's")).exec().await.unwrap();
+
+    let loaded = b
+        .copy_in((1..=1_000).map(|n| task(n, &format!("b{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    assert_eq!(loaded, 1_000);
+    assert_eq!(b.select::<Task>().count().await.unwrap(), 1_000);
+    assert_eq!(owner.select::<Task>().count().await.unwrap(), 0, "public");
+    assert_eq!(all_tasks(&a).await, vec![task(1, "a's")]);
+
+    // A duplicate key fails the whole load; nothing of it stays.
+    let err = b
+        .copy_in([task(5_000, "new"), task(1, "dup")])
+        .exec()
+        .await
+        .unwrap_err();
+    assert!(err.is_unique_violation(), "{err}");
+    assert_eq!(b.select::<Task>().count().await.unwrap(), 1_000);
+
+    let tx = a.begin().await.unwrap();
+    tx.copy_in((2..=10).map(|n| task(n, &format!("a{n}"))))
+        .exec()
+        .await
+        .unwrap();
+    assert_eq!(tx.select::<Task>().count().await.unwrap(), 10);
+    tx.rollback().await.unwrap();
+    assert_eq!(all_tasks(&a).await, vec![task(1, "a's")]);
+    assert_eq!(b.select::<Task>().count().await.unwrap(), 1_000);
+}
