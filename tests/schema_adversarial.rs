@@ -978,3 +978,52 @@ async fn copy_in_through_a_schema_handle_stays_in_the_schema() {
     assert_eq!(all_tasks(&a).await, vec![task(1, "a's")]);
     assert_eq!(b.select::<Task>().count().await.unwrap(), 1_000);
 }
+
+/// Two applications (databases) on one cluster with the same tenant id:
+/// the second does not take over the first's role (roles are
+/// cluster-wide), whose password keeps working and which gets nothing in
+/// the second database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_in_another_database_does_not_take_over_the_role() {
+    let (first_db, first) = owner().await;
+    let (second_db, second) = owner().await;
+    let id = ids();
+    let first = SchemaTenants::builder(first)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .unwrap();
+    let second = SchemaTenants::builder(second)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .unwrap();
+    let acme = first.create(&id("acme")).await.unwrap();
+    let role = acme.role.expect("a role");
+    let result = second.create(&id("acme")).await;
+    assert!(
+        matches!(&result, Err(Error::RoleNotProvisionedByPebble { .. })),
+        "{result:?}"
+    );
+    // The first application's credentials still work, in its database only.
+    let as_acme = raw(role.config(&first_db.config())).await;
+    as_acme
+        .batch_execute(&format!("SELECT * FROM {}.tasks", acme.schema))
+        .await
+        .unwrap();
+    let other = role.config(&second_db.config()).connect(NoTls).await;
+    if let Ok((client, connection)) = other {
+        tokio::spawn(connection);
+        // PUBLIC may keep CONNECT on the second database; its schema must
+        // not exist for this role.
+        let err = client
+            .batch_execute(&format!("SELECT * FROM {}.tasks", acme.schema))
+            .await
+            .expect_err("the first app's role read the second app's schema");
+        assert!(err.code().is_some(), "{err}");
+    }
+    assert!(first.drop_tenant(&id("acme")).await.unwrap());
+    // With the first one's role gone, the second can provision the id.
+    assert!(second.create(&id("acme")).await.unwrap().created);
+    assert!(second.drop_tenant(&id("acme")).await.unwrap());
+}
