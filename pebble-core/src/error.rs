@@ -428,6 +428,25 @@ pub enum Error {
         schema: String,
     },
 
+    /// A tenant's login role (`tenant_<id>`) exists but pebble did not
+    /// create it (it carries no pebble marker comment): an operator's,
+    /// another application's on the same cluster, another strategy's.
+    /// Adopting it, or giving it a new password
+    /// ([`TenantManager::reset_role_password`](crate::TenantManager::reset_role_password)),
+    /// would hand out whatever it was granted, so nothing was done: schema
+    /// provisioning created nothing (the registry row stays `pending`),
+    /// database provisioning dropped its staging database.
+    #[error(
+        "role {role:?} for tenant {id:?} exists and was not created by pebble \
+         (no pebble marker comment), so it was not adopted"
+    )]
+    RoleNotProvisionedByPebble {
+        /// The tenant id.
+        id: String,
+        /// The role the tenant id names.
+        role: String,
+    },
+
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
     /// table whose tenant-column record contradicts the tenant column it was
     /// asked to protect: a policy on the wrong column would confine by it.

@@ -99,13 +99,13 @@ impl Conn {
             Conn::Pool(pool) => {
                 let client = pool.pool().get().await?;
                 check_table(pool.tables(), &client, pool.mode(), scope, &[]).await?;
-                copy(&client, table, columns, types, rows).await
+                copy(&client, scope, table, columns, types, rows).await
             }
             Conn::Transaction(tx) => {
                 let entered = tx.enter().await?;
                 let result = async {
                     check_table(tx.tables(), entered.client(), tx.mode(), scope, &[]).await?;
-                    copy(entered.client(), table, columns, types, rows).await
+                    copy(entered.client(), scope, table, columns, types, rows).await
                 }
                 .await;
                 entered.finish(result)
@@ -120,6 +120,7 @@ impl Conn {
 /// in transaction mode could not be kept (see `StatementMode::Unnamed`).
 async fn copy(
     client: &ClientWrapper,
+    scope: &Scope,
     table: &str,
     columns: &[&str],
     types: &[Type],
@@ -130,7 +131,12 @@ async fn copy(
         .map(|c| quote(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let table = quote(table);
+    // Named like every other statement of the scope: in the tenant's
+    // schema under a schema handle, never found through `search_path`.
+    let table = match scope.schema_arc() {
+        Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+        None => quote(table),
+    };
     let sql = format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)");
     tracing::debug!(target: "pebble::sql", sql = %sql, rows = rows.len());
     let sink = client.copy_in(&sql).await?;

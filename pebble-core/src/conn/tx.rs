@@ -110,6 +110,12 @@ impl TxConn {
     /// this handle's level is the innermost open one.
     pub(crate) async fn enter(&self) -> Result<Entered<'_>> {
         let core = &*self.core;
+        // Before the rollbacks: a savepoint dropped with its stream still
+        // open queues a `ROLLBACK TO SAVEPOINT` that would wait behind the
+        // stream's unread rows (and its reader, behind this statement).
+        if core.streaming.load(Ordering::Acquire) {
+            return Err(Error::StreamOpen);
+        }
         if core.has_rollbacks.load(Ordering::Acquire) {
             core.roll_back_dropped().await?;
         }

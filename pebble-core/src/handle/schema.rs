@@ -8,7 +8,7 @@ use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::ident::tenant_schema;
 use crate::model::{HasPrimaryKey, PerTenantModel};
-use crate::query::{Delete, Insert, Many, One, Select, Update};
+use crate::query::{CopyIn, Delete, Insert, Many, One, Select, Update};
 use crate::scope::Scope;
 
 use super::db::Db;
@@ -106,6 +106,13 @@ impl<E: Executor> SchemaDb<E> {
         rows: impl IntoIterator<Item = M>,
     ) -> Insert<M, Many> {
         Insert::new(self.conn(), self.scope::<M>(), rows.into_iter().map(Ok))
+    }
+
+    /// A bulk load of `rows` into this tenant's table with binary `COPY`
+    /// (see [`CopyIn`]), named `"tenant_<id>"."table"` like every other
+    /// statement of the handle.
+    pub fn copy_in<M: PerTenantModel>(&self, rows: impl IntoIterator<Item = M>) -> CopyIn<M> {
+        CopyIn::new(self.conn(), self.scope::<M>(), rows.into_iter().map(Ok))
     }
 
     /// An `UPDATE` on this tenant's table of `M`: add `.set(column, value)` and filters.

@@ -247,9 +247,28 @@ pub(crate) async fn tenant_role(
         "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT",
         quote(role)
     );
+    // Marked in the same implicit transaction: a role without the marker
+    // was never pebble's.
+    let create = format!(
+        "{create}; COMMENT ON ROLE {} IS '{ROLE_MARKER}'",
+        quote(role)
+    );
     let created = match execute(connector, maintenance, &create).await {
         Ok(()) => true,
-        Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => false,
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {
+            // A crashed provisioning's role is adopted; anyone else's
+            // (with whatever it was granted) is not.
+            let session = Session::open(connector, maintenance).await?;
+            let ours = role_is_pebbles(&session.client, role).await;
+            session.close().await;
+            if ours? != Some(true) {
+                return Err(Error::RoleNotProvisionedByPebble {
+                    id: role.to_owned(),
+                    role: role.to_owned(),
+                });
+            }
+            false
+        }
         Err(e) => return Err(e),
     };
     if created {
@@ -287,13 +306,45 @@ pub(crate) async fn set_password(
     );
     // Not through `execute`: its log line would carry the verifier.
     let session = Session::open(connector, maintenance).await?;
-    let result = session.client.batch_execute(&sql).await;
-    session.close().await;
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(false),
-        Err(e) => Err(e.into()),
+    let result = async {
+        match role_is_pebbles(&session.client, role.name()).await? {
+            None => return Ok(false),
+            // A role that only shares the name: a password for it would
+            // open whatever it was granted.
+            Some(false) => {
+                return Err(Error::RoleNotProvisionedByPebble {
+                    id: role.name().to_owned(),
+                    role: role.name().to_owned(),
+                })
+            }
+            Some(true) => {}
+        }
+        match session.client.batch_execute(&sql).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
+    .await;
+    session.close().await;
+    result
+}
+
+/// The comment a tenant database's role is created with: a role of the
+/// same name without it is not pebble's, and is neither adopted, given a
+/// password, nor dropped.
+const ROLE_MARKER: &str = "pebble tenant database role";
+
+/// Whether role `role` exists (`None` if not) and carries [`ROLE_MARKER`].
+async fn role_is_pebbles(client: &Client, role: &str) -> Result<Option<bool>> {
+    let row = client
+        .query_opt(
+            "SELECT pg_catalog.shobj_description(oid, 'pg_authid') IS NOT DISTINCT FROM $2 \
+             FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role, &ROLE_MARKER],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
 }
 
 /// Drops a dropped tenant database's role, if it exists (it holds no
@@ -303,10 +354,18 @@ pub(crate) async fn drop_role(
     maintenance: &tokio_postgres::Config,
     role: &str,
 ) -> Result<()> {
+    // Only pebble's: a role that merely shares the name is left alone.
     execute(
         connector,
         maintenance,
-        &format!("DROP ROLE IF EXISTS {}", quote(role)),
+        &format!(
+            "DO $pebble$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles \
+             WHERE rolname = '{name}' \
+               AND pg_catalog.shobj_description(oid, 'pg_authid') = '{ROLE_MARKER}') THEN \
+             EXECUTE 'DROP ROLE ' || '{quoted}'; END IF; END $pebble$",
+            name = role.replace('\'', "''"),
+            quoted = quote(role).replace('\'', "''"),
+        ),
     )
     .await
 }

@@ -337,15 +337,22 @@ impl TenantManager {
 
     /// Gives tenant `id`'s login role a new generated password and returns
     /// it (the old one stops working). [`Error::UnknownTenant`] if the
-    /// tenant has no role.
+    /// tenant has no role; [`Error::RoleNotProvisionedByPebble`] if the
+    /// role of that name was not created by pebble (it is left as it is).
     pub async fn reset_role_password(&self, id: &str) -> Result<TenantRole> {
         let inner = &self.inner;
         let database = inner.database(id)?;
         let role = TenantRole::generate(database);
-        if admin::set_password(&inner.connector(), &inner.maintenance, &role).await? {
-            Ok(role)
-        } else {
-            Err(Error::UnknownTenant { id: id.to_owned() })
+        match admin::set_password(&inner.connector(), &inner.maintenance, &role).await {
+            Ok(true) => Ok(role),
+            Ok(false) => Err(Error::UnknownTenant { id: id.to_owned() }),
+            Err(Error::RoleNotProvisionedByPebble { role, .. }) => {
+                Err(Error::RoleNotProvisionedByPebble {
+                    id: id.to_owned(),
+                    role,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -644,7 +651,17 @@ impl Inner {
             // rename, so the database arrives with its role.
             let mut staged = self.base.clone();
             staged.dbname(&temporary);
-            admin::tenant_role(&connector, maintenance, &staged, &temporary, database).await
+            admin::tenant_role(&connector, maintenance, &staged, &temporary, database)
+                .await
+                .map_err(|e| match e {
+                    Error::RoleNotProvisionedByPebble { role, .. } => {
+                        Error::RoleNotProvisionedByPebble {
+                            id: id.to_owned(),
+                            role,
+                        }
+                    }
+                    e => e,
+                })
         };
         let role = match staged.await {
             Ok(role) => role,

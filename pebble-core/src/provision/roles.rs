@@ -56,16 +56,27 @@ impl TenantRole {
     /// not a superuser, no BYPASSRLS, no CREATEDB / CREATEROLE, NOINHERIT
     /// (a membership granted later gives it nothing until it `SET ROLE`s).
     /// No password: see [`TenantRole::password_sql`].
+    ///
+    /// A role of that name pebble did not create for this database (no
+    /// [`marker_sql`] comment) raises [`FOREIGN_ROLE`]: adopting it would
+    /// hand out a password for whatever it was already granted (its
+    /// memberships survive `ALTER ROLE`).
     pub(crate) fn create_sql(&self) -> String {
         let role = quote(&self.name);
         let attributes =
             "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
         format!(
             "DO $pebble$ BEGIN \
+             IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name} \
+               AND pg_catalog.shobj_description(oid, 'pg_authid') IS DISTINCT FROM {marker}) THEN \
+             RAISE EXCEPTION USING ERRCODE = '{FOREIGN_ROLE}', \
+               MESSAGE = 'role ' || {name} || ' was not created by pebble'; END IF; \
              IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN \
-             CREATE ROLE {role} {attributes}; END IF; END $pebble$;\n\
+             CREATE ROLE {role} {attributes}; END IF; \
+             EXECUTE format('COMMENT ON ROLE %I IS %L', {name}, {marker}); END $pebble$;\n\
              ALTER ROLE {role} {attributes}",
             name = literal(&self.name),
+            marker = marker_sql(),
         )
     }
 
@@ -109,18 +120,34 @@ pub(crate) fn schema_grants_sql(role: &str, schema: &str) -> String {
     .join(";\n")
 }
 
-/// Drops tenant role `role`, if it exists, with the privileges it holds in
-/// the current database (`DROP OWNED`: it owns nothing). Roles are
-/// cluster-wide; their privileges in other databases would make `DROP
-/// ROLE` fail, and pebble grants it none there.
+/// The SQLSTATE [`TenantRole::create_sql`] raises for a role of the
+/// tenant's name that pebble did not create.
+pub(crate) const FOREIGN_ROLE: &str = "PB002";
+
+/// The comment pebble puts on a tenant role it creates, naming the
+/// database it was created for: a role of the same name made by anyone
+/// else, or for another database of the cluster, lacks it. An SQL
+/// expression (the database is only known on the server).
+fn marker_sql() -> &'static str {
+    "('pebble tenant role in ' || pg_catalog.current_database())"
+}
+
+/// Drops tenant role `role` with the privileges it holds in the current
+/// database (`DROP OWNED`: it owns nothing), if it exists and pebble
+/// created it for this database (its marker comment). A role that merely
+/// shares the name is left alone: `DROP OWNED` would delete what it owns.
+/// Roles are cluster-wide; their privileges in other databases would make
+/// `DROP ROLE` fail, and pebble grants it none there.
 pub(crate) fn drop_sql(role: &str) -> String {
     format!(
         "DO $pebble$ BEGIN \
-         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN \
+         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name} \
+           AND pg_catalog.shobj_description(oid, 'pg_authid') = {marker}) THEN \
          EXECUTE 'DROP OWNED BY ' || {quoted}; EXECUTE 'DROP ROLE ' || {quoted}; \
          END IF; END $pebble$",
         name = literal(role),
         quoted = literal(&quote(role)),
+        marker = marker_sql(),
     )
 }
 

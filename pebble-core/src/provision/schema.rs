@@ -135,7 +135,9 @@ impl SchemaTenants {
     /// [`Error::TenantDropped`] if a drop of it ran meanwhile;
     /// [`Error::StrategyMismatch`] if it is a database tenant;
     /// [`Error::SchemaNotProvisionedByPebble`] if a `tenant_<id>` schema
-    /// pebble did not make is in the way. A failure leaves no schema and a
+    /// pebble did not make is in the way;
+    /// [`Error::RoleNotProvisionedByPebble`] (roles on) if a `tenant_<id>`
+    /// role pebble did not create for this database is. A failure leaves no schema and a
     /// `pending` row, which the next `create` or [`SchemaTenants::cleanup`]
     /// takes up.
     pub async fn create(&self, id: &str) -> Result<Provisioned> {
@@ -433,6 +435,12 @@ fn foreign(e: Error, id: &str, schema: &str) -> Error {
         Error::SchemaNotProvisionedByPebble {
             id: id.to_owned(),
             schema: schema.to_owned(),
+        }
+    } else if e.code() == Some(&SqlState::from_code(roles::FOREIGN_ROLE)) {
+        // The role is named like the schema.
+        Error::RoleNotProvisionedByPebble {
+            id: id.to_owned(),
+            role: schema.to_owned(),
         }
     } else {
         e
