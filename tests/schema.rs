@@ -4,28 +4,17 @@
 //! concurrent, validated), drop, cleanup after a crash, per-tenant roles.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pebble::{Db, Error, Model, PoolOptions, SchemaDb, SchemaTenants, TenantStatus};
-use tokio_postgres::NoTls;
+use pebble::{Db, Error, Model, PoolOptions, SchemaTenants, TenantStatus};
 
-#[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "tasks", per_tenant)]
-struct Task {
-    #[pebble(primary_key)]
-    id: i64,
-    #[pebble(unique)]
-    title: String,
-    done: bool,
-}
+mod common;
 
-fn task(id: i64, title: &str) -> Task {
-    Task {
-        id,
-        title: title.to_owned(),
-        done: false,
-    }
+use common::schema::{all_tasks, owner, raw, task, Task};
+
+/// Tenant ids unique to this process and test (see `common::schema::ids`).
+fn ids() -> impl Fn(&str) -> String {
+    common::schema::ids("s")
 }
 
 /// A shared view of the session's `search_path`: read through a pooled
@@ -34,31 +23,6 @@ fn task(id: i64, title: &str) -> Task {
 #[pebble(table = "session_path", shared)]
 struct SessionPath {
     path: String,
-}
-
-/// Tenant ids unique to this process and test: roles are cluster-wide, and
-/// tests run in parallel on one server.
-fn ids() -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "s{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
-}
-
-async fn owner() -> (pebble_testkit::TestDatabase, Db) {
-    let database = pebble_testkit::database().await.expect("test database");
-    let db = Db::connect(database.config()).await.expect("connect");
-    (database, db)
-}
-
-/// A raw connection, for checking what exists behind pebble's back.
-async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
-    tokio::spawn(connection);
-    client
 }
 
 async fn schemas(client: &tokio_postgres::Client, prefix: &str) -> BTreeSet<String> {
@@ -72,15 +36,6 @@ async fn schemas(client: &tokio_postgres::Client, prefix: &str) -> BTreeSet<Stri
         .iter()
         .map(|row| row.get(0))
         .collect()
-}
-
-async fn all_tasks(tenant: &SchemaDb) -> Vec<Task> {
-    tenant
-        .select::<Task>()
-        .order_by(Task::ID.asc())
-        .all()
-        .await
-        .expect("select")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,61 +5,17 @@
 //! tenants with identical tables and checks the second saw and changed
 //! nothing of the first.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use futures_util::{StreamExt, TryStreamExt};
-use pebble::{Db, Error, Model, PoolOptions, SchemaDb, SchemaTenants};
+use pebble::{Db, Error, PoolOptions, SchemaTenants};
 use tokio_postgres::NoTls;
 
-#[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "tasks", per_tenant)]
-struct Task {
-    #[pebble(primary_key)]
-    id: i64,
-    #[pebble(unique)]
-    title: String,
-    done: bool,
-}
+mod common;
 
-fn task(id: i64, title: &str) -> Task {
-    Task {
-        id,
-        title: title.to_owned(),
-        done: false,
-    }
-}
+use common::schema::{all_tasks, owner, raw, task, Task};
 
-/// Tenant ids unique to this process and test: roles are cluster-wide and
-/// the test binaries share one server.
+/// Tenant ids unique to this process and test (see `common::schema::ids`).
 fn ids() -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "x{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
-}
-
-async fn owner() -> (pebble_testkit::TestDatabase, Db) {
-    let database = pebble_testkit::database().await.expect("test database");
-    let db = Db::connect(database.config()).await.expect("connect");
-    (database, db)
-}
-
-async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
-    tokio::spawn(connection);
-    client
-}
-
-async fn all_tasks(tenant: &SchemaDb) -> Vec<Task> {
-    tenant
-        .select::<Task>()
-        .order_by(Task::ID.asc())
-        .all()
-        .await
-        .expect("select")
+    common::schema::ids("x")
 }
 
 async fn role_exists(client: &tokio_postgres::Client, role: &str) -> bool {

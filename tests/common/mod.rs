@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rls;
+pub mod schema;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pebble::{Db, Model};
