@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pebble::{Db, Model, TenantManager};
+use pebble::{Model, TenantDatabase, TenantManager};
 
 const TENANTS: usize = 10_000;
 const TASKS: usize = 16;
@@ -116,7 +116,7 @@ fn lookups(c: &mut Criterion) {
     let provisioner = TenantManager::builder(server.config())
         .database_name(|id| format!("pebble_bench_{}_{id}", std::process::id()))
         .create_missing(true)
-        .setup(|db: Db, _| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
         .build()
         .expect("a manager");
     let mut group = c.benchmark_group("TenantManager::db, new tenant");

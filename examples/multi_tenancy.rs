@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use pebble::{Db, Model, TenantManager};
+use pebble::{Db, Model, TenantDatabase, TenantManager};
 use uuid::Uuid;
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -163,7 +163,7 @@ async fn database_per_tenant(server: &'static pebble_testkit::Server) -> Result<
     println!("\n== Pattern 2: a database per tenant (TenantManager) ==");
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(|db: Db, tenant| async move {
+        .setup(|db: TenantDatabase, tenant| async move {
             println!("  setup hook: creating tables in the new database of {tenant}");
             db.create_table::<Note>().await
         })

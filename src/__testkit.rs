@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::{Db, Model};
+use crate::{Db, SingleTableModel};
 
 /// Runs one test: a tokio runtime (current-thread, or multi-thread when
 /// `multi_thread`), a fresh database on the
@@ -54,8 +54,9 @@ where
 }
 
 /// `CREATE TABLE` for a model named in `models(...)`, failing the test
-/// with the reason if it cannot.
-pub async fn create_table<M: Model>(db: &Db) {
+/// with the reason if it cannot. A per-tenant model has no table on the
+/// test's plain `Db` (see `Db::create_table`), so it does not compile here.
+pub async fn create_table<M: SingleTableModel>(db: &Db) {
     if let Err(e) = db.create_table::<M>().await {
         panic!(
             "#[pebble::test]: cannot create the table of {} (`{}`): {e}",

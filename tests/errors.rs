@@ -176,8 +176,8 @@ async fn a_handle_keyed_by_the_unset_value_runs_nothing() {
     assert_eq!(db.cross_tenant().select::<User>().count().await.unwrap(), 0);
 }
 
-/// A tenant model with a hand-written `GlobalModel` impl: deliberate misuse
-/// the types cannot stop, so `Db` refuses it at run time.
+/// A tenant model with hand-written `GlobalModel` and `SharedModel` impls:
+/// deliberate misuse the types cannot stop, so `Db` refuses it at run time.
 #[derive(pebble::Model, Debug)]
 #[pebble(table = "users")]
 struct Leaky {
@@ -188,6 +188,7 @@ struct Leaky {
 }
 
 impl pebble::GlobalModel for Leaky {}
+impl pebble::SharedModel for Leaky {}
 
 #[tokio::test]
 async fn a_hand_made_global_impl_on_a_tenant_model_runs_nothing() {

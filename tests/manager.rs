@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pebble::{Db, Error, Model, PoolOptions, SqlState, TenantManager, TenantManagerBuilder};
+use pebble::{
+    Error, Model, PoolOptions, SqlState, TenantDatabase, TenantManager, TenantManagerBuilder,
+};
 use tokio_postgres::NoTls;
 
 /// The table every tenant database gets.
@@ -62,7 +64,7 @@ fn builder() -> TenantManagerBuilder {
     let server = pebble_testkit::server().expect("a test server");
     TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _tenant| async move { db.create_table::<Note>().await })
 }
 
 /// The databases on the test server.
@@ -106,7 +108,7 @@ async fn many_tasks_open_exactly_one_pool_per_tenant() {
     let counted = Arc::clone(&setups);
     let manager = builder()
         .max_open_pools(50)
-        .setup(move |db: Db, _tenant| {
+        .setup(move |db: TenantDatabase, _tenant| {
             counted.fetch_add(1, Ordering::Relaxed);
             async move { db.create_table::<Note>().await }
         })
@@ -415,22 +417,17 @@ async fn each_tenant_database_holds_only_its_own_rows() {
             );
         }
     }
-    // Each database, read directly, holds its own two rows.
+    // Each database, read directly (not through pebble), holds its own two rows.
     let server = pebble_testkit::server().unwrap();
     for tenant in &tenants {
-        let direct = Db::connect(server.config_for(&format!("tenant_{tenant}")))
-            .await
-            .unwrap();
-        let authors: BTreeSet<String> = direct
-            .select::<Note>()
-            .all()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|n| n.author)
-            .collect();
+        let config = server.config_for(&format!("tenant_{tenant}"));
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let rows = client.query("SELECT author FROM notes", &[]).await.unwrap();
+        drop(client);
+        let _ = connection.await;
+        let authors: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(authors, BTreeSet::from([tenant.clone()]));
-        direct.close();
     }
     ids.cleanup(&manager).await;
 }
@@ -462,7 +459,7 @@ async fn a_failing_setup_leaves_no_database_and_is_retried() {
     let staged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let (seen, staging) = (Arc::clone(&attempts), Arc::clone(&staged));
     let manager = builder()
-        .setup(move |db: Db, _tenant| {
+        .setup(move |db: TenantDatabase, _tenant| {
             let attempt = seen.fetch_add(1, Ordering::Relaxed);
             let staging = Arc::clone(&staging);
             async move {
@@ -531,7 +528,7 @@ async fn a_server_that_is_down_is_a_clear_error_and_the_manager_recovers() {
     let server = pebble_testkit::TempServer::start().expect("a restartable server");
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _tenant| async move { db.create_table::<Note>().await })
         .pool(PoolOptions::default().max_size(2))
         .build()
         .unwrap();
@@ -580,7 +577,7 @@ async fn a_cancelled_setup_leaves_no_tenant_database() {
     let (seen, signal) = (Arc::clone(&attempts), Arc::clone(&started));
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(move |db: Db, _tenant| {
+        .setup(move |db: TenantDatabase, _tenant| {
             let first = seen.fetch_add(1, Ordering::Relaxed) == 0;
             let signal = Arc::clone(&signal);
             async move {
@@ -696,7 +693,7 @@ async fn closing_a_tenant_while_it_opens_never_opens_a_second_pool() {
     let proceed = Arc::new(tokio::sync::Notify::new());
     let (signal, wait) = (Arc::clone(&started), Arc::clone(&proceed));
     let manager = builder()
-        .setup(move |db: Db, _tenant| {
+        .setup(move |db: TenantDatabase, _tenant| {
             let (signal, wait) = (Arc::clone(&signal), Arc::clone(&wait));
             async move {
                 signal.notify_one();
@@ -928,7 +925,7 @@ async fn churn_never_exceeds_the_connection_bound() {
     config.application_name(&app);
     let manager = TenantManager::builder(config)
         .create_missing(true)
-        .setup(|db: Db, _tenant| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _tenant| async move { db.create_table::<Note>().await })
         .max_open_pools(5)
         .pool(PoolOptions::default().max_size(4))
         .build()

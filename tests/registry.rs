@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pebble::{Db, Error, Model, SchemaTenants, TenantManager, TenantStatus, TenantStrategy};
+use pebble::{
+    Db, Error, Model, SchemaTenants, TenantDatabase, TenantManager, TenantStatus, TenantStrategy,
+};
 use tokio_postgres::NoTls;
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -60,7 +62,7 @@ async fn manager(home: &Db) -> TenantManager {
     let server = pebble_testkit::server().expect("server");
     TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(|db: Db, _| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
         .registry(home.clone(), "main")
         .build()
         .expect("manager")
@@ -223,7 +225,7 @@ async fn cleanup_removes_a_crashed_database_provisioning() {
     // A setup that never finishes: the process "dies" inside it.
     let stuck = TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(move |_db: Db, _| {
+        .setup(move |_db: TenantDatabase, _| {
             if let Some(tx) = entered_tx.lock().unwrap().take() {
                 let _ = tx.send(());
             }
@@ -411,7 +413,7 @@ async fn a_database_tenant_role_cannot_open_another_tenant_database() {
     let manager = TenantManager::builder(server.config())
         .create_missing(true)
         .roles(true)
-        .setup(|db: Db, _| async move { db.create_table::<Note>().await })
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
         .build()
         .unwrap();
     let a = manager

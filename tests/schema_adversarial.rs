@@ -6,7 +6,7 @@
 //! nothing of the first.
 
 use futures_util::{StreamExt, TryStreamExt};
-use pebble::{Db, Error, PoolOptions, SchemaTenants};
+use pebble::{Db, Error, PoolOptions, SchemaTenants, TenantDatabase};
 use tokio_postgres::NoTls;
 
 mod common;
@@ -520,7 +520,7 @@ async fn database_provisioning_refuses_a_role_pebble_did_not_create() {
     let manager = pebble::TenantManager::builder(server.config())
         .create_missing(true)
         .roles(true)
-        .setup(|db: Db, _| async move { db.create_table::<Task>().await })
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Task>().await })
         .build()
         .unwrap();
     let result = manager.create_tenant(&id("ops")).await;
@@ -773,6 +773,25 @@ async fn every_builder_names_the_tenant_table_and_stays_in_it() {
     );
 }
 
+/// A shared twin of `Task`: the plain `Db` (and its transactions and
+/// savepoints) queries shared models only.
+#[derive(pebble::Model, Debug, Clone, PartialEq)]
+#[pebble(table = "shared_tasks", shared)]
+struct SharedTask {
+    #[pebble(primary_key)]
+    id: i64,
+    title: String,
+    done: bool,
+}
+
+fn shared_task(id: i64, title: &str) -> SharedTask {
+    SharedTask {
+        id,
+        title: title.to_owned(),
+        done: false,
+    }
+}
+
 /// A savepoint ended (rolled back, refused, or dropped) while a stream it
 /// started is still open: the parent's next statement must not hang
 /// behind the queued `ROLLBACK TO SAVEPOINT` (it is refused while the
@@ -781,17 +800,23 @@ async fn every_builder_names_the_tenant_table_and_stays_in_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
     let (_database, owner) = owner().await;
-    owner.create_table::<Task>().await.unwrap();
+    owner.create_table::<SharedTask>().await.unwrap();
     owner
-        .insert_many((1..=2_000).map(|n| task(n, &format!("t{n}"))))
+        .insert_many((1..=2_000).map(|n| shared_task(n, &format!("t{n}"))))
         .exec()
         .await
         .unwrap();
     let mut tx = owner.begin().await.unwrap();
     let mut stream = {
         let sp = tx.begin().await.unwrap();
-        sp.insert(task(5_000, "undone")).exec().await.unwrap();
-        let mut stream = sp.select::<Task>().order_by(Task::ID.asc()).stream();
+        sp.insert(shared_task(5_000, "undone"))
+            .exec()
+            .await
+            .unwrap();
+        let mut stream = sp
+            .select::<SharedTask>()
+            .order_by(SharedTask::ID.asc())
+            .stream();
         assert_eq!(stream.next().await.unwrap().unwrap().id, 1);
         // Refused (a stream is open): the savepoint is consumed, so dropped.
         let ended = sp.rollback().await;
@@ -799,7 +824,7 @@ async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
         stream
     };
     let limit = std::time::Duration::from_secs(20);
-    let during = tokio::time::timeout(limit, tx.select::<Task>().count())
+    let during = tokio::time::timeout(limit, tx.select::<SharedTask>().count())
         .await
         .expect("the parent's statement hung behind the dropped savepoint");
     assert!(matches!(during, Err(Error::StreamOpen)), "{during:?}");
@@ -818,7 +843,7 @@ async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
     .expect("the stream hung");
     assert!(rest <= 2_000);
     drop(stream);
-    let after = tokio::time::timeout(limit, tx.select::<Task>().count())
+    let after = tokio::time::timeout(limit, tx.select::<SharedTask>().count())
         .await
         .expect("the parent hung after the stream ended")
         .unwrap();
@@ -828,23 +853,29 @@ async fn a_savepoint_dropped_with_its_stream_open_does_not_hang_the_parent() {
     // unread: the parent goes on, without the savepoint's write.
     {
         let sp = tx.begin().await.unwrap();
-        sp.insert(task(6_000, "undone too")).exec().await.unwrap();
-        let mut stream = sp.select::<Task>().order_by(Task::ID.asc()).stream();
+        sp.insert(shared_task(6_000, "undone too"))
+            .exec()
+            .await
+            .unwrap();
+        let mut stream = sp
+            .select::<SharedTask>()
+            .order_by(SharedTask::ID.asc())
+            .stream();
         assert_eq!(stream.next().await.unwrap().unwrap().id, 1);
         drop(sp);
-        let during = tokio::time::timeout(limit, tx.select::<Task>().count())
+        let during = tokio::time::timeout(limit, tx.select::<SharedTask>().count())
             .await
             .expect("the parent hung while the stream was open");
         assert!(matches!(during, Err(Error::StreamOpen)), "{during:?}");
         drop(stream);
     }
-    let after = tokio::time::timeout(limit, tx.select::<Task>().count())
+    let after = tokio::time::timeout(limit, tx.select::<SharedTask>().count())
         .await
         .expect("the parent hung after the stream was dropped")
         .unwrap();
     assert_eq!(after, 2_000);
     tx.commit().await.unwrap();
-    assert_eq!(owner.select::<Task>().count().await.unwrap(), 2_000);
+    assert_eq!(owner.select::<SharedTask>().count().await.unwrap(), 2_000);
 }
 
 /// The table check is cached per schema: tenant B's table passing first
@@ -892,9 +923,13 @@ async fn the_table_check_is_per_schema() {
 /// find through `search_path`); inside a transaction it rolls back with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_through_a_schema_handle_stays_in_the_schema() {
-    let (_database, owner) = owner().await;
+    let (database, owner) = owner().await;
     let id = ids();
-    owner.create_table::<Task>().await.unwrap();
+    // A same-named table in `public`, where an unqualified name would land.
+    owner
+        .batch_execute(&pebble::create_table_sql::<Task>())
+        .await
+        .unwrap();
     let tenants = SchemaTenants::builder(owner.clone())
         .table::<Task>()
         .build()
@@ -912,7 +947,13 @@ async fn copy_in_through_a_schema_handle_stays_in_the_schema() {
         .unwrap();
     assert_eq!(loaded, 1_000);
     assert_eq!(b.select::<Task>().count().await.unwrap(), 1_000);
-    assert_eq!(owner.select::<Task>().count().await.unwrap(), 0, "public");
+    let public: i64 = raw(database.config())
+        .await
+        .query_one("SELECT count(*) FROM public.tasks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(public, 0, "public");
     assert_eq!(all_tasks(&a).await, vec![task(1, "a's")]);
 
     // A duplicate key fails the whole load; nothing of it stays.

@@ -63,7 +63,9 @@ pub struct TenantId<K>(pub K);
 /// The tenant's own database (`TenantManager::db(id)`), from
 /// `Tenant<TenantDatabase<K>>` under
 /// [`TenantLayer::manager`](crate::TenantLayer::manager). It dereferences to
-/// the [`Db`] on that database; every model there is the tenant's.
+/// the [`pebble::TenantDatabase`] handle on that database, which queries
+/// `#[pebble(per_tenant)]` and shared models (a plain [`Db`] refuses
+/// per-tenant ones).
 ///
 /// ```no_run
 /// use axum::Json;
@@ -83,7 +85,7 @@ pub struct TenantId<K>(pub K);
 #[derive(Debug, Clone)]
 pub struct TenantDatabase<K = String> {
     key: K,
-    db: Db,
+    db: pebble::TenantDatabase,
 }
 
 impl<K> TenantDatabase<K> {
@@ -93,14 +95,14 @@ impl<K> TenantDatabase<K> {
     }
 
     /// The handle on the tenant's database.
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &pebble::TenantDatabase {
         &self.db
     }
 }
 
 impl<K> Deref for TenantDatabase<K> {
-    type Target = Db;
-    fn deref(&self) -> &Db {
+    type Target = pebble::TenantDatabase;
+    fn deref(&self) -> &pebble::TenantDatabase {
         &self.db
     }
 }

@@ -47,7 +47,7 @@ pub(crate) enum Handle {
     Rows(Db),
     Rls(RlsDb),
     /// The tenant's own database, opened by the manager.
-    Database(Db),
+    Database(pebble::TenantDatabase),
     /// The tenant's schema: a handle with no way back to the plain `Db`.
     Schema(SchemaDb),
 }
@@ -147,7 +147,7 @@ impl<K: HttpTenantKey> TenantLayer<K> {
     }
 
     /// A database per tenant: handlers extract
-    /// `Tenant<TenantDatabase<K>>`, the [`Db`] of `manager.db(id)`, opened
+    /// `Tenant<TenantDatabase<K>>`, the [`pebble::TenantDatabase`] of `manager.db(id)`, opened
     /// by the layer. The manager validates the id (400 if it cannot name a
     /// database); a missing database (without `create_missing`) is 404.
     ///
@@ -294,7 +294,10 @@ impl<K: HttpTenantKey> Config<K> {
     }
 }
 
-async fn open(manager: &TenantManager, id: &str) -> Result<Db, TenantRejection> {
+async fn open(
+    manager: &TenantManager,
+    id: &str,
+) -> Result<pebble::TenantDatabase, TenantRejection> {
     manager.db(id).await.map_err(|e| match e {
         pebble::Error::InvalidTenantId { reason, .. } => {
             TenantRejection::malformed(format!("invalid tenant id: {reason}"))

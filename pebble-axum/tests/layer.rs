@@ -387,7 +387,7 @@ async fn manager_strategy_hands_out_the_tenants_own_database() {
     let server = pebble_testkit::server().expect("a PostgreSQL server");
     let provisioner = TenantManager::builder(server.config())
         .create_missing(true)
-        .setup(|db: Db, _| async move { db.create_table::<Page>().await })
+        .setup(|db: pebble::TenantDatabase, _| async move { db.create_table::<Page>().await })
         .build()
         .expect("a manager");
     let suffix = format!("{}_{}", std::process::id(), Uuid::new_v4().simple());

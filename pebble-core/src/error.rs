@@ -165,6 +165,24 @@ pub enum Error {
         table: &'static str,
     },
 
+    /// [`Db::verify_all`](crate::Db::verify_all) was given a
+    /// `#[pebble(per_tenant)]` model (a hand-built
+    /// [`ModelSchema`](crate::ModelSchema) list; `Db::verify` and
+    /// `create_table` refuse one at compile time): its table is in each
+    /// tenant's database or schema, not on the database a plain `Db` is
+    /// on. Verify it through the tenant's handle,
+    /// [`TenantDatabase::verify_all`](crate::TenantDatabase::verify_all).
+    /// Nothing was checked.
+    #[error(
+        "`{model}` is a per-tenant model: its table is in each tenant's database or schema, \
+         not on a plain Db; verify it through the tenant's handle (TenantManager::db(id)). \
+         Nothing was checked"
+    )]
+    PerTenantModelThroughDb {
+        /// The model's name.
+        model: &'static str,
+    },
+
     /// The connection string asks for TLS (`sslmode=require`, `verify-ca`
     /// or `verify-full`) but this build of pebble has no TLS: enable the
     /// cargo feature `tls`. Nothing was sent.

@@ -45,6 +45,7 @@ pub use expr::{coalesce, Expr, IntoExpr, Numeric};
 pub use expr::{current_date, now};
 pub use filter::Filter;
 pub use handle::cross::CrossTenant;
+pub use handle::database::{TenantDatabase, TenantDatabaseTransaction};
 pub use handle::db::Db;
 pub use handle::rls::{RawSql, RlsDb, RlsTenantTransaction, RlsTransaction};
 pub use handle::savepoint::Savepoint;
@@ -57,7 +58,7 @@ pub use insertable::{Insertable, Unset};
 pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
 pub use model::{
     join_key, ColumnDef, GlobalModel, HasPrimaryKey, JoinBase, Joinable, Model, PerTenantModel,
-    Reference, ScopedBy, SharedModel, TenantScoped,
+    Reference, ScopedBy, SharedModel, SingleTableModel, TenantScoped,
 };
 pub use provision::registry::{TenantRecord, TenantStatus, TenantStrategy};
 pub use provision::roles::TenantRole;

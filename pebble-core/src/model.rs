@@ -261,32 +261,42 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn to_values(&self, sink: impl FnMut(Value));
 }
 
-/// A model without a tenant column: what a plain [`Db`](crate::Db) (and a
-/// [`Transaction`](crate::Transaction)) queries. Implied by both
-/// [`SharedModel`] and [`PerTenantModel`], and implemented together with
-/// one of them by `#[derive(Model)]` with `#[pebble(shared)]` or
+/// A model without a tenant column: shared ([`SharedModel`]) or per
+/// tenant ([`PerTenantModel`]). What a tenant database handle
+/// ([`TenantDatabase`](crate::TenantDatabase), from
+/// [`TenantManager::db`](crate::TenantManager::db)) queries: in a tenant's
+/// own database both kinds are that tenant's tables. Implemented together
+/// with one of the two by `#[derive(Model)]` with `#[pebble(shared)]` or
 /// `#[pebble(per_tenant)]`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is tenant-scoped: query it through `db.tenant(id)`, not a plain `Db`",
+    message = "`{Self}` has a #[tenant_id] field: a tenant database handle (`TenantManager::db(id)`) only queries #[pebble(per_tenant)] and #[pebble(shared)] models",
     label = "`{Self}` has a #[tenant_id] field",
-    note = "`db.tenant(id)` confines every statement to one tenant; \
-            `db.cross_tenant()` is the explicit, logged way to reach all tenants"
+    note = "query models with a #[tenant_id] field through `db.tenant(id)` on the database that holds their shared table"
 )]
 pub trait GlobalModel: Model {}
 
 /// A model marked `#[pebble(shared)]`: one table for all tenants (plans,
-/// the tenant registry), queried through a plain [`Db`](crate::Db).
+/// the tenant registry), queried through a plain [`Db`](crate::Db) (and
+/// its transactions and savepoints), the only kind a plain `Db` queries.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a shared model",
-    note = "mark a table shared by all tenants with #[pebble(shared)]"
+    message = "`{Self}` is not a shared model: a plain `Db` only queries #[pebble(shared)] models",
+    label = "not #[pebble(shared)]",
+    note = "a #[pebble(per_tenant)] model lives in each tenant's own database or schema: query it through \
+            the tenant's handle, `TenantManager::db(id)` (a database per tenant) or `db.schema_tenant(id)` \
+            (a schema per tenant)",
+    note = "a model with a #[tenant_id] field is queried through `db.tenant(id)`, which confines every \
+            statement to one tenant; mark a table shared by all tenants with #[pebble(shared)]"
 )]
 pub trait SharedModel: GlobalModel {}
 
 /// A model marked `#[pebble(per_tenant)]`: its table lives in each
 /// tenant's schema or database, so it has no tenant column; queried
 /// through the tenant's own handle: a schema handle
-/// ([`Db::schema_tenant`](crate::Db::schema_tenant)) or a `TenantManager`
-/// database's `Db`.
+/// ([`Db::schema_tenant`](crate::Db::schema_tenant)) or a
+/// [`TenantDatabase`](crate::TenantDatabase) from
+/// [`TenantManager::db`](crate::TenantManager::db). A plain `Db` refuses
+/// it at compile time: on the application's database its table is not
+/// any tenant's.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a per-tenant model: a schema handle (`db.schema_tenant(id)`) only queries #[pebble(per_tenant)] models",
     label = "not #[pebble(per_tenant)]",
@@ -294,6 +304,22 @@ pub trait SharedModel: GlobalModel {}
             mark a table that lives in each tenant's schema or database with #[pebble(per_tenant)]"
 )]
 pub trait PerTenantModel: GlobalModel {}
+
+/// A model whose one table holds the rows of every tenant (a model with a
+/// `#[tenant_id]` field) or rows common to all (`#[pebble(shared)]`): what
+/// a plain [`Db`](crate::Db) creates and verifies, and what
+/// [`cross_tenant`](crate::Db::cross_tenant) reaches. Not a
+/// `#[pebble(per_tenant)]` model, whose table is in each tenant's schema
+/// or database, so that no single table holds "every tenant" of it.
+/// Implemented by `#[derive(Model)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is neither a model with a #[tenant_id] field nor a shared one: a #[pebble(per_tenant)] model's table is in each tenant's own database or schema, not on a plain `Db`",
+    label = "#[pebble(per_tenant)]",
+    note = "create, verify and query it through the tenant's handle: `TenantManager::db(id)` (a database per tenant, \
+            also in the manager's `setup` hook) or `db.schema_tenant(id)` (a schema per tenant; `SchemaTenants::table` \
+            creates it); migrations for tenants go through pebble-migrate"
+)]
+pub trait SingleTableModel: Model {}
 
 /// A model with a `#[tenant_id]` field: every statement on it through a
 /// [`TenantDb`](crate::TenantDb) is confined to one tenant.

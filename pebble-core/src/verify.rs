@@ -8,8 +8,9 @@ use tokio_postgres::types::Type;
 
 use crate::conn::table_check::{compatible, parse_record};
 use crate::error::{Error, Result};
+use crate::handle::database::TenantDatabase;
 use crate::handle::db::Db;
-use crate::model::{ColumnDef, Model, Target};
+use crate::model::{ColumnDef, GlobalModel, Model, SingleTableModel, Target};
 
 /// A model to verify, from [`ModelSchema::of`]; see [`Db::verify_all`]
 /// and [`verify!`](crate::verify!).
@@ -279,9 +280,12 @@ macro_rules! verify {
 }
 
 impl Db {
-    /// Compares `M` with its live table; see [`Db::verify_all`].
-    pub async fn verify<M: Model>(&self) -> Result<SchemaReport> {
-        self.verify_all(&[ModelSchema::of::<M>()]).await
+    /// Compares `M` with its live table; see [`Db::verify_all`]. `M` is a
+    /// model with a `#[tenant_id]` field or a shared one: a per-tenant
+    /// model's table is verified through the tenant's handle
+    /// ([`TenantDatabase::verify`]).
+    pub async fn verify<M: SingleTableModel>(&self) -> Result<SchemaReport> {
+        self.verify_models(&[ModelSchema::of::<M>()]).await
     }
 
     /// Compares each model with its live table: that the table exists;
@@ -292,9 +296,22 @@ impl Db {
     /// table's tenant record and a tenant column that compares exactly;
     /// native enum labels. Every mismatch is reported, not only the first.
     ///
-    /// An `Err` only when the catalog could not be read; a drifted schema
-    /// is an `Ok` report for which [`SchemaReport::is_ok`] is false.
+    /// An `Err` only when the catalog could not be read, or when a model
+    /// is `#[pebble(per_tenant)]` ([`Error::PerTenantModelThroughDb`]: its
+    /// table is in each tenant's database or schema; verify it through
+    /// [`TenantDatabase::verify_all`]); a drifted schema is an `Ok` report
+    /// for which [`SchemaReport::is_ok`] is false.
     pub async fn verify_all(&self, models: &[ModelSchema]) -> Result<SchemaReport> {
+        if let Some(model) = models.iter().find(|m| m.target.per_tenant) {
+            return Err(Error::PerTenantModelThroughDb {
+                model: model.target.model,
+            });
+        }
+        self.verify_models(models).await
+    }
+
+    /// [`Db::verify_all`] for any model, on the database this pool is on.
+    async fn verify_models(&self, models: &[ModelSchema]) -> Result<SchemaReport> {
         let client = self.pool().get().await?;
         let mut report = SchemaReport::default();
         for model in models {
@@ -605,6 +622,20 @@ fn normalise(sql_type: &str) -> String {
 /// The same column names, in any order (the key enforces the same thing).
 fn same_columns(expected: &[&str], found: &[String]) -> bool {
     expected.len() == found.len() && expected.iter().all(|e| found.iter().any(|f| f == e))
+}
+
+impl TenantDatabase {
+    /// Compares `M` with its table in this tenant's database; see
+    /// [`Db::verify_all`].
+    pub async fn verify<M: GlobalModel>(&self) -> Result<SchemaReport> {
+        self.verify_all(&[ModelSchema::of::<M>()]).await
+    }
+
+    /// Compares each model with its table in this tenant's database, as
+    /// [`Db::verify_all`] does; per-tenant models included.
+    pub async fn verify_all(&self, models: &[ModelSchema]) -> Result<SchemaReport> {
+        self.pool_db().verify_models(models).await
+    }
 }
 
 #[cfg(test)]

@@ -219,6 +219,8 @@ fn scope_impl(model: &Model) -> TokenStream {
             let (name, ty, column) = (&tenant.ident, &tenant.ty, &tenant.column);
             let key_type = quote_spanned!(ty.span()=> type TenantKey = #ty;);
             quote! {
+                impl #krate::SingleTableModel for #ident {}
+
                 impl #krate::TenantScoped for #ident {
                     #key_type
                     const TENANT_COLUMN: &'static str = #column;
@@ -235,14 +237,17 @@ fn scope_impl(model: &Model) -> TokenStream {
         }
         None => {
             let kind = match model.kind {
-                Some(Kind::PerTenant) => quote!(#krate::PerTenantModel),
+                Some(Kind::PerTenant) => quote!(impl #krate::PerTenantModel for #ident {}),
                 // The parser refuses a model with neither a tenant field
                 // nor a kind, so this is `shared` (or `global`).
-                _ => quote!(#krate::SharedModel),
+                _ => quote! {
+                    impl #krate::SharedModel for #ident {}
+                    impl #krate::SingleTableModel for #ident {}
+                },
             };
             quote! {
                 impl #krate::GlobalModel for #ident {}
-                impl #kind for #ident {}
+                #kind
             }
         }
     }

@@ -15,10 +15,11 @@ use syn::{parse_macro_input, DeriveInput};
 /// Struct attributes: `#[pebble(table = "name")]` (default: the struct name
 /// in snake_case); exactly when no field is `#[tenant_id]`, one of
 /// `#[pebble(shared)]` (one table for all tenants: plans, the registry;
-/// implements `SharedModel`) or `#[pebble(per_tenant)]` (a table in each
-/// tenant's schema or database; implements `PerTenantModel`), both of
-/// which a plain `Db` queries; `#[pebble(global)]` is a deprecated alias
-/// of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`);
+/// implements `SharedModel`, the only kind a plain `Db` queries) or
+/// `#[pebble(per_tenant)]` (a table in each tenant's schema or database;
+/// implements `PerTenantModel`, queried through a schema handle or a
+/// `TenantManager`'s `TenantDatabase`); `#[pebble(global)]` is a deprecated
+/// alias of `shared` that warns; `#[pebble(crate = "path")]` (default: `::pebble`);
 /// `#[pebble(insert = "NewTask")]` (or bare `insert`, for `New<Model>`)
 /// generates a struct without the `#[pebble(default)]` and `#[tenant_id]`
 /// fields that every insert method accepts (`pebble::Insertable`), deriving

@@ -1,7 +1,7 @@
 //! `copy_in` on the handles: bulk loads through binary `COPY` (see [`CopyIn`]).
 
 use crate::error::Refusal;
-use crate::model::{GlobalModel, ScopedBy};
+use crate::model::{ScopedBy, SharedModel};
 use crate::query::CopyIn;
 use crate::scope::Scope;
 use crate::sql_type::TenantKey;
@@ -24,9 +24,9 @@ impl<K: TenantKey, E: Executor> TenantDb<K, E> {
 }
 
 impl Db {
-    /// A bulk load of rows of a model without a tenant column, with binary
+    /// A bulk load of rows of a shared model (`#[pebble(shared)]`), with binary
     /// `COPY` (see [`CopyIn`]).
-    pub fn copy_in<M: GlobalModel>(&self, rows: impl IntoIterator<Item = M>) -> CopyIn<M> {
+    pub fn copy_in<M: SharedModel>(&self, rows: impl IntoIterator<Item = M>) -> CopyIn<M> {
         CopyIn::new(
             self.conn(),
             Scope::plain::<M>(),
@@ -37,7 +37,7 @@ impl Db {
 
 impl Transaction {
     /// A bulk load inside this transaction (see [`Db::copy_in`]).
-    pub fn copy_in<M: GlobalModel>(&self, rows: impl IntoIterator<Item = M>) -> CopyIn<M> {
+    pub fn copy_in<M: SharedModel>(&self, rows: impl IntoIterator<Item = M>) -> CopyIn<M> {
         CopyIn::new(
             self.conn(),
             Scope::plain::<M>(),

@@ -2,14 +2,16 @@
 
 use std::fmt;
 
-use crate::model::Model;
+use crate::model::SingleTableModel;
 use crate::scope::Scope;
 
 use super::db::Db;
 use super::{unscoped_queries, Executor};
 
-/// Statements on any model with no tenant confinement, for admin tools and
-/// analytics. Made by `db.cross_tenant()` so that every use is greppable,
+/// Statements with no tenant confinement on the tables every tenant's rows
+/// share (models with a `#[tenant_id]` field, and shared ones), for admin
+/// tools and analytics. A `#[pebble(per_tenant)]` model does not compile
+/// here: no one table holds every tenant's rows of it. Made by `db.cross_tenant()` so that every use is greppable,
 /// and every statement is logged through `tracing` at INFO level with
 /// target `pebble::cross_tenant`.
 ///
@@ -33,7 +35,7 @@ impl<E: Executor> CrossTenant<E> {
         self.exec.conn()
     }
 
-    unscoped_queries!(Model, Scope::cross_tenant::<M>());
+    unscoped_queries!(SingleTableModel, Scope::cross_tenant::<M>());
 }
 
 impl<E> fmt::Debug for CrossTenant<E> {

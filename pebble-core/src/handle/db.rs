@@ -1,5 +1,4 @@
-//! [`Db`]: the handle on a connection pool, for models without a tenant
-//! column (shared, or per tenant in a tenant's own database) and as the
+//! [`Db`]: the handle on a connection pool, for shared models and as the
 //! starting point of tenant handles.
 
 use std::fmt;
@@ -13,7 +12,7 @@ use crate::conn::send::StatementMode;
 use crate::conn::table_check::TableChecks;
 use crate::conn::Conn;
 use crate::error::Result;
-use crate::model::{GlobalModel, Model, Target};
+use crate::model::{Model, SharedModel, SingleTableModel, Target};
 use crate::query::ddl::create_table_sql;
 use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
@@ -26,12 +25,15 @@ use super::{private::Sealed, unscoped_queries, Executor};
 
 /// A cheap-to-clone handle on a PostgreSQL connection pool.
 ///
-/// `Db` queries models without a `#[tenant_id]` field: **shared** ones
-/// (`#[pebble(shared)]`, one table for all tenants) and, on a tenant's own
-/// database from a [`TenantManager`](crate::TenantManager), **per-tenant**
-/// ones (`#[pebble(per_tenant)]`). Tenant models
-/// are reached through [`Db::tenant`], which confines every statement to one
-/// tenant; asking `Db` for one directly does not compile.
+/// `Db` queries **shared** models (`#[pebble(shared)]`, one table for all
+/// tenants) only. Models with a `#[tenant_id]` field are reached through
+/// [`Db::tenant`], which confines every statement to one tenant;
+/// `#[pebble(per_tenant)]` models through the tenant's own handle: a
+/// [`TenantDatabase`](crate::TenantDatabase) from
+/// [`TenantManager::db`](crate::TenantManager::db) (a database per
+/// tenant) or [`Db::schema_tenant`] (a schema per tenant). Asking `Db`
+/// for either directly does not compile: on the application's database a
+/// per-tenant model's table is no tenant's.
 ///
 /// ```no_run
 /// # use pebble::{Db, Model};
@@ -188,7 +190,20 @@ impl Db {
     /// `M` declares (or a tenant column of a type that compares keys
     /// inexactly, such as `citext`), this fails with the error `M`'s
     /// statements would get.
-    pub async fn create_table<M: Model>(&self) -> Result<()> {
+    ///
+    /// `M` is a model with a `#[tenant_id]` field or a shared one: a
+    /// `#[pebble(per_tenant)]` model's table belongs in each tenant's
+    /// database or schema, so creating it here does not compile. Create it
+    /// with [`TenantDatabase::create_table`](crate::TenantDatabase::create_table)
+    /// (in the manager's `setup` hook), [`SchemaTenants`](crate::SchemaTenants)'
+    /// `table`, or a tenant migration (pebble-migrate).
+    pub async fn create_table<M: SingleTableModel>(&self) -> Result<()> {
+        self.create_table_of::<M>().await
+    }
+
+    /// [`Db::create_table`] for any model: the tenant database handle's
+    /// `create_table` (per-tenant models) goes through it.
+    pub(crate) async fn create_table_of<M: Model>(&self) -> Result<()> {
         let client = self.pool().get().await?;
         let sql = create_table_sql::<M>();
         tracing::debug!(target: "pebble::sql", sql);
@@ -224,7 +239,7 @@ impl Db {
         self.pool().close();
     }
 
-    unscoped_queries!(GlobalModel, Scope::plain::<M>());
+    unscoped_queries!(SharedModel, Scope::plain::<M>());
 }
 
 impl Executor for Db {}

@@ -6,6 +6,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod cross;
+pub(crate) mod database;
 pub(crate) mod db;
 pub(crate) mod rls;
 pub(crate) mod savepoint;
@@ -47,8 +48,9 @@ impl<E: Executor> private::Sealed for &E {
 }
 
 /// The query methods of a handle without a tenant: `$bound` is the model
-/// bound (`GlobalModel` for `Db` and `Transaction`, `Model` for
-/// `CrossTenant`) and `$scope` the confinement of its statements.
+/// bound (`SharedModel` for `Db` and `Transaction`, `GlobalModel` for a
+/// `TenantDatabase`, `SingleTableModel` for `CrossTenant`) and `$scope`
+/// the confinement of its statements.
 macro_rules! unscoped_queries {
     ($bound:path, $scope:expr) => {
         /// A `SELECT` on `M`.

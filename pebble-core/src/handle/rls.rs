@@ -11,7 +11,7 @@ use crate::conn::options::TransactionOptions;
 use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::model::{GlobalModel, Model};
+use crate::model::{Model, SharedModel};
 use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
@@ -84,7 +84,7 @@ impl RlsDb {
         TenantDb::new(self.clone(), key)
     }
 
-    unscoped_queries!(GlobalModel, Scope::plain::<M>());
+    unscoped_queries!(SharedModel, Scope::plain::<M>());
 }
 
 impl Executor for RlsDb {}

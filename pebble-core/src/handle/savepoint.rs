@@ -7,10 +7,11 @@ use std::sync::Arc;
 use crate::conn::tx::TxConn;
 use crate::conn::Conn;
 use crate::error::Result;
-use crate::model::GlobalModel;
+use crate::model::SharedModel;
 use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
+use super::rls::RlsTransaction;
 use super::tenant::TenantDb;
 use super::transaction::Transaction;
 use super::{private::Sealed, unscoped_queries, Executor};
@@ -95,8 +96,17 @@ impl<'a, T> Savepoint<'a, T> {
     pub fn tenant<K: TenantKey>(&self, key: K) -> TenantDb<K, &Savepoint<'a, T>> {
         TenantDb::new(self, key)
     }
+}
 
-    unscoped_queries!(GlobalModel, Scope::plain::<M>());
+// The models a savepoint queries without a tenant are those of its
+// transaction: shared ones in a plain transaction (per-tenant ones only in
+// a tenant database's, see `handle::database`).
+impl Savepoint<'_, Transaction> {
+    unscoped_queries!(SharedModel, Scope::plain::<M>());
+}
+
+impl Savepoint<'_, RlsTransaction> {
+    unscoped_queries!(SharedModel, Scope::plain::<M>());
 }
 
 impl<T> Drop for Savepoint<'_, T> {

@@ -7,7 +7,7 @@ use crate::conn::pool::SharedPool;
 use crate::conn::tx::TxConn;
 use crate::conn::Conn;
 use crate::error::Result;
-use crate::model::GlobalModel;
+use crate::model::SharedModel;
 use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
@@ -131,7 +131,7 @@ impl Transaction {
         self.conn().raw_batch(sql).await
     }
 
-    unscoped_queries!(GlobalModel, Scope::plain::<M>());
+    unscoped_queries!(SharedModel, Scope::plain::<M>());
 }
 
 impl Transaction {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::conn::pool::{IntoConfig, PoolOptions};
 use crate::conn::tls::ConnectConfig;
 use crate::error::Result;
+use crate::handle::database::TenantDatabase;
 use crate::handle::db::Db;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -23,7 +24,7 @@ use crate::provision::registry::Registry as Catalog;
 ///
 /// ```no_run
 /// # use std::time::Duration;
-/// # use pebble::{Db, Model, PoolOptions, TenantManager};
+/// # use pebble::{Model, PoolOptions, TenantDatabase, TenantManager};
 /// # #[derive(Model)] #[pebble(per_tenant)] struct Note { #[pebble(primary_key, default)] id: i64, body: String }
 /// # async fn demo() -> pebble::Result<()> {
 /// let manager = TenantManager::builder("postgres://app@localhost/postgres")
@@ -31,7 +32,7 @@ use crate::provision::registry::Registry as Catalog;
 ///     .max_open_pools(200)
 ///     .idle_timeout(Some(Duration::from_secs(300)))
 ///     .create_missing(true)
-///     .setup(|db: Db, _tenant: String| async move { db.create_table::<Note>().await })
+///     .setup(|db: TenantDatabase, _tenant: String| async move { db.create_table::<Note>().await })
 ///     .build()?;
 /// let acme = manager.db("acme").await?; // database "tenant_acme", created if missing
 /// # Ok(()) }
@@ -116,11 +117,13 @@ impl TenantManagerBuilder {
     }
 
     /// Runs once on each database the manager creates, before any caller
-    /// gets it: create tables, run migrations. If it fails, the new database
-    /// is dropped again and the error returned, so the next access retries.
+    /// gets it: create tables, run migrations. It gets the new database's
+    /// [`TenantDatabase`] handle (so `create_table` takes per-tenant models)
+    /// and the tenant id. If it fails, the new database is dropped again
+    /// and the error returned, so the next access retries.
     pub fn setup<F, Fut>(mut self, hook: F) -> Self
     where
-        F: Fn(Db, String) -> Fut + Send + Sync + 'static,
+        F: Fn(TenantDatabase, String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         self.settings.setup = Some(Arc::new(move |db, tenant| Box::pin(hook(db, tenant))));

@@ -23,6 +23,7 @@ use builder::Settings;
 
 use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
+use crate::handle::database::TenantDatabase;
 use crate::handle::db::Db;
 use crate::provision::registry::{Claimed, Registry as Catalog, TenantRecord, TenantStrategy};
 use crate::provision::roles::TenantRole;
@@ -33,7 +34,7 @@ use connect::{Budget, Connector, PoolConnect, PoolState};
 use registry::{Registry, Reservation};
 
 type SetupFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
-type SetupHook = Arc<dyn Fn(Db, String) -> SetupFuture + Send + Sync>;
+type SetupHook = Arc<dyn Fn(TenantDatabase, String) -> SetupFuture + Send + Sync>;
 
 /// How long `drop_tenant` waits for queries still running on the tenant.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,7 +75,7 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 /// # async fn demo() -> pebble::Result<()> {
 /// let manager = TenantManager::builder("postgres://app@localhost/postgres")
 ///     .create_missing(true)
-///     .setup(|db, _tenant| async move { db.create_table::<Note>().await })
+///     .setup(|db, _tenant| async move { db.create_table::<Note>().await }) // db: TenantDatabase
 ///     .build()?;
 /// let acme = manager.db("acme").await?;
 /// acme.insert(Note { id: 0, body: "only in tenant_acme".into() }).exec().await?;
@@ -161,11 +162,15 @@ impl TenantManager {
     /// [`Error::Database`] with SQLSTATE `3D000` unless `create_missing`; a
     /// server that is down is [`Error::Connection`], and the next call tries
     /// again.
-    pub async fn db(&self, id: &str) -> Result<Db> {
-        if let Some(db) = self.inner.registry.get(id) {
-            return Ok(db);
-        }
-        self.open(id).await
+    ///
+    /// The handle is a [`TenantDatabase`]: it queries `#[pebble(per_tenant)]`
+    /// (and shared) models, which a plain [`Db`] refuses.
+    pub async fn db(&self, id: &str) -> Result<TenantDatabase> {
+        let db = match self.inner.registry.get(id) {
+            Some(db) => db,
+            None => self.open(id).await?,
+        };
+        Ok(TenantDatabase::new(db, id))
     }
 
     async fn open(&self, id: &str) -> Result<Db> {
@@ -639,7 +644,7 @@ impl Inner {
             admin::mark(&connector, maintenance, &temporary, id).await?;
             if let Some(setup) = &self.settings.setup {
                 let db = self.pool_on(&temporary, PoolState::new(id))?;
-                let result = setup(db.clone(), id.to_owned()).await;
+                let result = setup(TenantDatabase::new(db.clone(), id), id.to_owned()).await;
                 db.close();
                 drain(&db).await?;
                 result?;
