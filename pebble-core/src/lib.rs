@@ -55,7 +55,9 @@ pub use handle::transaction::Transaction;
 pub use handle::Executor;
 pub use ident::validate_tenant_id;
 pub use insertable::{Insertable, Unset};
-pub use manager::{ManagerStatus, TenantManager, TenantManagerBuilder};
+pub use manager::{
+    ManagerStatus, Placement, PlacementFn, ServerLoad, TenantManager, TenantManagerBuilder,
+};
 pub use model::{
     join_key, ColumnDef, GlobalModel, HasPrimaryKey, JoinBase, Joinable, Model, PerTenantModel,
     Reference, ScopedBy, SharedModel, SingleTableModel, TenantScoped,

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 use super::connect::Budget;
+use super::placement::{Placement, Server};
 use super::registry::Registry;
 use super::{Inner, SetupHook, TenantManager};
 use crate::provision::registry::Registry as Catalog;
@@ -40,6 +41,8 @@ use crate::provision::registry::Registry as Catalog;
 #[must_use = "call `.build()` to make the manager"]
 pub struct TenantManagerBuilder {
     base: Result<ConnectConfig>,
+    /// Servers added with `server`, beside the base one.
+    servers: Vec<(String, Result<ConnectConfig>)>,
     settings: Settings,
 }
 
@@ -55,12 +58,15 @@ pub(super) struct Settings {
     pub(super) catalog: Option<(Db, String)>,
     /// A login role per tenant database.
     pub(super) roles: bool,
+    /// Which server a new tenant goes to.
+    pub(super) placement: Placement,
 }
 
 impl TenantManagerBuilder {
     pub(super) fn new(base: impl IntoConfig) -> Self {
         TenantManagerBuilder {
             base: base.into_connect(),
+            servers: Vec::new(),
             settings: Settings {
                 pool: PoolOptions::default().max_size(4),
                 database_name: Arc::new(|id| format!("tenant_{id}")),
@@ -70,6 +76,7 @@ impl TenantManagerBuilder {
                 setup: None,
                 catalog: None,
                 roles: false,
+                placement: Placement::LeastLoaded,
             },
         }
     }
@@ -132,7 +139,8 @@ impl TenantManagerBuilder {
 
     /// Records the tenants this manager provisions in the tenant registry
     /// (`public.pebble_tenants`) on `home`, placed on server `server` (the
-    /// name rows record as the placement). A database it creates is
+    /// name of the base server, which rows record as the placement; see
+    /// [`server`](Self::server) for more servers). A database it creates is
     /// registered `pending` and marked `ready` once set up and renamed into
     /// place; [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
     /// marks the row `dropping` first and deletes it last.
@@ -164,20 +172,83 @@ impl TenantManagerBuilder {
         self
     }
 
+    /// Adds a server tenant databases can be placed on, under `name` (what
+    /// registry rows record as the placement), connecting as `config` says
+    /// (its database, default `postgres`, is where tenant databases are
+    /// created and dropped on that server; TLS as the pool options say).
+    /// The base server given to [`TenantManager::builder`] is one of the
+    /// servers too, named by [`registry`](Self::registry)'s `server`.
+    ///
+    /// A new tenant goes to the server the [`placement`](Self::placement)
+    /// policy picks (default: the fewest registered tenants), its registry
+    /// row records it, and every later `db`, `drop_tenant`,
+    /// `create_tenant`, `reset_role_password` and `cleanup` goes to that
+    /// server, from this manager or any other over the same registry.
+    /// Needs the registry (`build` is [`Error::Config`](crate::Error::Config)
+    /// without it: nothing else would remember where a tenant is).
+    ///
+    /// ```no_run
+    /// # use pebble::{Db, TenantManager};
+    /// # async fn demo(home: Db) -> pebble::Result<()> {
+    /// let manager = TenantManager::builder("postgres://app@db1.internal/postgres")
+    ///     .registry(home, "db1")                       // the base server is "db1"
+    ///     .server("db2", "postgres://app@db2.internal/postgres")
+    ///     .create_missing(true)
+    ///     .build()?;
+    /// let acme = manager.db("acme").await?;           // on db1 or db2, as registered
+    /// # Ok(()) }
+    /// ```
+    pub fn server(mut self, name: &str, config: impl IntoConfig) -> Self {
+        self.servers.push((name.to_owned(), config.into_connect()));
+        self
+    }
+
+    /// How a new tenant's server is picked among several (default
+    /// [`Placement::LeastLoaded`]). Ignored with one server.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.settings.placement = placement;
+        self
+    }
+
     /// The manager. Opens nothing until a tenant is asked for.
+    /// [`Error::Config`](crate::Error::Config) for servers with the same or
+    /// an empty name, or several servers without a registry.
     pub fn build(self) -> Result<TenantManager> {
-        // The TLS of every connection the manager opens, tenant pools and
-        // maintenance alike.
-        let (base, tls) = self.base?.with_tls(&self.settings.pool.tls).prepare()?;
-        let mut maintenance = base.clone();
-        if base.get_dbname().is_none() {
-            maintenance.dbname("postgres");
-        }
-        Ok(TenantManager {
-            inner: Arc::new(Inner {
+        let base_name = match &self.settings.catalog {
+            Some((_, name)) => name.clone(),
+            None => "default".to_owned(),
+        };
+        let mut servers = Vec::with_capacity(1 + self.servers.len());
+        for (name, config) in std::iter::once((base_name, self.base)).chain(self.servers) {
+            // The TLS of every connection the manager opens, tenant pools
+            // and maintenance alike.
+            let (base, tls) = config?.with_tls(&self.settings.pool.tls).prepare()?;
+            let mut maintenance = base.clone();
+            if base.get_dbname().is_none() {
+                maintenance.dbname("postgres");
+            }
+            if name.is_empty() || servers.iter().any(|s: &Server| s.name == name) {
+                return Err(crate::Error::Config(format!(
+                    "tenant manager server names must be unique and not empty: {name:?}"
+                )));
+            }
+            servers.push(Server {
+                name,
                 base,
                 maintenance,
                 tls,
+            });
+        }
+        if servers.len() > 1 && self.settings.catalog.is_none() {
+            return Err(crate::Error::Config(
+                "placing tenants over several servers needs the tenant registry \
+                 (TenantManagerBuilder::registry): it records each tenant's server"
+                    .into(),
+            ));
+        }
+        Ok(TenantManager {
+            inner: Arc::new(Inner {
+                servers,
                 registry: Registry::new(),
                 pools_opened: AtomicU64::new(0),
                 reaper: Mutex::new(None),
@@ -194,7 +265,7 @@ impl TenantManagerBuilder {
                     .settings
                     .catalog
                     .as_ref()
-                    .map(|(home, server)| (Catalog::new(home.clone()), server.clone())),
+                    .map(|(home, _)| Catalog::new(home.clone())),
                 settings: self.settings,
             }),
         })
@@ -209,6 +280,15 @@ impl fmt::Debug for TenantManagerBuilder {
             .field("max_open_pools", &settings.max_open_pools)
             .field("idle_timeout", &settings.idle_timeout)
             .field("create_missing", &settings.create_missing)
+            .field(
+                "servers",
+                &self
+                    .servers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("placement", &settings.placement)
             .field("setup", &settings.setup.is_some())
             .field(
                 "registry",

@@ -4,6 +4,7 @@
 mod admin;
 mod builder;
 mod connect;
+mod placement;
 mod registry;
 mod tenant_id;
 
@@ -18,6 +19,7 @@ use deadpool_postgres::{Hook, HookError, ManagerConfig, RecyclingMethod, Runtime
 use tokio::time::Instant;
 
 pub use builder::TenantManagerBuilder;
+pub use placement::{Placement, PlacementFn, ServerLoad};
 
 use builder::Settings;
 
@@ -31,6 +33,7 @@ use crate::SqlState;
 
 pub(crate) use connect::refusal;
 use connect::{Budget, Connector, PoolConnect, PoolState};
+use placement::{index_of, Server};
 use registry::{Registry, Reservation};
 
 type SetupFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -87,11 +90,8 @@ pub struct TenantManager {
 }
 
 pub(crate) struct Inner {
-    base: tokio_postgres::Config,
-    /// How its connections use TLS.
-    tls: crate::conn::tls::MakeTls,
-    /// Where `CREATE DATABASE` / `DROP DATABASE` run.
-    maintenance: tokio_postgres::Config,
+    /// The servers tenant databases live on: the base one first.
+    servers: Vec<Server>,
     settings: Settings,
     registry: Registry,
     pools_opened: AtomicU64,
@@ -107,8 +107,8 @@ pub(crate) struct Inner {
     room: tokio::sync::Mutex<()>,
     /// How many openers wait for `room`.
     queued: AtomicUsize,
-    /// The tenant registry, and this manager's server name in it.
-    catalog: Option<(Catalog, String)>,
+    /// The tenant registry.
+    catalog: Option<Catalog>,
 }
 
 /// A snapshot of a [`TenantManager`]'s pools and connections, from
@@ -290,13 +290,19 @@ impl TenantManager {
     /// first), and so does any statement later sent through a handle on it.
     /// Then `DROP DATABASE`. A database that does not exist is not an
     /// error. Refuses an invalid id without touching anything.
+    ///
+    /// With several servers, the drop goes to the server the registry
+    /// places the tenant on; a tenant the registry does not know has
+    /// nothing to drop.
     pub async fn drop_tenant(&self, id: &str) -> Result<()> {
         let inner = &self.inner;
         let database = inner.database(id)?;
-        let connector = inner.connector();
-        if admin::marker(&connector, &inner.maintenance, &database, id).await?
-            == admin::Marker::Foreign
-        {
+        let Some(server) = inner.locate(id).await? else {
+            return Ok(());
+        };
+        let connector = inner.connector(server);
+        let maintenance = &inner.servers[server].maintenance;
+        if admin::marker(&connector, maintenance, &database, id).await? == admin::Marker::Foreign {
             return Err(Error::NotProvisionedByPebble {
                 id: id.to_owned(),
                 database,
@@ -306,15 +312,15 @@ impl TenantManager {
         // this drop then sees it and refuses instead of handing out (or
         // re-creating) the database.
         let claim = match &inner.catalog {
-            Some((catalog, _)) => catalog.claim_drop(id, TenantStrategy::Database).await?,
+            Some(catalog) => catalog.claim_drop(id, TenantStrategy::Database).await?,
             None => None,
         };
         if let Some(db) = inner.registry.remove(id, true) {
             drain(&db).await?;
         }
-        admin::drop_tenant_database(&connector, &inner.maintenance, &database, id).await?;
+        admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
         if inner.settings.roles {
-            admin::drop_role(&connector, &inner.maintenance, &database).await?;
+            admin::drop_role(&connector, maintenance, &database).await?;
         }
         if let Some(claim) = claim {
             claim.delete().await?;
@@ -328,16 +334,23 @@ impl TenantManager {
     /// [`roles`](TenantManagerBuilder::roles) are on and this call created
     /// it: the only time the password is handed out. `Ok(None)` if the
     /// database already existed (or roles are off).
+    ///
+    /// With several servers, a tenant the registry already places stays on
+    /// its server; a new one goes where the
+    /// [`placement`](TenantManagerBuilder::placement) policy says.
     pub async fn create_tenant(&self, id: &str) -> Result<Option<TenantRole>> {
         let inner = &self.inner;
         let database = inner.database(id)?;
-        let connector = inner.connector();
-        if admin::marker(&connector, &inner.maintenance, &database, id).await?
-            != admin::Marker::Missing
-        {
+        let server = match inner.locate(id).await? {
+            Some(server) => server,
+            None => inner.place_new(id).await?,
+        };
+        let connector = inner.connector(server);
+        let maintenance = &inner.servers[server].maintenance;
+        if admin::marker(&connector, maintenance, &database, id).await? != admin::Marker::Missing {
             return Ok(None);
         }
-        inner.provision(id, &database).await
+        Ok(inner.provision(id, &database, server).await?.1)
     }
 
     /// Gives tenant `id`'s login role a new generated password and returns
@@ -347,8 +360,12 @@ impl TenantManager {
     pub async fn reset_role_password(&self, id: &str) -> Result<TenantRole> {
         let inner = &self.inner;
         let database = inner.database(id)?;
+        let Some(server) = inner.locate(id).await? else {
+            return Err(Error::UnknownTenant { id: id.to_owned() });
+        };
         let role = TenantRole::generate(database);
-        match admin::set_password(&inner.connector(), &inner.maintenance, &role).await {
+        let maintenance = &inner.servers[server].maintenance;
+        match admin::set_password(&inner.connector(server), maintenance, &role).await {
             Ok(true) => Ok(role),
             Ok(false) => Err(Error::UnknownTenant { id: id.to_owned() }),
             Err(Error::RoleNotProvisionedByPebble { role, .. }) => {
@@ -365,13 +382,13 @@ impl TenantManager {
     /// [`registry`](TenantManagerBuilder::registry).
     pub async fn registered(&self) -> Result<Vec<TenantRecord>> {
         match &self.inner.catalog {
-            Some((catalog, _)) => catalog.list().await,
+            Some(catalog) => catalog.list().await,
             None => Ok(Vec::new()),
         }
     }
 
     /// Removes what crashed provisionings and drops left on this manager's
-    /// server: database tenants whose registry row is `pending` or
+    /// servers: database tenants whose registry row is `pending` or
     /// `dropping` and held by no one (their database, if pebble marked it,
     /// and their row), and `pebble_new_*` staging databases whose tenant is
     /// not being provisioned right now. A provisioning in progress holds
@@ -383,33 +400,39 @@ impl TenantManager {
     /// ([`Error::Config`]).
     pub async fn cleanup(&self) -> Result<Vec<String>> {
         let inner = &self.inner;
-        let Some((catalog, _)) = &inner.catalog else {
+        let Some(catalog) = &inner.catalog else {
             return Err(Error::Config(
                 "cleanup needs the tenant registry: set TenantManagerBuilder::registry".into(),
             ));
         };
-        let connector = inner.connector();
         let mut removed = Vec::new();
         for claim in catalog.abandoned(TenantStrategy::Database).await? {
             let id = claim.record().id.clone();
             let database = inner.database(&id)?;
+            let server = inner.server_of(claim.record())?;
             if let Some(db) = inner.registry.remove(&id, true) {
                 drain(&db).await?;
             }
-            admin::drop_tenant_database(&connector, &inner.maintenance, &database, &id).await?;
+            let maintenance = &inner.servers[server].maintenance;
+            admin::drop_tenant_database(&inner.connector(server), maintenance, &database, &id)
+                .await?;
             claim.delete().await?;
             removed.push(id);
         }
-        for (staging, id) in
-            admin::staging_databases(&connector, &inner.maintenance, STAGING_PREFIX).await?
-        {
-            // Held by a provisioning in progress: leave it.
-            if catalog.is_held(&id).await? {
-                continue;
+        for (server, config) in inner.servers.iter().enumerate() {
+            let connector = inner.connector(server);
+            let maintenance = &config.maintenance;
+            for (staging, id) in
+                admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await?
+            {
+                // Held by a provisioning in progress: leave it.
+                if catalog.is_held(&id).await? {
+                    continue;
+                }
+                admin::drop_database_forced(&connector, maintenance, &staging).await?;
+                tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "dropped abandoned staging database");
+                removed.push(staging);
             }
-            admin::drop_database_forced(&connector, &inner.maintenance, &staging).await?;
-            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, "dropped abandoned staging database");
-            removed.push(staging);
         }
         Ok(removed)
     }
@@ -428,9 +451,15 @@ impl Inner {
         tenant_id::validate_id(id)?;
         let database = (self.settings.database_name)(id);
         tenant_id::validate_database(id, &database)?;
-        let maintenance = self.maintenance.get_dbname().unwrap_or("postgres");
-        let base = self.base.get_dbname().unwrap_or("postgres");
-        if ["postgres", "template0", "template1", maintenance, base].contains(&database.as_str()) {
+        let reserved = self.servers.iter().flat_map(|server| {
+            [
+                server.maintenance.get_dbname().unwrap_or("postgres"),
+                server.base.get_dbname().unwrap_or("postgres"),
+            ]
+        });
+        if ["postgres", "template0", "template1"].contains(&database.as_str())
+            || reserved.into_iter().any(|name| name == database)
+        {
             return Err(Error::InvalidTenantId {
                 id: id.to_owned(),
                 reason: "its database name is a system, maintenance or base-configuration database",
@@ -445,13 +474,52 @@ impl Inner {
         Ok(database)
     }
 
-    fn connector(self: &Arc<Self>) -> Connector {
+    /// What opens connections to `server`, counted against the budget.
+    fn connector(self: &Arc<Self>, server: usize) -> Connector {
         Connector {
             budget: Arc::clone(&self.budget),
             manager: Arc::downgrade(self),
             wait_timeout: self.settings.pool.wait_timeout,
             create_timeout: self.settings.pool.create_timeout,
-            tls: self.tls.clone(),
+            tls: self.servers[server].tls.clone(),
+        }
+    }
+
+    /// The server tenant `id` lives on: with one server, that one; with
+    /// several, where its registry row places it (`None`: not registered).
+    async fn locate(&self, id: &str) -> Result<Option<usize>> {
+        if self.servers.len() == 1 {
+            return Ok(Some(0));
+        }
+        let Some(catalog) = &self.catalog else {
+            return Ok(Some(0));
+        };
+        match catalog.get(id).await? {
+            Some(record) => self.server_of(&record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The server a registry row places its tenant on. With one server,
+    /// every tenant is there (rows written by pebble-migrate name the
+    /// database instead of a server). [`Error::UnknownServer`] for a
+    /// server this manager was not given.
+    fn server_of(&self, record: &TenantRecord) -> Result<usize> {
+        if self.servers.len() == 1 {
+            return Ok(0);
+        }
+        index_of(&self.servers, &record.id, &record.placement)
+    }
+
+    /// The server for new tenant `id`, by the placement policy over the
+    /// registry's load.
+    async fn place_new(&self, id: &str) -> Result<usize> {
+        match &self.catalog {
+            Some(catalog) if self.servers.len() > 1 => {
+                let load = catalog.load().await?;
+                self.settings.placement.choose(id, &self.servers, &load)
+            }
+            _ => Ok(0),
         }
     }
 
@@ -496,7 +564,16 @@ impl Inner {
         database: &str,
         state: &Arc<PoolState>,
     ) -> Result<Db> {
-        let db = self.pool_on(database, Arc::clone(state))?;
+        let server = match self.locate(id).await? {
+            Some(server) => server,
+            // Several servers and a tenant the registry does not know yet.
+            None if self.settings.create_missing => {
+                let placed = self.place_new(id).await?;
+                self.provision(id, database, placed).await?.0
+            }
+            None => return Err(Error::UnknownTenant { id: id.to_owned() }),
+        };
+        let db = self.pool_on(server, database, Arc::clone(state))?;
         if let Err(e) = db.pool().get().await {
             let e = Error::from(e);
             if !(self.settings.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME))
@@ -505,7 +582,7 @@ impl Inner {
             }
             // A role made here has a password nobody was given:
             // `reset_role_password` hands one out.
-            let _role = self.provision(id, database).await?;
+            let _role = self.provision(id, database, server).await?;
             drop(db.pool().get().await?);
         }
         if let Err(e) = self.refuse_dropping(id).await {
@@ -513,17 +590,23 @@ impl Inner {
             return Err(e);
         }
         self.pools_opened.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "pebble::manager", tenant = id, database, "opened tenant pool");
+        tracing::debug!(target: "pebble::manager", tenant = id, database, server = %self.servers[server].name, "opened tenant pool");
         Ok(db)
     }
 
-    /// A pool on `database` whose connections count against the budget.
-    fn pool_on(self: &Arc<Self>, database: &str, state: Arc<PoolState>) -> Result<Db> {
-        let mut config = self.base.clone();
+    /// A pool on `database` of `server` whose connections count against
+    /// the budget.
+    fn pool_on(
+        self: &Arc<Self>,
+        server: usize,
+        database: &str,
+        state: Arc<PoolState>,
+    ) -> Result<Db> {
+        let mut config = self.servers[server].base.clone();
         config.dbname(database);
         let options = &self.settings.pool;
         let connect = PoolConnect {
-            connector: self.connector(),
+            connector: self.connector(server),
             state: Arc::clone(&state),
         };
         let manager = deadpool_postgres::Manager::from_connect(
@@ -598,31 +681,56 @@ impl Inner {
     /// marked): a setup that fails, panics or is cancelled never leaves a
     /// half-provisioned tenant behind (at worst an unused `pebble_new_*`
     /// database).
-    async fn provision(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
+    ///
+    /// `server` is where a tenant not yet registered goes; one the registry
+    /// already places (another process came first) goes where its row
+    /// says. Returns the server it is on, and its role if this call made one.
+    async fn provision(
+        self: &Arc<Self>,
+        id: &str,
+        database: &str,
+        server: usize,
+    ) -> Result<(usize, Option<TenantRole>)> {
         // Registered `pending` and held for the whole provisioning; a drop
         // that ran meanwhile makes this fail with `TenantDropped`.
-        let claim = match &self.catalog {
-            Some((catalog, server)) => {
-                match catalog.claim(id, TenantStrategy::Database, server).await? {
-                    Claimed::Provision(claim) => Some(claim),
-                    // Registered ready, yet missing: dropped behind pebble's
-                    // back; `create_missing` makes it again.
-                    Claimed::Ready(_) => None,
+        let (claim, server) = match &self.catalog {
+            Some(catalog) => {
+                let name = &self.servers[server].name;
+                match catalog.claim(id, TenantStrategy::Database, name).await? {
+                    Claimed::Provision(claim) => {
+                        let server = self.server_of(claim.record())?;
+                        (Some(claim), server)
+                    }
+                    Claimed::Ready(record) => {
+                        let server = self.server_of(&record)?;
+                        // Provisioned by another task or process while this
+                        // one waited for the row: nothing to stage.
+                        let connector = self.connector(server);
+                        let maintenance = &self.servers[server].maintenance;
+                        if admin::marker(&connector, maintenance, database, id).await?
+                            == admin::Marker::Pebble
+                        {
+                            return Ok((server, None));
+                        }
+                        // Registered ready, yet missing: dropped behind
+                        // pebble's back; `create_missing` makes it again.
+                        (None, server)
+                    }
                 }
             }
-            None => None,
+            None => (None, server),
         };
-        let role = self.stage(id, database).await?;
+        let role = self.stage(id, database, server).await?;
         if let Some(claim) = claim {
             claim.ready().await?;
         }
-        Ok(role)
+        Ok((server, role))
     }
 
     /// Refuses a tenant the registry says is being dropped: an open that
     /// raced `drop_tenant` must not hand out its database.
     async fn refuse_dropping(&self, id: &str) -> Result<()> {
-        let Some((catalog, _)) = &self.catalog else {
+        let Some(catalog) = &self.catalog else {
             return Ok(());
         };
         match catalog.get(id).await? {
@@ -635,15 +743,20 @@ impl Inner {
 
     /// Creates `database` under a staging name, sets it up and renames it
     /// into place (see `provision`).
-    async fn stage(self: &Arc<Self>, id: &str, database: &str) -> Result<Option<TenantRole>> {
-        let connector = self.connector();
-        let maintenance = &self.maintenance;
+    async fn stage(
+        self: &Arc<Self>,
+        id: &str,
+        database: &str,
+        server: usize,
+    ) -> Result<Option<TenantRole>> {
+        let connector = self.connector(server);
+        let maintenance = &self.servers[server].maintenance;
         let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
         admin::create_database(&connector, maintenance, &temporary).await?;
         let staged = async {
             admin::mark(&connector, maintenance, &temporary, id).await?;
             if let Some(setup) = &self.settings.setup {
-                let db = self.pool_on(&temporary, PoolState::new(id))?;
+                let db = self.pool_on(server, &temporary, PoolState::new(id))?;
                 let result = setup(TenantDatabase::new(db.clone(), id), id.to_owned()).await;
                 db.close();
                 drain(&db).await?;
@@ -654,7 +767,7 @@ impl Inner {
             }
             // After setup, so its tables get the grants; before the
             // rename, so the database arrives with its role.
-            let mut staged = self.base.clone();
+            let mut staged = self.servers[server].base.clone();
             staged.dbname(&temporary);
             admin::tenant_role(&connector, maintenance, &staged, &temporary, database)
                 .await

@@ -1,0 +1,411 @@
+//! `TenantManager` over two real throwaway servers: placement (least
+//! loaded, or a policy), every operation on the tenant's own server,
+//! nothing of a tenant on the other one, a second manager finding tenants
+//! where the registry put them, and concurrent provisioning across
+//! managers making one database on one server.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
+use pebble_testkit::TempServer;
+use tokio_postgres::NoTls;
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[pebble(table = "notes", per_tenant)]
+struct Note {
+    #[pebble(primary_key, default)]
+    id: i64,
+    body: String,
+}
+
+/// The two servers, started once for this test binary.
+fn servers() -> &'static (TempServer, TempServer) {
+    static SERVERS: OnceLock<(TempServer, TempServer)> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        (
+            TempServer::start().expect("server one"),
+            TempServer::start().expect("server two"),
+        )
+    })
+}
+
+/// Names unique to one test of one run (tenant ids, the home database).
+fn ids() -> impl Fn(&str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!(
+        "pl{}n{}_",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    move |name| format!("{prefix}{name}")
+}
+
+async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// The databases on a server whose names start with `prefix`.
+async fn databases(config: tokio_postgres::Config, prefix: &str) -> BTreeSet<String> {
+    raw(config)
+        .await
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// The staging databases on a server of tenants whose ids start with `prefix`.
+async fn staging(config: tokio_postgres::Config, prefix: &str) -> BTreeSet<String> {
+    raw(config)
+        .await
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, 'pebble_new_') \
+             AND starts_with(shobj_description(oid, 'pg_database'), 'pebble tenant ' || $1)",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Runs `sql` on a connection of its own, closed (its backend gone) on return.
+async fn once(config: tokio_postgres::Config, sql: &str) {
+    let (client, connection) = config.connect(NoTls).await.expect("connect");
+    let connection = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect("statement");
+    drop(client);
+    let _ = connection.await;
+}
+
+/// Every database of the test's tenants (and their staging databases) on
+/// each server.
+async fn both(id: &impl Fn(&str) -> String) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (one, two) = servers();
+    let prefix = format!("tenant_{}", id(""));
+    let mut on_one = databases(one.config(), &prefix).await;
+    let mut on_two = databases(two.config(), &prefix).await;
+    on_one.extend(staging(one.config(), &id("")).await);
+    on_two.extend(staging(two.config(), &id("")).await);
+    (on_one, on_two)
+}
+
+/// A registry of the test's own, in a fresh database on server one.
+async fn home(id: &impl Fn(&str) -> String) -> Db {
+    let (one, _) = servers();
+    let name = id("home");
+    raw(one.config())
+        .await
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    Db::connect(one.config_for(&name)).await.unwrap()
+}
+
+/// A manager over both servers ("one", the base, and "two").
+fn manager(home: &Db) -> TenantManagerBuilder {
+    let (one, two) = servers();
+    TenantManager::builder(one.config())
+        .registry(home.clone(), "one")
+        .server("two", two.config())
+        .create_missing(true)
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
+}
+
+fn note(body: &str) -> Note {
+    Note {
+        id: 0,
+        body: body.to_owned(),
+    }
+}
+
+async fn bodies(db: &TenantDatabase) -> Vec<String> {
+    db.select::<Note>()
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_live_on_their_own_server_only() {
+    let id = ids();
+    let home = home(&id).await;
+    let first = manager(&home).build().unwrap();
+    let names: Vec<String> = (0..4).map(|n| id(&format!("t{n}"))).collect();
+    for name in &names {
+        let db = first.db(name).await.unwrap();
+        db.insert(note(name)).exec().await.unwrap();
+    }
+    let placed: Vec<String> = {
+        let records = first.registered().await.unwrap();
+        names
+            .iter()
+            .map(|name| {
+                let record = records.iter().find(|r| &r.id == name).unwrap();
+                assert_eq!(record.status.to_string(), "ready");
+                record.placement.clone()
+            })
+            .collect()
+    };
+    // Least loaded first: they alternate.
+    assert_eq!(placed, ["one", "two", "one", "two"]);
+
+    let (on_one, on_two) = both(&id).await;
+    for (name, server) in names.iter().zip(&placed) {
+        let database = format!("tenant_{name}");
+        let (here, there) = if server == "one" {
+            (&on_one, &on_two)
+        } else {
+            (&on_two, &on_one)
+        };
+        assert!(here.contains(&database), "{database} missing on {server}");
+        assert!(
+            !there.contains(&database),
+            "{database} also on the other server"
+        );
+    }
+    assert_eq!(on_one.len() + on_two.len(), 4, "no staging database left");
+
+    // Each tenant sees its own note only; a tenant on the other server
+    // (and its neighbour on the same one) neither.
+    for name in &names {
+        assert_eq!(
+            bodies(&first.db(name).await.unwrap()).await,
+            vec![name.clone()]
+        );
+    }
+
+    // A second manager (another process) over the same registry finds each
+    // tenant on its recorded server, and drops it there.
+    let second = manager(&home).create_missing(false).build().unwrap();
+    for name in &names {
+        let db = second.db(name).await.unwrap();
+        assert_eq!(bodies(&db).await, vec![name.clone()]);
+    }
+    // DROP DATABASE waits for no one's connections: the first manager lets go.
+    first.close_all();
+    second.drop_tenant(&names[1]).await.unwrap(); // on "two"
+    second.drop_tenant(&names[2]).await.unwrap(); // on "one"
+    let (on_one, on_two) = both(&id).await;
+    assert_eq!(on_one, BTreeSet::from([format!("tenant_{}", names[0])]));
+    assert_eq!(on_two, BTreeSet::from([format!("tenant_{}", names[3])]));
+    let left: BTreeSet<String> = second
+        .registered()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, BTreeSet::from([names[0].clone(), names[3].clone()]));
+    // Without `create_missing`, a dropped tenant is unknown (with it, it
+    // would be provisioned anew, wherever the policy says).
+    let gone = second.db(&names[1]).await.map(|_| ()).unwrap_err();
+    assert!(matches!(gone, Error::UnknownTenant { .. }), "{gone:?}");
+    second.close_all();
+    for name in [&names[0], &names[3]] {
+        first.drop_tenant(name).await.unwrap();
+    }
+    assert_eq!(both(&id).await, (BTreeSet::new(), BTreeSet::new()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
+    let id = ids();
+    let home = home(&id).await;
+    let manager = manager(&home).roles(true).build().unwrap();
+    let (a, b) = (id("a"), id("b"));
+    let role_a = manager.create_tenant(&a).await.unwrap().expect("a's role");
+    let role_b = manager.create_tenant(&b).await.unwrap().expect("b's role");
+    let (one, two) = servers();
+    // a went to "one", b to "two" (least loaded).
+    let prefix = format!("tenant_{}", id(""));
+    let roles = |config: tokio_postgres::Config| {
+        let prefix = prefix.clone();
+        async move {
+            raw(config)
+                .await
+                .query(
+                    "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)",
+                    &[&prefix],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    assert_eq!(
+        roles(one.config()).await,
+        BTreeSet::from([format!("tenant_{a}")])
+    );
+    assert_eq!(
+        roles(two.config()).await,
+        BTreeSet::from([format!("tenant_{b}")])
+    );
+    // Each role logs in to its tenant's database on its server.
+    let login = |base: tokio_postgres::Config, role: &pebble::TenantRole| {
+        let mut config = role.config(&base);
+        config.dbname(role.name());
+        config
+    };
+    once(login(two.config(), &role_b), "SELECT count(*) FROM notes").await;
+    once(login(one.config(), &role_a), "SELECT count(*) FROM notes").await;
+    // A new password, set on b's server.
+    let reset = manager.reset_role_password(&b).await.unwrap();
+    once(login(two.config(), &reset), "SELECT 1").await;
+
+    // A staging database a crashed provisioning left on server two.
+    let staging = format!("pebble_new_{}", id("crashed").replace('_', ""));
+    let admin_two = raw(two.config()).await;
+    admin_two
+        .batch_execute(&format!("CREATE DATABASE \"{staging}\""))
+        .await
+        .unwrap();
+    admin_two
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE \"{staging}\" IS 'pebble tenant {}'",
+            id("crashed")
+        ))
+        .await
+        .unwrap();
+    let removed = manager.cleanup().await.unwrap();
+    assert!(removed.contains(&staging), "{removed:?}");
+    assert!(databases(two.config(), &staging).await.is_empty());
+
+    for tenant in [&a, &b] {
+        manager.drop_tenant(tenant).await.unwrap();
+    }
+    assert!(roles(one.config()).await.is_empty());
+    assert!(roles(two.config()).await.is_empty());
+    assert_eq!(both(&id).await, (BTreeSet::new(), BTreeSet::new()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_naming_an_unknown_server_is_an_error() {
+    let id = ids();
+    let home = home(&id).await;
+    // A policy that names a server the manager does not have: refused
+    // before anything is registered or created.
+    let lost = manager(&home)
+        .placement(Placement::custom(|_, _| "three".to_owned()))
+        .build()
+        .unwrap();
+    let err = lost.db(&id("x")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownServer { server, .. } if server == "three"),
+        "{err:?}"
+    );
+    assert!(lost.registered().await.unwrap().is_empty());
+
+    // A tenant on "two", seen by a manager that only knows "one" and "three".
+    let pinned = manager(&home)
+        .placement(Placement::custom(|_, _| "two".to_owned()))
+        .build()
+        .unwrap();
+    let tenant = id("y");
+    pinned.db(&tenant).await.unwrap();
+    let (one, _) = servers();
+    let (_, two) = servers();
+    let partial = TenantManager::builder(one.config())
+        .registry(home.clone(), "one")
+        .server("three", two.config())
+        .build()
+        .unwrap();
+    for err in [
+        partial.db(&tenant).await.map(|_| ()).unwrap_err(),
+        partial.drop_tenant(&tenant).await.unwrap_err(),
+        partial
+            .create_tenant(&tenant)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::UnknownServer { server, .. } if server == "two"),
+            "{err:?}"
+        );
+    }
+    let (on_one, on_two) = both(&id).await;
+    assert!(on_one.is_empty());
+    assert_eq!(on_two, BTreeSet::from([format!("tenant_{tenant}")]));
+    pinned.drop_tenant(&tenant).await.unwrap();
+
+    // Several servers need the registry that records where tenants are.
+    let (_, two) = servers();
+    let unregistered = TenantManager::builder(one.config())
+        .server("two", two.config())
+        .build();
+    assert!(matches!(unregistered, Err(Error::Config(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_from_two_managers_make_one_database_on_one_server() {
+    let id = ids();
+    let home = home(&id).await;
+    // Two managers stand in for two processes.
+    let managers = [
+        manager(&home).build().unwrap(),
+        manager(&home).build().unwrap(),
+    ];
+    let tenant = id("new");
+    let tasks: Vec<tokio::task::JoinHandle<pebble::Result<()>>> = (0..40)
+        .map(|n| {
+            let manager = managers[n % 2].clone();
+            let tenant = tenant.clone();
+            tokio::spawn(async move {
+                let db = manager.db(&tenant).await?;
+                db.insert(note(&format!("task {n}"))).exec().await?;
+                pebble::Result::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let (on_one, on_two) = both(&id).await;
+    let database = format!("tenant_{tenant}");
+    assert_eq!(
+        (
+            on_one.len() + on_two.len(),
+            on_one.contains(&database) || on_two.contains(&database)
+        ),
+        (1, true),
+        "one: {on_one:?}, two: {on_two:?}"
+    );
+    let records = managers[0].registered().await.unwrap();
+    assert_eq!(records.len(), 1);
+    let server = if on_one.contains(&database) {
+        "one"
+    } else {
+        "two"
+    };
+    assert_eq!(records[0].placement, server);
+    assert_eq!(
+        managers[1]
+            .db(&tenant)
+            .await
+            .unwrap()
+            .select::<Note>()
+            .count()
+            .await
+            .unwrap(),
+        40
+    );
+    managers[1].close_all();
+    managers[0].drop_tenant(&tenant).await.unwrap();
+    assert_eq!(both(&id).await, (BTreeSet::new(), BTreeSet::new()));
+}
