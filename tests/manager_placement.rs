@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
 use pebble_testkit::TempServer;
@@ -356,11 +356,20 @@ async fn a_placement_naming_an_unknown_server_is_an_error() {
 async fn concurrent_opens_from_two_managers_make_one_database_on_one_server() {
     let id = ids();
     let home = home(&id).await;
-    // Two managers stand in for two processes.
-    let managers = [
-        manager(&home).build().unwrap(),
-        manager(&home).build().unwrap(),
-    ];
+    // Two managers stand in for two processes; the setup hook counts the
+    // databases set up, whichever manager does it.
+    let setups = Arc::new(AtomicUsize::new(0));
+    let counting = || {
+        let setups = Arc::clone(&setups);
+        manager(&home)
+            .setup(move |db: TenantDatabase, _| {
+                setups.fetch_add(1, Ordering::Relaxed);
+                async move { db.create_table::<Note>().await }
+            })
+            .build()
+            .unwrap()
+    };
+    let managers = [counting(), counting()];
     let tenant = id("new");
     let tasks: Vec<tokio::task::JoinHandle<pebble::Result<()>>> = (0..40)
         .map(|n| {
@@ -386,6 +395,7 @@ async fn concurrent_opens_from_two_managers_make_one_database_on_one_server() {
         (1, true),
         "one: {on_one:?}, two: {on_two:?}"
     );
+    assert_eq!(setups.load(Ordering::Relaxed), 1, "set up exactly once");
     let records = managers[0].registered().await.unwrap();
     assert_eq!(records.len(), 1);
     let server = if on_one.contains(&database) {

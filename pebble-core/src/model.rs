@@ -314,8 +314,8 @@ pub trait PerTenantModel: GlobalModel {}
 /// Implemented by `#[derive(Model)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is neither a model with a #[tenant_id] field nor a shared one: a #[pebble(per_tenant)] model's table is in each tenant's own database or schema, not on a plain `Db`",
-    label = "#[pebble(per_tenant)]",
-    note = "create, verify and query it through the tenant's handle: `TenantManager::db(id)` (a database per tenant, \
+    label = "not a model with a #[tenant_id] field, nor #[pebble(shared)]",
+    note = "create, verify and query a #[pebble(per_tenant)] model through the tenant's handle: `TenantManager::db(id)` (a database per tenant, \
             also in the manager's `setup` hook) or `db.schema_tenant(id)` (a schema per tenant; `SchemaTenants::table` \
             creates it); migrations for tenants go through pebble-migrate"
 )]

@@ -130,11 +130,12 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<proc_macro2::TokenS
         })
     };
     // Checked outside the `#[test]` function too, which only exists in
-    // test builds: a name in `models(...)` that is no model fails any build.
+    // test builds: a name in `models(...)` that is no model, or a
+    // per-tenant model (no table on the test's plain `Db`), fails any build.
     let model_check = (!models.is_empty()).then(|| {
         quote! {
             const _: fn() = || {
-                fn __pebble_model<M: ::pebble::Model>() {}
+                fn __pebble_model<M: ::pebble::SingleTableModel>() {}
                 #( __pebble_model::<#models>(); )*
             };
         }

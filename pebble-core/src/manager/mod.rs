@@ -485,6 +485,13 @@ impl Inner {
         }
     }
 
+    fn server_names(&self) -> Vec<&str> {
+        self.servers
+            .iter()
+            .map(|server| server.name.as_str())
+            .collect()
+    }
+
     /// The server tenant `id` lives on: with one server, that one; with
     /// several, where its registry row places it (`None`: not registered).
     async fn locate(&self, id: &str) -> Result<Option<usize>> {
@@ -508,7 +515,7 @@ impl Inner {
         if self.servers.len() == 1 {
             return Ok(0);
         }
-        index_of(&self.servers, &record.id, &record.placement)
+        index_of(&self.server_names(), &record.id, &record.placement)
     }
 
     /// The server for new tenant `id`, by the placement policy over the
@@ -517,7 +524,9 @@ impl Inner {
         match &self.catalog {
             Some(catalog) if self.servers.len() > 1 => {
                 let load = catalog.load().await?;
-                self.settings.placement.choose(id, &self.servers, &load)
+                self.settings
+                    .placement
+                    .choose(id, &self.server_names(), &load)
             }
             _ => Ok(0),
         }

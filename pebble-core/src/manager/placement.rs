@@ -67,21 +67,21 @@ impl Placement {
         Placement::Custom(Arc::new(choose))
     }
 
-    /// The index in `servers` of the server for new tenant `id`, given the
-    /// registry's `load` (tenants per placement name).
+    /// The index in `servers` (their names) of the server for new tenant
+    /// `id`, given the registry's `load` (tenants per placement name).
     pub(super) fn choose(
         &self,
         id: &str,
-        servers: &[Server],
+        servers: &[&str],
         load: &[(String, i64)],
     ) -> Result<usize> {
         let loads: Vec<ServerLoad> = servers
             .iter()
-            .map(|server| ServerLoad {
-                name: server.name.clone(),
+            .map(|name| ServerLoad {
+                name: (*name).to_owned(),
                 tenants: load
                     .iter()
-                    .find(|(placement, _)| *placement == server.name)
+                    .find(|(placement, _)| placement == name)
                     .map_or(0, |(_, n)| *n),
             })
             .collect();
@@ -102,10 +102,10 @@ impl Placement {
 
 /// The index of the server named `name`, or [`Error::UnknownServer`] for
 /// tenant `id`.
-pub(super) fn index_of(servers: &[Server], id: &str, name: &str) -> Result<usize> {
+pub(super) fn index_of(servers: &[&str], id: &str, name: &str) -> Result<usize> {
     servers
         .iter()
-        .position(|server| server.name == name)
+        .position(|server| *server == name)
         .ok_or_else(|| Error::UnknownServer {
             id: id.to_owned(),
             server: name.to_owned(),
@@ -118,5 +118,46 @@ impl fmt::Debug for Placement {
             Placement::LeastLoaded => f.write_str("LeastLoaded"),
             Placement::Custom(_) => f.write_str("Custom(..)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+    }
+
+    #[test]
+    fn least_loaded_picks_the_fewest_tenants_then_the_first() {
+        let servers = ["a", "b", "c"];
+        let policy = Placement::LeastLoaded;
+        assert_eq!(policy.choose("x", &servers, &[]).unwrap(), 0);
+        let counted = load(&[("a", 2), ("b", 1), ("c", 1), ("elsewhere", 0)]);
+        assert_eq!(policy.choose("x", &servers, &counted).unwrap(), 1);
+        // A server with no row counts as empty.
+        let counted = load(&[("a", 1), ("b", 1)]);
+        assert_eq!(policy.choose("x", &servers, &counted).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_custom_policy_sees_the_load_and_must_name_a_server() {
+        let policy = Placement::custom(|id, servers| {
+            assert_eq!(servers[1].tenants, 5);
+            if id.starts_with("eu_") {
+                "eu".to_owned()
+            } else {
+                "mars".to_owned()
+            }
+        });
+        let servers = ["us", "eu"];
+        let counted = load(&[("eu", 5)]);
+        assert_eq!(policy.choose("eu_acme", &servers, &counted).unwrap(), 1);
+        let err = policy.choose("acme", &servers, &counted).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownServer { id, server } if id == "acme" && server == "mars"),
+            "{err:?}"
+        );
     }
 }
