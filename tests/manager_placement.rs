@@ -202,6 +202,13 @@ async fn tenants_live_on_their_own_server_only() {
     let (on_one, on_two) = both(&id).await;
     assert_eq!(on_one, BTreeSet::from([format!("tenant_{}", names[0])]));
     assert_eq!(on_two, BTreeSet::from([format!("tenant_{}", names[3])]));
+    // The tenants left, on either server, are untouched.
+    for name in [&names[0], &names[3]] {
+        assert_eq!(
+            bodies(&second.db(name).await.unwrap()).await,
+            vec![name.clone()]
+        );
+    }
     let left: BTreeSet<String> = second
         .registered()
         .await

@@ -69,6 +69,10 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 ///   [`TenantManager::status`] shows the counts.
 /// - With `create_missing(true)` a tenant's database is created on first
 ///   access and the `setup` hook runs on it once.
+/// - With [`server`](TenantManagerBuilder::server) (and the registry),
+///   tenant databases are placed over several servers: a new one where the
+///   [`Placement`] policy says, every later operation on the server its
+///   registry row names.
 ///
 /// Cheap to clone; clones share the pools.
 ///
@@ -149,7 +153,8 @@ pub struct ManagerStatus {
 
 impl TenantManager {
     /// Settings for a manager whose tenant databases live on the server of
-    /// `base` (a URL, key-value string or [`tokio_postgres::Config`]). The
+    /// `base` (a URL, key-value string or [`tokio_postgres::Config`]), and
+    /// on any server added with [`TenantManagerBuilder::server`]. The
     /// database named in `base` (default `postgres`) is where tenant
     /// databases are created and dropped.
     pub fn builder(base: impl IntoConfig) -> TenantManagerBuilder {
