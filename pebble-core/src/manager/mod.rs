@@ -166,7 +166,10 @@ impl TenantManager {
     /// Errors: [`Error::InvalidTenantId`] for a bad id; a missing database is
     /// [`Error::Database`] with SQLSTATE `3D000` unless `create_missing`; a
     /// server that is down is [`Error::Connection`], and the next call tries
-    /// again.
+    /// again. With several servers, a tenant the registry does not know is
+    /// [`Error::UnknownTenant`] unless `create_missing` (then it is placed
+    /// and provisioned), and one whose row names a server this manager was
+    /// not given is [`Error::UnknownServer`].
     ///
     /// The handle is a [`TenantDatabase`]: it queries `#[pebble(per_tenant)]`
     /// (and shared) models, which a plain [`Db`] refuses.
