@@ -17,6 +17,15 @@ fn ids() -> impl Fn(&str) -> String {
     common::schema::ids("s")
 }
 
+/// Schema tenants of `Task`, each with its own role.
+fn with_roles(owner: Db) -> SchemaTenants {
+    SchemaTenants::builder(owner)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .expect("builder")
+}
+
 /// A shared view of the session's `search_path`: read through a pooled
 /// connection, it shows what that connection carries.
 #[derive(Model, Debug)]
@@ -370,11 +379,7 @@ async fn invalid_ids_create_nothing() {
 async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
     let (database, owner) = owner().await;
     let id = ids();
-    let tenants = SchemaTenants::builder(owner.clone())
-        .table::<Task>()
-        .roles(true)
-        .build()
-        .unwrap();
+    let tenants = with_roles(owner.clone());
     let made = tenants.create(&id("gone")).await.unwrap();
     let role = made.role.expect("a role");
     tenants.create(&id("stays")).await.unwrap();
@@ -466,11 +471,7 @@ async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
 async fn a_tenant_role_cannot_reach_another_tenant() {
     let (database, owner) = owner().await;
     let id = ids();
-    let tenants = SchemaTenants::builder(owner)
-        .table::<Task>()
-        .roles(true)
-        .build()
-        .unwrap();
+    let tenants = with_roles(owner);
     let a = tenants.create(&id("a")).await.unwrap();
     let b = tenants.create(&id("b")).await.unwrap();
     tenants
@@ -521,11 +522,7 @@ async fn a_tenant_role_cannot_reach_another_tenant() {
 async fn a_table_added_later_reaches_its_tenant_role_only() {
     let (database, owner) = owner().await;
     let id = ids();
-    let tenants = SchemaTenants::builder(owner.clone())
-        .table::<Task>()
-        .roles(true)
-        .build()
-        .unwrap();
+    let tenants = with_roles(owner.clone());
     let a = tenants.create(&id("a")).await.unwrap();
     let b = tenants.create(&id("b")).await.unwrap();
     // What a later migration does, as the role that provisioned: a table
