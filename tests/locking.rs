@@ -244,6 +244,95 @@ async fn keyset_pages_cover_the_tenant_exactly_once() {
 }
 
 #[tokio::test]
+async fn keyset_pages_on_a_column_that_is_not_unique() {
+    let t = two_tenants().await;
+    // Ten documents each, three to a page count: ties on `pages`, broken
+    // by the id. Tenant B's ids interleave with A's.
+    for (org, base) in [(ORG_A, 300), (ORG_B, 301)] {
+        let docs = (0..10).map(|i| Document::new(base + 2 * i, "tie", (i % 4) as i32));
+        t.db.tenant(org).insert_many(docs).exec().await.unwrap();
+    }
+    for org in [ORG_A, ORG_B] {
+        let tenant = t.db.tenant(org);
+        let every: Vec<(i32, i64)> = tenant
+            .select::<Document>()
+            .filter(Document::TITLE.eq("tie"))
+            .order_by(Document::PAGES.asc())
+            .order_by(Document::ID.asc())
+            .all()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| (d.pages, d.id))
+            .collect();
+        assert_eq!(every.len(), 10);
+        // Forwards, pages of 3, the boundary a (pages, id) pair.
+        let mut seen = Vec::new();
+        let mut last: Option<(i32, i64)> = None;
+        loop {
+            let mut page = tenant
+                .select::<Document>()
+                .filter(Document::TITLE.eq("tie"));
+            if let Some(last) = last {
+                page = page.after((Document::PAGES, Document::ID), last);
+            }
+            let rows = page
+                .order_by(Document::PAGES.asc())
+                .order_by(Document::ID.asc())
+                .limit(3)
+                .all()
+                .await
+                .unwrap();
+            let Some(tail) = rows.last() else { break };
+            last = Some((tail.pages, tail.id));
+            assert!(rows.iter().all(|d| d.org_id == org), "only its own rows");
+            seen.extend(rows.iter().map(|d| (d.pages, d.id)));
+        }
+        assert_eq!(seen, every, "every row once, in order, ties included");
+        // Backwards from the end, with `before` and descending order.
+        let (pages, id) = every[every.len() - 1];
+        let back: Vec<(i32, i64)> = tenant
+            .select::<Document>()
+            .filter(Document::TITLE.eq("tie"))
+            .before((Document::PAGES, Document::ID), (pages, id))
+            .order_by(Document::PAGES.desc())
+            .order_by(Document::ID.desc())
+            .limit(4)
+            .all()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| (d.pages, d.id))
+            .collect();
+        let expected: Vec<(i32, i64)> = every[every.len() - 5..every.len() - 1]
+            .iter()
+            .rev()
+            .copied()
+            .collect();
+        assert_eq!(back, expected);
+    }
+    // Three columns, and a boundary taken from the other tenant's rows:
+    // B's page holds none of A's documents.
+    let after_a: Vec<i64> =
+        t.db.tenant(ORG_B)
+            .select::<Document>()
+            .filter(Document::TITLE.eq("tie"))
+            .after(
+                (Document::TITLE, Document::PAGES, Document::ID),
+                ("tie", 0, 300),
+            )
+            .order_by(Document::ID.asc())
+            .all()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+    let b_ids: Vec<i64> = (0..10).map(|i| 301 + 2 * i).collect();
+    assert_eq!(after_a, b_ids, "B's own documents, all of them");
+}
+
+#[tokio::test]
 async fn locking_under_row_level_security() {
     let f = Fixture::new().await;
     let a = f.app.tenant(f.a).begin().await.unwrap();

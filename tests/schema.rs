@@ -17,6 +17,15 @@ fn ids() -> impl Fn(&str) -> String {
     common::schema::ids("s")
 }
 
+/// Schema tenants of `Task`, each with its own role.
+fn with_roles(owner: Db) -> SchemaTenants {
+    SchemaTenants::builder(owner)
+        .table::<Task>()
+        .roles(true)
+        .build()
+        .expect("builder")
+}
+
 /// A shared view of the session's `search_path`: read through a pooled
 /// connection, it shows what that connection carries.
 #[derive(Model, Debug)]
@@ -370,11 +379,7 @@ async fn invalid_ids_create_nothing() {
 async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
     let (database, owner) = owner().await;
     let id = ids();
-    let tenants = SchemaTenants::builder(owner.clone())
-        .table::<Task>()
-        .roles(true)
-        .build()
-        .unwrap();
+    let tenants = with_roles(owner.clone());
     let made = tenants.create(&id("gone")).await.unwrap();
     let role = made.role.expect("a role");
     tenants.create(&id("stays")).await.unwrap();
@@ -466,11 +471,7 @@ async fn drop_removes_schema_role_and_row_and_refuses_foreign_schemas() {
 async fn a_tenant_role_cannot_reach_another_tenant() {
     let (database, owner) = owner().await;
     let id = ids();
-    let tenants = SchemaTenants::builder(owner)
-        .table::<Task>()
-        .roles(true)
-        .build()
-        .unwrap();
+    let tenants = with_roles(owner);
     let a = tenants.create(&id("a")).await.unwrap();
     let b = tenants.create(&id("b")).await.unwrap();
     tenants
@@ -515,6 +516,88 @@ async fn a_tenant_role_cannot_reach_another_tenant() {
     }
     // A second provisioning does not hand out (or change) the password again.
     assert!(tenants.create(&id("a")).await.unwrap().role.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_added_later_reaches_its_tenant_role_only() {
+    let (database, owner) = owner().await;
+    let id = ids();
+    let tenants = with_roles(owner.clone());
+    let a = tenants.create(&id("a")).await.unwrap();
+    let b = tenants.create(&id("b")).await.unwrap();
+    // What a later migration does, as the role that provisioned: a table
+    // and a sequence in each tenant's schema.
+    for schema in [&a.schema, &b.schema] {
+        owner
+            .batch_execute(&format!(
+                "CREATE TABLE {schema}.notes (id bigserial PRIMARY KEY, body text NOT NULL)"
+            ))
+            .await
+            .unwrap();
+    }
+    let a_role = a.role.expect("a's role");
+    let as_a = raw(a_role.config(&database.config())).await;
+    let as_b = raw(b.role.expect("b's role").config(&database.config())).await;
+    let as_owner = raw(database.config()).await;
+    // Each role reads and writes its own new table, the sequence included.
+    for (client, schema, body) in [
+        (&as_a, &a.schema, "a's note"),
+        (&as_b, &b.schema, "b's note"),
+    ] {
+        client
+            .execute(
+                &format!("INSERT INTO {schema}.notes (body) VALUES ($1)"),
+                &[&body],
+            )
+            .await
+            .unwrap();
+        let bodies: Vec<String> = client
+            .query(&format!("SELECT body FROM {schema}.notes"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(bodies, [body]);
+    }
+    // The other tenant's new table stays out of reach, whichever way.
+    for sql in [
+        format!("SELECT * FROM {}.notes", a.schema),
+        format!("UPDATE {}.notes SET body = 'b was here'", a.schema),
+        format!("DELETE FROM {}.notes", a.schema),
+        format!("SELECT nextval('{}.notes_id_seq')", a.schema),
+    ] {
+        let err = as_b.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err}"
+        );
+    }
+    let left: Vec<String> = as_owner
+        .query(&format!("SELECT body FROM {}.notes", a.schema), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, ["a's note"]);
+    // Dropping a tenant takes its default privileges with it: nothing in
+    // pg_default_acl names its role any more.
+    let naming_a = || async {
+        as_owner
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_default_acl \
+                 WHERE defaclacl::text LIKE '%' || $1::text || '%'",
+                &[&a_role.name()],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(naming_a().await, 2, "tables and sequences");
+    tenants.drop_tenant(&id("a")).await.unwrap();
+    assert_eq!(naming_a().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

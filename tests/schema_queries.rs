@@ -207,3 +207,79 @@ async fn a_split_insert_and_a_stream_stay_in_the_tenant_schema() {
     let none: Vec<Task> = b.select::<Task>().stream().try_collect().await.unwrap();
     assert!(none.is_empty());
 }
+
+/// A tenant's projects' names, by id.
+async fn names(tenant: &pebble::SchemaDb) -> Vec<String> {
+    tenant
+        .select::<Project>()
+        .order_by(Project::ID.asc())
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+fn project(id: i64, name: &str) -> Project {
+    Project {
+        id,
+        name: name.into(),
+        plan_id: 1,
+    }
+}
+
+#[tokio::test]
+async fn savepoints_stay_in_the_tenant_schema() {
+    let (_database, _db, tenants, a_id, b_id) = two_tenants().await;
+    let a = tenants.db(&a_id).await.unwrap();
+    let b = tenants.db(&b_id).await.unwrap();
+    b.insert(project(1, "b's own")).exec().await.unwrap();
+
+    let mut tx = a.begin().await.unwrap();
+    tx.insert(project(1, "kept")).exec().await.unwrap();
+    {
+        let mut inner = tx.begin().await.unwrap();
+        inner.insert(project(2, "released")).exec().await.unwrap();
+        let deeper = inner.begin().await.unwrap();
+        deeper
+            .update::<Project>()
+            .set(Project::NAME, "renamed then undone")
+            .filter(Project::ID.eq(1))
+            .exec()
+            .await
+            .unwrap();
+        deeper.rollback().await.unwrap();
+        inner.commit().await.unwrap();
+    }
+    {
+        // A failed statement aborts only its savepoint: the same key as
+        // tenant b's row is no conflict here (another schema), a key of
+        // a's own is.
+        let inner = tx.begin().await.unwrap();
+        inner.insert(project(3, "undone")).exec().await.unwrap();
+        let err = inner.insert(project(1, "dup")).exec().await.unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
+        inner.rollback().await.unwrap();
+    }
+    {
+        // Dropped without commit or rollback: rolled back.
+        let inner = tx.begin().await.unwrap();
+        inner.delete::<Project>().exec().await.unwrap();
+    }
+    tx.insert(project(4, "after")).exec().await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(names(&a).await, ["kept", "released", "after"]);
+    assert_eq!(names(&b).await, ["b's own"]);
+
+    // The same from b's side: a's rows are neither seen nor changed.
+    let mut tx = b.begin().await.unwrap();
+    let inner = tx.begin().await.unwrap();
+    assert_eq!(inner.select::<Project>().count().await.unwrap(), 1);
+    assert_eq!(inner.delete::<Project>().exec().await.unwrap(), 1);
+    inner.commit().await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(names(&a).await, ["kept", "released", "after"]);
+    assert_eq!(names(&b).await, ["b's own"]);
+}

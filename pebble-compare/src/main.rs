@@ -125,13 +125,14 @@ async fn compare(args: Args) -> Result<(), BoxError> {
                 for _ in 0..args.rounds {
                     let s = timed(&contenders, only, workload, clients, duration).await?;
                     eprintln!(
-                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space, {:.1} allocations/op",
+                        "{} {clients} clients {:?}: {:.0}/s {:.1} µs CPU/op, {:.2} of it in user space, {:.1} allocations/op, server {:.1} µs CPU/op",
                         workload.name(),
                         only,
                         s.ops_per_sec(),
                         s.cpu_us_per_op(),
                         s.user_us_per_op(),
-                        s.allocations_per_op()
+                        s.allocations_per_op(),
+                        s.server_us_per_op()
                     );
                 }
                 continue;
@@ -181,6 +182,7 @@ async fn timed(
     let stop = Arc::new(AtomicBool::new(false));
     let cpu = cpu_time();
     let allocations = alloc_count::allocations();
+    let server = measure::server_cpu_time();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
@@ -204,5 +206,6 @@ async fn timed(
         wall,
         cpu: cpu_time().since(cpu),
         allocations: alloc_count::allocations() - allocations,
+        server: measure::server_cpu_time().saturating_sub(server),
     })
 }

@@ -1,6 +1,7 @@
 //! Client CPU time, samples and the markdown table they make.
 
 use std::fmt::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::contenders::{Contender, Workload};
@@ -21,6 +22,56 @@ pub fn cpu_time() -> Cpu {
         user: Duration::from_micros(micros(usage.ru_utime)),
         system: Duration::from_micros(micros(usage.ru_stime)),
     }
+}
+
+/// The server's postmaster, whose processes [`server_cpu_time`] counts.
+static POSTMASTER: OnceLock<i32> = OnceLock::new();
+
+/// Remembers the server's postmaster: the parent of `backend`, the process
+/// of one of its connections (`pg_backend_pid()`).
+pub fn watch_server(backend: i32) {
+    if let Some(parent) = stat(backend).and_then(|fields| fields.get(1)?.parse().ok()) {
+        let _ = POSTMASTER.set(parent);
+    }
+}
+
+/// CPU time (user + system) the server has used: its backends still
+/// running, plus every process of it that has exited (the postmaster's
+/// `cutime`/`cstime`). Zero when the server is not on this machine.
+/// Counted in clock ticks (10 ms), so only long runs read well.
+pub fn server_cpu_time() -> Duration {
+    let Some(&postmaster) = POSTMASTER.get() else {
+        return Duration::ZERO;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // Fields after the command (from field 3, "state"): utime is 14, stime
+    // 15, cutime 16, cstime 17 in proc(5), so 11..=14 here.
+    let ticks = |fields: &[String], at: std::ops::RangeInclusive<usize>| -> u64 {
+        at.filter_map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+    };
+    let mut total = stat(postmaster).map_or(0, |f| ticks(&f, 13..=14));
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if let Some(fields) = stat(pid) {
+                if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(postmaster) {
+                    total += ticks(&fields, 11..=12);
+                }
+            }
+        }
+    }
+    Duration::from_micros(total * 1_000_000 / hz)
+}
+
+/// `/proc/<pid>/stat` from the field after the command name on (the name
+/// may hold spaces), split on spaces: `[0]` is the state, `[1]` the parent.
+fn stat(pid: i32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
 /// CPU time in user space (the client's own code) and in the kernel (its
@@ -52,6 +103,8 @@ pub struct Sample {
     pub cpu: Cpu,
     /// Heap allocations by the whole client during the run.
     pub allocations: u64,
+    /// CPU time the server used during the run (see [`server_cpu_time`]).
+    pub server: Duration,
 }
 
 impl Sample {
@@ -61,6 +114,10 @@ impl Sample {
 
     pub fn cpu_us_per_op(&self) -> f64 {
         self.cpu.total().as_secs_f64() * 1e6 / self.ops.max(1) as f64
+    }
+
+    pub fn server_us_per_op(&self) -> f64 {
+        self.server.as_secs_f64() * 1e6 / self.ops.max(1) as f64
     }
 
     pub fn allocations_per_op(&self) -> f64 {
@@ -121,16 +178,19 @@ impl Series {
     pub fn line(&self, round: usize) -> String {
         let r = &self.samples[round];
         format!(
-            "{:<7} {:>2} clients round {}: limit {:>7.0}/s {:>5.1} µs  sqlx {:>7.0}/s {:>5.1} µs  pebble {:>7.0}/s {:>5.1} µs",
+            "{:<7} {:>2} clients round {}: limit {:>7.0}/s {:>5.1} µs ({:>5.1})  sqlx {:>7.0}/s {:>5.1} µs ({:>5.1})  pebble {:>7.0}/s {:>5.1} µs ({:>5.1})",
             self.workload.name(),
             self.clients,
             round + 1,
             r[0].ops_per_sec(),
             r[0].cpu_us_per_op(),
+            r[0].server_us_per_op(),
             r[1].ops_per_sec(),
             r[1].cpu_us_per_op(),
+            r[1].server_us_per_op(),
             r[2].ops_per_sec(),
             r[2].cpu_us_per_op(),
+            r[2].server_us_per_op(),
         )
     }
 }
@@ -139,18 +199,19 @@ impl Series {
 pub fn table(series: &[Series]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| workload | clients | limit ops/s | sqlx ops/s | pebble ops/s | pebble / limit, median (min–max) | sqlx / limit, median (min–max) | client CPU µs/op: limit / sqlx / pebble | allocations/op: limit / sqlx / pebble |\n",
+        "| workload | clients | limit ops/s | sqlx ops/s | pebble ops/s | pebble / limit, median (min–max) | sqlx / limit, median (min–max) | client CPU µs/op: limit / sqlx / pebble | server CPU µs/op: limit / sqlx / pebble | allocations/op: limit / sqlx / pebble |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for s in series {
         let ops = |c| spread(s.of(c, Sample::ops_per_sec)).0;
         let cpu = |c| spread(s.of(c, Sample::cpu_us_per_op)).0;
         let allocations = |c| spread(s.of(c, Sample::allocations_per_op)).0;
+        let server = |c| spread(s.of(c, Sample::server_us_per_op)).0;
         let (pm, pmin, pmax) = s.ratio(Contender::Pebble);
         let (sm, smin, smax) = s.ratio(Contender::Sqlx);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} ({:.2}–{:.2}) | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
             s.workload.describe(),
             s.clients,
             ops(Contender::Limit),
@@ -165,6 +226,9 @@ pub fn table(series: &[Series]) -> String {
             cpu(Contender::Limit),
             cpu(Contender::Sqlx),
             cpu(Contender::Pebble),
+            server(Contender::Limit),
+            server(Contender::Sqlx),
+            server(Contender::Pebble),
             allocations(Contender::Limit),
             allocations(Contender::Sqlx),
             allocations(Contender::Pebble),

@@ -32,7 +32,7 @@ pub const UPDATE_SQL: &str =
 /// `BEGIN` and the tenant setting in one simple-query message, as pebble
 /// sends it under row-level security.
 pub fn begin_rls(tenant: i64) -> String {
-    format!("BEGIN; SELECT pg_catalog.set_config('pebble.tenant_id', '{tenant}', true)")
+    format!("BEGIN; SET LOCAL pebble.tenant_id = '{tenant}'")
 }
 
 pub struct Fixture {
@@ -54,6 +54,11 @@ impl Fixture {
         let (client, connection) = admin.connect(tokio_postgres::NoTls).await?;
         let connection = tokio::spawn(connection);
         client.batch_execute("CREATE DATABASE compare").await?;
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        crate::measure::watch_server(backend);
         drop(client);
         let _ = connection.await;
 

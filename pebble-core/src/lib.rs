@@ -66,7 +66,7 @@ pub use provision::registry::{TenantRecord, TenantStatus, TenantStrategy};
 pub use provision::roles::TenantRole;
 pub use provision::schema::{Provisioned, SchemaTenants, SchemaTenantsBuilder};
 pub use query::ddl::create_table_sql;
-pub use query::{Cond, Join, Projection};
+pub use query::{Cond, Join, Keyset, Projection};
 pub use rls::audit::{AuditReport, Finding, Severity, TableAudit};
 pub use rls::RlsTable;
 pub use sql_enum::{EnumDef, SqlEnum};

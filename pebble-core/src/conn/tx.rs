@@ -220,10 +220,7 @@ impl TxConn {
     /// The statement that starts this transaction (after `BEGIN` and what
     /// else `begin` says, in the same message): its marker (see `still_ours`).
     fn marker_sql(&self) -> String {
-        format!(
-            "SELECT pg_catalog.set_config('pebble.tx', '{}', true)",
-            self.core.marker
-        )
+        format!("SET LOCAL pebble.tx = '{}'", self.core.marker)
     }
 
     /// `begin` (`BEGIN` with its options), with the transaction's marker, in one message.

@@ -12,6 +12,7 @@ use crate::query::{CopyIn, Delete, Insert, Many, One, Select, Update};
 use crate::scope::Scope;
 
 use super::db::Db;
+use super::savepoint::Savepoint;
 use super::transaction::Transaction;
 use super::Executor;
 
@@ -157,6 +158,53 @@ impl SchemaDb<Transaction> {
     /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<()> {
         self.exec.rollback().await
+    }
+
+    /// Begins a savepoint confined to the same schema (see [`Savepoint`]):
+    /// `commit` keeps what ran in it, `rollback` (or dropping it) undoes
+    /// that and nothing before it.
+    ///
+    /// ```no_run
+    /// # use pebble::{Db, Model};
+    /// # #[derive(Model, Debug)] #[pebble(table = "tasks", per_tenant)] struct Task { #[pebble(primary_key)] id: i64, title: String }
+    /// # async fn demo(db: Db) -> pebble::Result<()> {
+    /// let mut tx = db.schema_tenant("acme")?.begin().await?;
+    /// tx.insert(Task { id: 1, title: "kept".into() }).exec().await?;
+    /// let inner = tx.begin().await?;                 // SAVEPOINT
+    /// inner.insert(Task { id: 2, title: "undone".into() }).exec().await?;
+    /// inner.rollback().await?;                       // task 2 is gone
+    /// tx.commit().await?;                            // task 1 is stored
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin(&mut self) -> Result<SchemaDb<Savepoint<'_>>> {
+        let (id, schema) = (Arc::clone(&self.id), Arc::clone(&self.schema));
+        Ok(SchemaDb {
+            exec: self.exec.begin().await?,
+            id,
+            schema,
+        })
+    }
+}
+
+impl<'a, T> SchemaDb<Savepoint<'a, T>> {
+    /// Keeps what ran in the savepoint (see [`Savepoint::commit`]).
+    pub async fn commit(self) -> Result<()> {
+        self.exec.commit().await
+    }
+
+    /// Undoes what ran in the savepoint (see [`Savepoint::rollback`]).
+    pub async fn rollback(self) -> Result<()> {
+        self.exec.rollback().await
+    }
+
+    /// Begins a savepoint inside this one, confined to the same schema.
+    pub async fn begin(&mut self) -> Result<SchemaDb<Savepoint<'_, T>>> {
+        let (id, schema) = (Arc::clone(&self.id), Arc::clone(&self.schema));
+        Ok(SchemaDb {
+            exec: self.exec.begin().await?,
+            id,
+            schema,
+        })
     }
 }
 

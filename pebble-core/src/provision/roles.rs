@@ -106,6 +106,13 @@ impl fmt::Debug for TenantRole {
 /// rows of its tables (read and write; no TRUNCATE, REFERENCES or
 /// TRIGGER), its sequences, and CONNECT on the current database. No grant
 /// on any other schema: another tenant's tables are `permission denied`.
+///
+/// The same grants are made the schema's default privileges for tables and
+/// sequences the provisioning role creates there later (a migration adding
+/// a table reaches the tenant's role without a grant of its own). Default
+/// privileges belong to the role that creates the objects: tables added by
+/// another role need their own grant. They go with the schema when it is
+/// dropped, and with the tenant's role when it is (`DROP OWNED`).
 pub(crate) fn schema_grants_sql(role: &str, schema: &str) -> String {
     let role = quote(role);
     let schema = quote(schema);
@@ -116,6 +123,13 @@ pub(crate) fn schema_grants_sql(role: &str, schema: &str) -> String {
         format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"),
         format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"),
+        format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"
+        ),
+        format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}"
+        ),
     ]
     .join(";\n")
 }
@@ -173,5 +187,9 @@ mod tests {
         let sql = schema_grants_sql("tenant_acme", "tenant_acme");
         assert!(sql.contains("GRANT USAGE ON SCHEMA \"tenant_acme\" TO \"tenant_acme\""));
         assert!(!sql.contains("public"));
+        assert!(sql.contains(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA \"tenant_acme\" \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"tenant_acme\""
+        ));
     }
 }

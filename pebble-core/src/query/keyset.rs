@@ -1,7 +1,7 @@
-//! Keyset pagination on a select: `after(column, value)` / `before(column,
-//! value)`, the page boundary as a typed condition on a column, so a page
-//! costs an index range scan wherever it is, unlike `OFFSET`, which reads
-//! and throws away every row before the page.
+//! Keyset pagination on a select: `after(key, value)` / `before(key,
+//! value)`, the page boundary as a typed condition on a column or a tuple
+//! of columns, so a page costs an index range scan wherever it is, unlike
+//! `OFFSET`, which reads and throws away every row before the page.
 
 use sea_query::{Expr, ExprTrait};
 
@@ -12,16 +12,101 @@ use crate::sql_type::{IntoValue, SqlType};
 
 use super::select::Select;
 
+/// A page boundary for [`Select::after`] and [`Select::before`]: one
+/// column of `M` with a value of its type, or a tuple of two or three
+/// columns of `M` with a tuple of values of theirs, compared as a row
+/// (`("pages", "id") > ($2, $3)`: by the first column, then the next on a
+/// tie, which is what `ORDER BY "pages", "id"` means).
+///
+/// Implemented by pebble for those shapes only (sealed); a column of
+/// another model, or values of other types, do not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a page boundary of `{M}` with values `{V}`",
+    label = "not a column of `{M}` with a value of its type, or a tuple of 2 or 3 of them",
+    note = "a keyset is one column of the selected model with a value of its type, or a tuple of two or three of its columns with a tuple of values of theirs"
+)]
+pub trait Keyset<M, V>: sealed::Boundary<M, V> {}
+
+impl<M, V, K: sealed::Boundary<M, V>> Keyset<M, V> for K {}
+
+mod sealed {
+    use super::*;
+
+    /// The condition itself, kept out of the public trait so that its
+    /// sea-query types are not part of pebble's API.
+    pub trait Boundary<M, V> {
+        fn condition(self, values: V, after: bool) -> Expr;
+    }
+
+    fn compare(left: Expr, right: Expr, after: bool) -> Expr {
+        if after {
+            left.gt(right)
+        } else {
+            left.lt(right)
+        }
+    }
+
+    impl<M: Model, T: SqlType, V: IntoValue<T::Base>> Boundary<M, V> for Column<M, T> {
+        fn condition(self, value: V, after: bool) -> Expr {
+            compare(Expr::col(self.name()), Expr::val(value.into_value()), after)
+        }
+    }
+
+    impl<M: Model, A: SqlType, B: SqlType, VA: IntoValue<A::Base>, VB: IntoValue<B::Base>>
+        Boundary<M, (VA, VB)> for (Column<M, A>, Column<M, B>)
+    {
+        fn condition(self, (va, vb): (VA, VB), after: bool) -> Expr {
+            compare(
+                Expr::tuple([Expr::col(self.0.name()), Expr::col(self.1.name())]),
+                Expr::tuple([Expr::val(va.into_value()), Expr::val(vb.into_value())]),
+                after,
+            )
+        }
+    }
+
+    impl<
+            M: Model,
+            A: SqlType,
+            B: SqlType,
+            C: SqlType,
+            VA: IntoValue<A::Base>,
+            VB: IntoValue<B::Base>,
+            VC: IntoValue<C::Base>,
+        > Boundary<M, (VA, VB, VC)> for (Column<M, A>, Column<M, B>, Column<M, C>)
+    {
+        fn condition(self, (va, vb, vc): (VA, VB, VC), after: bool) -> Expr {
+            compare(
+                Expr::tuple([
+                    Expr::col(self.0.name()),
+                    Expr::col(self.1.name()),
+                    Expr::col(self.2.name()),
+                ]),
+                Expr::tuple([
+                    Expr::val(va.into_value()),
+                    Expr::val(vb.into_value()),
+                    Expr::val(vc.into_value()),
+                ]),
+                after,
+            )
+        }
+    }
+}
+
 impl<M: Model> Select<M> {
-    /// Keyset pagination: only rows whose `column` is greater than `value`
+    /// Keyset pagination: only rows whose `key` is greater than `value`
     /// (`"column" > $n`, AND-ed after the tenant condition like any filter).
+    /// The key is one column, or a tuple of two or three compared as a row
+    /// (see [`Keyset`]): `(Task::DUE, Task::ID)` pages through a column
+    /// that is not unique, with the primary key breaking ties.
     ///
-    /// Pair it with `.order_by(column.asc())` and a `limit`: the next page
-    /// starts after the last row of this one. The order must match the
-    /// boundary (ascending for `after`, descending for `before`) and the
-    /// column should be unique (a primary key, or a unique column), or rows
-    /// sharing the boundary value are skipped. pebble does not add the
-    /// `ORDER BY` itself, so that an order you already gave is not repeated.
+    /// Pair it with an `.order_by` on the same columns, ascending, and a
+    /// `limit`: the next page starts after the last row of this one. The
+    /// order must match the boundary (ascending for `after`, descending for
+    /// `before`), the key should be unique (end it with the primary key), or
+    /// rows sharing the boundary value are skipped, and its columns should
+    /// be NOT NULL (a NULL compares as unknown: the row is on no page).
+    /// pebble does not add the `ORDER BY` itself, so that an order you
+    /// already gave is not repeated.
     ///
     /// ```
     /// # use pebble::{Db, Model, PoolOptions};
@@ -37,17 +122,28 @@ impl<M: Model> Select<M> {
     ///     page.to_sql()?,
     ///     r#"SELECT "id", "org", "title" FROM "task" WHERE "org" = $1 AND "id" > $2 ORDER BY "id" ASC LIMIT $3"#
     /// );
+    ///
+    /// // A column that is not unique, with the key breaking ties.
+    /// let next = db.tenant(7_i64)
+    ///     .select::<Task>()
+    ///     .after((Task::TITLE, Task::ID), ("draft", last_seen))
+    ///     .order_by(Task::TITLE.asc())
+    ///     .order_by(Task::ID.asc())
+    ///     .limit(50);
+    /// assert_eq!(
+    ///     next.to_sql()?,
+    ///     r#"SELECT "id", "org", "title" FROM "task" WHERE "org" = $1 AND ("title", "id") > ($2, $3) ORDER BY "title" ASC, "id" ASC LIMIT $4"#
+    /// );
     /// # Ok::<(), pebble::Error>(())
     /// ```
-    pub fn after<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T::Base>) -> Self {
-        let condition = Expr::col(column.name()).gt(value.into_value());
-        self.filter(Filter::new(condition))
+    pub fn after<K: Keyset<M, V>, V>(self, key: K, value: V) -> Self {
+        self.filter(Filter::new(key.condition(value, true)))
     }
 
-    /// Keyset pagination backwards: only rows whose `column` is less than
-    /// `value`; pair it with `.order_by(column.desc())` (see [`Select::after`]).
-    pub fn before<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T::Base>) -> Self {
-        let condition = Expr::col(column.name()).lt(value.into_value());
-        self.filter(Filter::new(condition))
+    /// Keyset pagination backwards: only rows whose `key` is less than
+    /// `value`; pair it with a descending `.order_by` on the same columns
+    /// (see [`Select::after`]).
+    pub fn before<K: Keyset<M, V>, V>(self, key: K, value: V) -> Self {
+        self.filter(Filter::new(key.condition(value, false)))
     }
 }

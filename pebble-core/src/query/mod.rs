@@ -26,6 +26,7 @@ pub use join::{
     index, Cond, Condition, InQuery, Join, MaybeNull, Mentions, Models, NotNull, Nullness, Part,
     Pending, Push,
 };
+pub use keyset::Keyset;
 pub use lock::{Locked, RowsOnlyUnderLock};
 pub use projection::{kind, GroupKey, HavingCondition, Item, Projection, Selection, Sort};
 pub use select::Select;
