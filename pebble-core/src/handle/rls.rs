@@ -149,15 +149,21 @@ impl<K: TenantKey> TenantDb<K, RlsDb> {
     }
 
     async fn begin_sql(&self, begin: &str) -> Result<RlsTenantTransaction<K>> {
-        let tenant = Strategy::Rls.tenant_context(self.key())?;
-        let tx = Transaction::begin_in_tenant_context(
-            self.executor().db.shared(),
-            begin,
-            tenant.as_str(),
-        )
-        .await?;
-        Ok(TenantDb::new(RlsTransaction { tx }, self.key().clone()))
+        begin_rls_transaction(&self.executor().db, begin, self.key()).await
     }
+}
+
+/// `begin` (with its options) and the tenant setting for `key` in one
+/// message, on a connection of `db`: the transaction of an [`RlsDb`]
+/// tenant handle, and of a tenant login's (its login already confines it).
+pub(super) async fn begin_rls_transaction<K: TenantKey>(
+    db: &Db,
+    begin: &str,
+    key: &K,
+) -> Result<RlsTenantTransaction<K>> {
+    let tenant = Strategy::Rls.tenant_context(key)?;
+    let tx = Transaction::begin_in_tenant_context(db.shared(), begin, tenant.as_str()).await?;
+    Ok(TenantDb::new(RlsTransaction { tx }, key.clone()))
 }
 
 impl<K: TenantKey> TenantDb<K, RlsTransaction> {
@@ -180,7 +186,8 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
 }
 
 /// A handle on which the database itself confines statements to the
-/// tenant, so raw SQL can be offered: [`RlsDb`] and [`RlsTransaction`].
+/// tenant, so raw SQL can be offered: [`RlsDb`], [`RlsTransaction`] and
+/// [`LoginDb`](crate::LoginDb).
 #[diagnostic::on_unimplemented(
     message = "raw SQL needs row-level security: nothing would confine it to the tenant on `{Self}`",
     label = "this tenant handle is confined by pebble's builders only",
@@ -189,7 +196,7 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
 )]
 pub trait RawSql: Executor + raw::Sealed {}
 
-mod raw {
+pub(super) mod raw {
     pub trait Sealed {}
 }
 
