@@ -278,9 +278,6 @@ impl Sealed for LoginDb {
     }
 }
 
-impl super::rls::RawSql for LoginDb {}
-impl super::rls::raw::Sealed for LoginDb {}
-
 impl fmt::Debug for LoginDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginDb")

@@ -16,6 +16,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::db::Db;
+use super::login::LoginDb;
 use super::savepoint::Savepoint;
 use super::tenant::TenantDb;
 use super::transaction::Transaction;
@@ -196,7 +197,7 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
 )]
 pub trait RawSql: Executor + raw::Sealed {}
 
-pub(super) mod raw {
+mod raw {
     pub trait Sealed {}
 }
 
@@ -206,6 +207,9 @@ impl RawSql for RlsTransaction {}
 impl raw::Sealed for RlsTransaction {}
 impl RawSql for Savepoint<'_, RlsTransaction> {}
 impl raw::Sealed for Savepoint<'_, RlsTransaction> {}
+// A tenant login's pool: the login role confines every statement.
+impl RawSql for LoginDb {}
+impl raw::Sealed for LoginDb {}
 
 impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and
