@@ -139,15 +139,16 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Drops every login of the database (and their group), and checks
+    /// they are gone: a new pool for `a` cannot log in.
     async fn cleanup(self) {
         self.logins.close();
         self.app.db().close();
-        for tenant in [self.a, self.b] {
-            assert!(self.owner.drop_tenant_login(&tenant).await.unwrap());
-        }
-        for org in [1_i64, 2] {
-            self.owner.drop_tenant_login(&org).await.unwrap();
-        }
+        let dropped = self.owner.drop_all_tenant_logins().await.unwrap();
+        assert!(dropped >= 4, "{dropped} logins dropped");
+        let err = self.logins.tenant(self.a).await.unwrap_err();
+        assert!(matches!(err, Error::TenantLoginRefused { .. }), "{err}");
+        assert_eq!(self.owner.drop_all_tenant_logins().await.unwrap(), 0);
         let role = &self.app_role;
         self.owner
             .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))

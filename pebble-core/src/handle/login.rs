@@ -288,6 +288,11 @@ impl fmt::Debug for LoginDb {
 }
 
 impl<K: TenantKey> TenantDb<K, LoginDb> {
+    /// The login role this handle's connections log in as.
+    pub fn login_role(&self) -> &str {
+        self.executor().role()
+    }
+
     /// Starts a transaction for this tenant on its login's pool: `BEGIN`,
     /// one round trip. Confined by the login like every statement of the
     /// pool (the tenant is also set for the transaction, as under

@@ -180,6 +180,48 @@ impl Db {
         Ok(existed)
     }
 
+    /// Drops every tenant login pebble created for this database, and
+    /// their group role: when the database is retired, or to stop using
+    /// tenant logins (roles are cluster-wide and outlive a dropped
+    /// database). Returns how many logins were dropped. Roles of those
+    /// names that pebble did not create are left alone.
+    pub async fn drop_all_tenant_logins(&self) -> Result<u64> {
+        const COUNT: &str = "SELECT count(*) FROM pg_catalog.pg_roles \
+            WHERE pg_catalog.starts_with(rolname, $1) \
+            AND pg_catalog.shobj_description(oid, 'pg_authid') = $2";
+        let database = self.database_oid().await?;
+        let (prefix, group) = (login::prefix(database), login::group(database));
+        let client = self.pool().get().await?;
+        let row = match self.mode() {
+            StatementMode::Prepared => client.query_one(COUNT, &[&prefix, &MARKER]).await?,
+            StatementMode::Unnamed => {
+                use tokio_postgres::types::Type;
+                client
+                    .query_typed_one(COUNT, &[(&prefix, Type::TEXT), (&MARKER, Type::TEXT)])
+                    .await?
+            }
+        };
+        drop(client);
+        let count: i64 = row.try_get(0)?;
+        let sql = format!(
+            "{LOGINS_LOCK};\n\
+             DO $pebble$ DECLARE r text; BEGIN \
+             FOR r IN SELECT rolname FROM pg_catalog.pg_roles \
+               WHERE (pg_catalog.starts_with(rolname, {prefix}) OR rolname = {group}) \
+               AND pg_catalog.shobj_description(oid, 'pg_authid') = {marker} \
+               ORDER BY rolname = {group} LOOP \
+             EXECUTE pg_catalog.format('DROP OWNED BY %I', r); \
+             EXECUTE pg_catalog.format('DROP ROLE %I', r); \
+             END LOOP; END $pebble$",
+            prefix = quote_literal(&prefix),
+            group = quote_literal(&group),
+            marker = quote_literal(MARKER),
+        );
+        self.run_login_sql(&sql, &group, None).await?;
+        tracing::info!(target: "pebble::rls", count, "tenant logins dropped");
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn tenant_login_exists(&self, role: &str) -> Result<bool> {
         const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)";
         let client = self.pool().get().await?;
