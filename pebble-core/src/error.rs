@@ -428,7 +428,8 @@ pub enum Error {
         schema: String,
     },
 
-    /// A tenant's login role (`tenant_<id>`) exists but pebble did not
+    /// A tenant's login role (`tenant_<id>`, or a tenant login's
+    /// `pebble_<database oid>_<id>` and its group) exists but pebble did not
     /// create it (it carries no pebble marker comment): an operator's,
     /// another application's on the same cluster, another strategy's.
     /// Adopting it, or giving it a new password
