@@ -899,3 +899,67 @@ async fn through_pgbouncer_in_transaction_mode_with_unnamed_statements() {
     drop(bouncer);
     drop(test_db);
 }
+
+#[tokio::test]
+async fn an_owner_with_createrole_but_no_superuser_manages_logins() {
+    let test_db = pebble_testkit::database().await.unwrap();
+    let admin = Db::connect(test_db.config()).await.unwrap();
+    let deployer = format!("deployer_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {deployer} LOGIN CREATEROLE; GRANT CREATE ON SCHEMA public TO {deployer}"
+        ))
+        .await
+        .unwrap();
+    let mut config = test_db.config();
+    config.user(&deployer);
+    let owner = Db::connect(config).await.unwrap();
+    owner.create_table::<Note>().await.unwrap();
+    let tables = [RlsTable::of::<Note>()];
+    owner.install_rls_tables(&tables).await.unwrap();
+    owner.grant_tenant_logins(&tables).await.unwrap();
+    let (blue, red) = ("blue".to_owned(), "red".to_owned());
+    for team in [&blue, &red, &blue] {
+        owner.create_tenant_login(team, &secret()).await.unwrap();
+    }
+    let logins = TenantLogins::connect(test_db.config(), secret(), PoolOptions::default(), 2)
+        .await
+        .unwrap();
+    for team in [&blue, &red] {
+        logins
+            .tenant(team.clone())
+            .await
+            .unwrap()
+            .insert(Note {
+                id: 0,
+                team: String::new(),
+                body: format!("{team}'s"),
+            })
+            .exec()
+            .await
+            .unwrap();
+    }
+    let rows = logins
+        .tenant(blue.clone())
+        .await
+        .unwrap()
+        .query("SELECT body FROM notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>(),
+        ["blue's"]
+    );
+    logins.close();
+    for team in [&blue, &red] {
+        assert!(owner.drop_tenant_login(team).await.unwrap());
+    }
+    owner.close();
+    admin.drop_all_tenant_logins().await.unwrap();
+    admin
+        .batch_execute(&format!("DROP OWNED BY {deployer}; DROP ROLE {deployer}"))
+        .await
+        .unwrap();
+}

@@ -41,10 +41,14 @@ const FOREIGN_GROUP: &str = "PB004";
 const MARKER: &str = "pebble tenant login";
 
 /// `CREATE ROLE name attributes` unless it exists; a role of that name
-/// without pebble's marker raises `foreign` (a SQLSTATE). Ends with `ALTER
-/// ROLE`, so an existing role gets the attributes back if someone changed
-/// them.
+/// without pebble's marker raises `foreign` (a SQLSTATE). An existing role
+/// whose attributes someone changed gets them back with `ALTER ROLE`, and
+/// only then: PostgreSQL lets only a superuser name SUPERUSER, BYPASSRLS or
+/// REPLICATION in `ALTER ROLE` (even to turn them off), so an owner with
+/// CREATEROLE alone can keep creating logins that nobody tampered with.
 fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
+    let login = attributes.starts_with("LOGIN");
+    let inherit = attributes.ends_with(" INHERIT");
     format!(
         "DO $pebble$ BEGIN \
          IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
@@ -53,8 +57,11 @@ fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
            MESSAGE = 'role ' || {literal} || ' was not created by pebble'; END IF; \
          IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN \
          CREATE ROLE {role} {attributes}; \
-         COMMENT ON ROLE {role} IS {marker}; END IF; END $pebble$;\n\
-         ALTER ROLE {role} {attributes}",
+         COMMENT ON ROLE {role} IS {marker}; \
+         ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
+           AND (rolsuper OR rolbypassrls OR rolreplication OR rolcreaterole OR rolcreatedb \
+           OR rolcanlogin <> {login} OR rolinherit <> {inherit})) THEN \
+         ALTER ROLE {role} {attributes}; END IF; END $pebble$",
         literal = quote_literal(name),
         role = quote_ident(name),
         marker = quote_literal(MARKER),
@@ -93,10 +100,14 @@ impl Db {
             LOGINS_LOCK.to_owned(),
             ensure_role_sql(&group, GROUP_ATTRIBUTES, FOREIGN_GROUP),
         ];
+        // CONNECT is PUBLIC's by default; granting it needs the database's
+        // owner, so only where it was revoked.
         sql.push(format!(
-            "DO $pebble$ BEGIN EXECUTE pg_catalog.format('GRANT CONNECT ON DATABASE %I TO %I', \
-             pg_catalog.current_database(), {}); END $pebble$",
-            quote_literal(&group)
+            "DO $pebble$ BEGIN \
+             IF NOT pg_catalog.has_database_privilege({group}, pg_catalog.current_database(), 'CONNECT') THEN \
+             EXECUTE pg_catalog.format('GRANT CONNECT ON DATABASE %I TO %I', \
+             pg_catalog.current_database(), {group}); END IF; END $pebble$",
+            group = quote_literal(&group)
         ));
         sql.extend(grants_sql(&quoted, tables));
         // One message: one implicit transaction, rolled back whole on an error.
@@ -145,7 +156,9 @@ impl Db {
     }
 
     /// Drops tenant `key`'s login role if pebble created it; whether there
-    /// was one. A role of that name pebble did not create is left alone
+    /// was one. Its grants come from the group, so it holds nothing of its
+    /// own and `CREATEROLE` suffices (a privilege someone granted it
+    /// directly makes the drop fail, naming it). A role of that name pebble did not create is left alone
     /// ([`Error::RoleNotProvisionedByPebble`]). Connections already logged
     /// in as it keep their session but lose every grant (their group
     /// membership goes with the role); close the application's pool for
@@ -162,7 +175,7 @@ impl Db {
              RAISE EXCEPTION USING ERRCODE = '{FOREIGN_LOGIN}', \
                MESSAGE = 'role ' || {literal} || ' was not created by pebble'; END IF; \
              IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN \
-             DROP OWNED BY {quoted}; DROP ROLE {quoted}; END IF; END $pebble$",
+             DROP ROLE {quoted}; END IF; END $pebble$",
             literal = quote_literal(&role),
             quoted = quote_ident(&role),
             marker = quote_literal(MARKER),
@@ -261,5 +274,19 @@ impl Db {
                 _ => e,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_only_altered_when_they_drifted() {
+        let sql = ensure_role_sql("pebble_1_a", LOGIN_ATTRIBUTES, FOREIGN_LOGIN);
+        assert!(sql.contains("rolcanlogin <> true OR rolinherit <> true"));
+        let sql = ensure_role_sql("pebble_logins_1", GROUP_ATTRIBUTES, FOREIGN_GROUP);
+        assert!(sql.contains("rolcanlogin <> false OR rolinherit <> false"));
+        assert!(sql.contains("ELSIF EXISTS"));
     }
 }
