@@ -7,7 +7,7 @@
 //! roles); otherwise pebble-testkit starts a throwaway PostgreSQL and stops
 //! it on exit. It drops the database and the roles it created.
 
-use pebble::{Db, Model, RlsDb, RlsTable};
+use pebble::{Db, LoginSecret, Model, PoolOptions, RlsDb, RlsTable, TenantLogins};
 use uuid::Uuid;
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -121,6 +121,37 @@ async fn main() -> Result<(), AnyError> {
             ),
         }
     );
+
+    // 7. Tenant logins: the tenant bound to the connection. Each tenant's
+    //    pool logs in as its own role, whose password derives from one
+    //    secret; no statement sets the tenant, so none can change it.
+    let secret = LoginSecret::new("from the secret manager, 16+ bytes")?;
+    owner.grant_tenant_logins(&[RlsTable::of::<Task>()]).await?;
+    for org in [acme, globex] {
+        owner.create_tenant_login(&org, &secret).await?;
+    }
+    let mut base = database.config();
+    base.user(&app_role).password(&password); // read once: the database's oid
+    let logins =
+        TenantLogins::connect(base, secret, PoolOptions::default().max_size(2), 100).await?;
+    let as_globex = logins.tenant(globex).await?;
+    println!("\nglobex logged in as {}", as_globex.login_role());
+    let hijack = as_globex
+        .query(
+            "SELECT count(*) FROM tasks WHERE set_config('pebble.tenant_id', $1, true) IS NOT NULL",
+            &[&acme.to_string()],
+        )
+        .await?;
+    println!(
+        "globex's login, raw SQL setting acme as the tenant: {} row(s) visible (its own)",
+        hijack[0].get::<_, i64>(0)
+    );
+    let as_acme = logins.tenant(acme).await?.select::<Task>().count().await?;
+    println!(
+        "acme's login, through the builder: {as_acme} tasks; one statement, no BEGIN/SET/COMMIT"
+    );
+    logins.close();
+    owner.drop_all_tenant_logins().await?; // the logins and their group role
 
     app.db().close();
     owner

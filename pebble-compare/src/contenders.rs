@@ -4,12 +4,14 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pebble::{Db, PoolOptions, RlsDb};
+use pebble::{Db, PoolOptions, RlsDb, TenantLogins};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::setup::{begin_rls, new_item, Fixture, Item, INSERT_SQL, SELECT_SQL, UPDATE_SQL};
+use crate::setup::{
+    begin_rls, login_secret, new_item, Fixture, Item, INSERT_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -19,14 +21,16 @@ pub enum Workload {
     Insert,
     Update,
     RlsSelect,
+    RlsLogin,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Select,
         Workload::Insert,
         Workload::Update,
         Workload::RlsSelect,
+        Workload::RlsLogin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +39,7 @@ impl Workload {
             Workload::Insert => "insert",
             Workload::Update => "update",
             Workload::RlsSelect => "rls",
+            Workload::RlsLogin => "rls-login",
         }
     }
 
@@ -44,6 +49,7 @@ impl Workload {
             Workload::Insert => "insert one row",
             Workload::Update => "update one column by key",
             Workload::RlsSelect => "point select under row-level security",
+            Workload::RlsLogin => "point select under row-level security, as the tenant's login",
         }
     }
 }
@@ -103,7 +109,16 @@ pub struct Contenders {
     sqlx_app: PgPool,
     pebble: Db,
     pebble_app: RlsDb,
+    /// Per tenant (index `tenant - 1`), connected as its login: two
+    /// connections for the limit (client `c` uses `c % 2`), a pool of at
+    /// most two for sqlx and for pebble.
+    limit_login: Vec<[Arc<LimitConn>; 2]>,
+    sqlx_login: Vec<PgPool>,
+    pebble_login: TenantLogins,
 }
+
+/// Connections per tenant login (pool size), for every contender.
+const PER_LOGIN: usize = 2;
 
 fn sqlx_options(config: &tokio_postgres::Config) -> Result<PgConnectOptions, BoxError> {
     let mut options = PgConnectOptions::new();
@@ -137,7 +152,13 @@ async fn sqlx_pool(config: &tokio_postgres::Config, clients: usize) -> Result<Pg
 }
 
 impl Contenders {
-    pub async fn connect(fixture: &Fixture, clients: usize) -> Result<Contenders, BoxError> {
+    /// Connected for up to `clients` clients, whose operations spread over
+    /// the first `active_tenants` tenants.
+    pub async fn connect(
+        fixture: &Fixture,
+        clients: usize,
+        active_tenants: i64,
+    ) -> Result<Contenders, BoxError> {
         let mut limit = Vec::with_capacity(clients);
         let mut limit_app = Vec::with_capacity(clients);
         for _ in 0..clients {
@@ -145,8 +166,38 @@ impl Contenders {
             limit_app.push(Arc::new(LimitConn::connect(&fixture.app).await?));
         }
         let options = PoolOptions::default().max_size(clients);
+        let mut limit_login = Vec::with_capacity(fixture.logins.len());
+        let mut sqlx_login = Vec::with_capacity(fixture.logins.len());
+        for login in &fixture.logins {
+            limit_login.push([
+                Arc::new(LimitConn::connect(login).await?),
+                Arc::new(LimitConn::connect(login).await?),
+            ]);
+            sqlx_login.push(
+                PgPoolOptions::new()
+                    .max_connections(PER_LOGIN as u32)
+                    .test_before_acquire(false)
+                    .connect_lazy_with(sqlx_options(login)?),
+            );
+        }
+        let pebble_login = TenantLogins::connect(
+            fixture.app.clone(),
+            login_secret()?,
+            PoolOptions::default().max_size(PER_LOGIN),
+            TENANTS as usize,
+        )
+        .await?;
+        let keys = fixture
+            .keys
+            .iter()
+            .copied()
+            .filter(|(tenant, _)| *tenant <= active_tenants)
+            .collect();
         Ok(Contenders {
-            keys: Arc::new(fixture.keys.clone()),
+            limit_login,
+            sqlx_login,
+            pebble_login,
+            keys: Arc::new(keys),
             limit,
             limit_app,
             sqlx: sqlx_pool(&fixture.owner, clients).await?,
@@ -232,6 +283,15 @@ impl Contenders {
                 black_box(limit_item(&row?)?);
                 commit?;
             }
+            Workload::RlsLogin => {
+                // The login confines it: the statement alone, one exchange.
+                let conn = &self.limit_login[(tenant - 1) as usize][client % PER_LOGIN];
+                let row = conn
+                    .client
+                    .query_one(&conn.select, &[&tenant, &id, &1_i64])
+                    .await?;
+                black_box(limit_item(&row)?);
+            }
         }
         Ok(())
     }
@@ -288,6 +348,15 @@ impl Contenders {
                 black_box(sqlx_item(row));
                 tx.commit().await?;
             }
+            Workload::RlsLogin => {
+                let row: SqlxRow = sqlx::query_as(SELECT_SQL)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(1_i64)
+                    .fetch_one(&self.sqlx_login[(tenant - 1) as usize])
+                    .await?;
+                black_box(sqlx_item(row));
+            }
         }
         Ok(())
     }
@@ -328,6 +397,16 @@ impl Contenders {
                         .await?,
                 );
             }
+            Workload::RlsLogin => {
+                black_box(
+                    self.pebble_login
+                        .tenant(tenant)
+                        .await?
+                        .find::<Item>(id)
+                        .one()
+                        .await?,
+                );
+            }
         }
         Ok(())
     }
@@ -335,11 +414,15 @@ impl Contenders {
     pub fn close(&self) {
         self.pebble.close();
         self.pebble_app.db().close();
+        self.pebble_login.close();
     }
 
     pub async fn close_sqlx(&self) {
         self.sqlx.close().await;
         self.sqlx_app.close().await;
+        for pool in &self.sqlx_login {
+            pool.close().await;
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p pebble-compare -- [--rounds 5] [--clients 1,16] [--seconds 2]
-//!                                          [--workloads select,insert,update,rls]
+//!                                          [--workloads select,insert,update,rls,rls-login]
+//! cargo run --release -p pebble-compare -- --active-tenants 8 ...   (operations on the first 8 tenants only)
 //! cargo run --release -p pebble-compare -- --only pebble ...   (one contender alone, to profile it)
 //! cargo run --release -p pebble-compare -- scale [--tenants 1000]
 //! ```
@@ -37,6 +38,8 @@ struct Args {
     workloads: Vec<Workload>,
     scale: bool,
     tenants: usize,
+    /// Operations spread over the first this many of the 50 tenants.
+    active_tenants: i64,
     /// Only this contender, for profiling it alone (no table then).
     only: Option<Contender>,
 }
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Args, BoxError> {
         workloads: Workload::ALL.to_vec(),
         scale: false,
         tenants: 1000,
+        active_tenants: setup::TENANTS,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--rounds" => args.rounds = value()?.parse()?,
             "--seconds" => args.seconds = value()?.parse()?,
             "--tenants" => args.tenants = value()?.parse()?,
+            "--active-tenants" => args.active_tenants = value()?.parse()?,
             "--clients" => {
                 args.clients = value()?
                     .split(',')
@@ -92,6 +97,9 @@ fn parse_args() -> Result<Args, BoxError> {
     if args.rounds == 0 || args.clients.contains(&0) || args.seconds <= 0.0 {
         return Err("rounds, clients and seconds must be positive".into());
     }
+    if !(1..=setup::TENANTS).contains(&args.active_tenants) {
+        return Err(format!("--active-tenants must be 1 to {}", setup::TENANTS).into());
+    }
     Ok(args)
 }
 
@@ -112,7 +120,7 @@ async fn compare(args: Args) -> Result<(), BoxError> {
     eprintln!("starting a server and loading 50 tenants x 200 rows ...");
     let fixture = setup::Fixture::load().await?;
     let most = args.clients.iter().copied().max().unwrap_or(1);
-    let contenders = Arc::new(Contenders::connect(&fixture, most).await?);
+    let contenders = Arc::new(Contenders::connect(&fixture, most, args.active_tenants).await?);
     let duration = Duration::from_secs_f64(args.seconds);
     let warm_up = duration.min(Duration::from_millis(500));
 

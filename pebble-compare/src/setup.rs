@@ -1,8 +1,9 @@
 //! The shared fixture: a throwaway server, one table of 50 tenants × 200
-//! rows with row-level security installed, and an application role.
+//! rows with row-level security installed, an application role, and a
+//! tenant login per tenant.
 
-use pebble::{Db, Model, PoolOptions, RlsTable};
-use pebble_testkit::TempServer;
+use pebble::{Db, LoginSecret, Model, PoolOptions, RlsTable};
+use pebble_testkit::{ServerOptions, TempServer};
 
 pub const TENANTS: i64 = 50;
 pub const ROWS_PER_TENANT: usize = 200;
@@ -35,12 +36,19 @@ pub fn begin_rls(tenant: i64) -> String {
     format!("BEGIN; SET LOCAL pebble.tenant_id = '{tenant}'")
 }
 
+/// The secret every tenant login's password derives from.
+pub fn login_secret() -> Result<LoginSecret, pebble::Error> {
+    LoginSecret::new("pebble-compare's tenant login secret")
+}
+
 pub struct Fixture {
     /// Held so that the server lives as long as the fixture; stopped and
     /// deleted when it is dropped.
     _server: TempServer,
     pub owner: tokio_postgres::Config,
     pub app: tokio_postgres::Config,
+    /// Tenant `t`'s login (user and password) at `logins[t - 1]`.
+    pub logins: Vec<tokio_postgres::Config>,
     /// Every (tenant, id) loaded, in load order.
     pub keys: Vec<(i64, i64)>,
 }
@@ -49,7 +57,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Fixture {
     pub async fn load() -> Result<Fixture, BoxError> {
-        let server = TempServer::start()?;
+        // Room for every contender's connections, 50 tenant-login pools each included.
+        let server = TempServer::start_with(ServerOptions::default().max_connections(700))?;
         let admin = server.config();
         let (client, connection) = admin.connect(tokio_postgres::NoTls).await?;
         let connection = tokio::spawn(connection);
@@ -69,7 +78,15 @@ impl Fixture {
         let password = db
             .create_app_role("compare_app", &[RlsTable::of::<Item>()])
             .await?;
+        db.grant_tenant_logins(&[RlsTable::of::<Item>()]).await?;
+        let mut logins = Vec::new();
         for tenant in 1..=TENANTS {
+            let role = db.create_tenant_login(&tenant, &login_secret()?).await?;
+            // The throwaway server trusts every login: no password needed
+            // for the limit's own connections (pebble derives and sends it).
+            let mut login = owner.clone();
+            login.user(&role);
+            logins.push(login);
             db.tenant(tenant)
                 .insert_many((0..ROWS_PER_TENANT).map(|i| Item {
                     id: 0,
@@ -112,6 +129,7 @@ impl Fixture {
             _server: server,
             owner,
             app,
+            logins,
             keys,
         })
     }

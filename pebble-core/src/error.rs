@@ -446,7 +446,8 @@ pub enum Error {
         schema: String,
     },
 
-    /// A tenant's login role (`tenant_<id>`) exists but pebble did not
+    /// A tenant's login role (`tenant_<id>`, or a tenant login's
+    /// `pebble_<database oid>_<id>` and its group) exists but pebble did not
     /// create it (it carries no pebble marker comment): an operator's,
     /// another application's on the same cluster, another strategy's.
     /// Adopting it, or giving it a new password
@@ -463,6 +464,44 @@ pub enum Error {
         id: String,
         /// The role the tenant id names.
         role: String,
+    },
+
+    /// A [`LoginSecret`](crate::LoginSecret) shorter than 16 bytes: every
+    /// tenant login's password derives from it, so it must be as hard to
+    /// guess as a strong password.
+    #[error("a login secret must be at least 16 bytes long, got {len}")]
+    LoginSecretTooShort {
+        /// The length given.
+        len: usize,
+    },
+
+    /// Tenant `id`'s login role name (`pebble_<database oid>_<id>`) would
+    /// be longer than the 63 bytes PostgreSQL keeps of a name (it would
+    /// silently cut it, and two tenants could share a login). Nothing was
+    /// sent. Use shorter tenant keys for tenant logins.
+    #[error(
+        "tenant {id:?} makes the login role name {role:?}, {} bytes long: role names hold at most 63",
+        role.len()
+    )]
+    TenantLoginNameTooLong {
+        /// The tenant key, as text.
+        id: String,
+        /// The role name it would need.
+        role: String,
+    },
+
+    /// The server refused to log in as tenant login `role`: the login does
+    /// not exist (never created, or dropped), or its password is not the one
+    /// derived from this [`LoginSecret`](crate::LoginSecret) (SQLSTATE 28P01
+    /// or 28000). Create it with
+    /// [`Db::create_tenant_login`](crate::Db::create_tenant_login), with
+    /// the same secret the application uses.
+    #[error("the server refused tenant login {role:?} (missing, or another secret): {message}")]
+    TenantLoginRefused {
+        /// The tenant login role.
+        role: String,
+        /// The server's message.
+        message: String,
     },
 
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a

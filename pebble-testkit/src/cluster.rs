@@ -64,6 +64,15 @@ impl Cluster {
             dir,
         };
         cluster.init()?;
+        if cluster.options.password_logins {
+            cluster.write_hba(
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 host all postgres ::1/128 trust\n\
+                 host all all 127.0.0.1/32 scram-sha-256\n\
+                 host all all ::1/128 scram-sha-256\n",
+            )?;
+        }
         if let Some(tls) = tls {
             cluster.install_tls(tls)?;
         }
@@ -152,11 +161,7 @@ impl Cluster {
             user.own(&ca)?;
         }
         if let Some(rules) = tls.hba {
-            let hba = self.data().join("pg_hba.conf");
-            fs::write(&hba, rules)?;
-            if let Some(user) = self.run_as {
-                user.own(&hba)?;
-            }
+            self.write_hba(rules)?;
         }
         self.settings.push(("ssl".into(), "on".into()));
         self.settings
@@ -165,6 +170,16 @@ impl Cluster {
             .push(("ssl_key_file".into(), key.display().to_string()));
         self.settings
             .push(("ssl_ca_file".into(), ca.display().to_string()));
+        Ok(())
+    }
+
+    /// Replaces initdb's `pg_hba.conf` (trust for everyone) with `rules`.
+    fn write_hba(&self, rules: &str) -> Result<(), Error> {
+        let hba = self.data().join("pg_hba.conf");
+        fs::write(&hba, rules)?;
+        if let Some(user) = self.run_as {
+            user.own(&hba)?;
+        }
         Ok(())
     }
 

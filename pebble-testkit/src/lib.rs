@@ -115,6 +115,7 @@ impl std::fmt::Debug for Server {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     max_connections: u32,
+    password_logins: bool,
 }
 
 impl Default for ServerOptions {
@@ -122,6 +123,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             max_connections: 400,
+            password_logins: false,
         }
     }
 }
@@ -131,6 +133,22 @@ impl ServerOptions {
     /// server allows reserves shared memory and semaphores at start.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = connections.max(10);
+        self
+    }
+
+    /// Every role but `postgres` logs in over TCP only with its
+    /// SCRAM-SHA-256 password (`postgres` keeps logging in without one, to
+    /// create those roles), instead of initdb's trust for everyone: for
+    /// tests of passwords the server must check.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), pebble_testkit::Error> {
+    /// use pebble_testkit::{ServerOptions, TempServer};
+    /// let server = TempServer::start_with(ServerOptions::default().password_logins())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn password_logins(mut self) -> Self {
+        self.password_logins = true;
         self
     }
 }

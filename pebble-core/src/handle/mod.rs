@@ -8,6 +8,8 @@ pub(crate) mod bulk;
 pub(crate) mod cross;
 pub(crate) mod database;
 pub(crate) mod db;
+pub(crate) mod login;
+mod login_pools;
 pub(crate) mod rls;
 pub(crate) mod savepoint;
 pub(crate) mod schema;

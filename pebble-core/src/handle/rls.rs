@@ -16,6 +16,7 @@ use crate::scope::{Scope, Strategy};
 use crate::sql_type::TenantKey;
 
 use super::db::Db;
+use super::login::LoginDb;
 use super::savepoint::Savepoint;
 use super::tenant::TenantDb;
 use super::transaction::Transaction;
@@ -149,15 +150,21 @@ impl<K: TenantKey> TenantDb<K, RlsDb> {
     }
 
     async fn begin_sql(&self, begin: &str) -> Result<RlsTenantTransaction<K>> {
-        let tenant = Strategy::Rls.tenant_context(self.key())?;
-        let tx = Transaction::begin_in_tenant_context(
-            self.executor().db.shared(),
-            begin,
-            tenant.as_str(),
-        )
-        .await?;
-        Ok(TenantDb::new(RlsTransaction { tx }, self.key().clone()))
+        begin_rls_transaction(&self.executor().db, begin, self.key()).await
     }
+}
+
+/// `begin` (with its options) and the tenant setting for `key` in one
+/// message, on a connection of `db`: the transaction of an [`RlsDb`]
+/// tenant handle, and of a tenant login's (its login already confines it).
+pub(super) async fn begin_rls_transaction<K: TenantKey>(
+    db: &Db,
+    begin: &str,
+    key: &K,
+) -> Result<RlsTenantTransaction<K>> {
+    let tenant = Strategy::Rls.tenant_context(key)?;
+    let tx = Transaction::begin_in_tenant_context(db.shared(), begin, tenant.as_str()).await?;
+    Ok(TenantDb::new(RlsTransaction { tx }, key.clone()))
 }
 
 impl<K: TenantKey> TenantDb<K, RlsTransaction> {
@@ -180,7 +187,8 @@ impl<K: TenantKey> TenantDb<K, RlsTransaction> {
 }
 
 /// A handle on which the database itself confines statements to the
-/// tenant, so raw SQL can be offered: [`RlsDb`] and [`RlsTransaction`].
+/// tenant, so raw SQL can be offered: [`RlsDb`], [`RlsTransaction`] and
+/// [`LoginDb`](crate::LoginDb).
 #[diagnostic::on_unimplemented(
     message = "raw SQL needs row-level security: nothing would confine it to the tenant on `{Self}`",
     label = "this tenant handle is confined by pebble's builders only",
@@ -199,6 +207,9 @@ impl RawSql for RlsTransaction {}
 impl raw::Sealed for RlsTransaction {}
 impl RawSql for Savepoint<'_, RlsTransaction> {}
 impl raw::Sealed for Savepoint<'_, RlsTransaction> {}
+// A tenant login's pool: the login role confines every statement.
+impl RawSql for LoginDb {}
+impl raw::Sealed for LoginDb {}
 
 impl<K: TenantKey, E: Executor> TenantDb<K, E> {
     /// Runs parameterised raw SQL (`$1`, `$2`, ...) as this tenant and

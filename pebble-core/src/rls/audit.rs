@@ -31,6 +31,79 @@ pub struct AuditReport {
     pub privileged_roles: Vec<String>,
     /// Per audited table.
     pub tables: Vec<TableAudit>,
+    /// This database's tenant logins (see
+    /// [`Db::create_tenant_login`](crate::Db::create_tenant_login)) that
+    /// row-level security would not confine, or that may empty a table:
+    /// none after a correct install.
+    pub tenant_logins: Vec<LoginAudit>,
+}
+
+/// A tenant login of the audited database with rights that get it past
+/// row-level security: from [`AuditReport::tenant_logins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoginAudit {
+    /// The login role.
+    pub role: String,
+    /// It is a superuser: it bypasses row-level security.
+    pub superuser: bool,
+    /// It has BYPASSRLS.
+    pub bypass_rls: bool,
+    /// Superuser or BYPASSRLS roles it is a member of.
+    pub privileged_roles: Vec<String>,
+    /// Audited tables it owns (or whose owner it is a member of).
+    pub owns: Vec<String>,
+    /// Audited tables it may TRUNCATE.
+    pub can_truncate: Vec<String>,
+}
+
+impl LoginAudit {
+    fn findings(&self, found: &mut Vec<Finding>) {
+        let role = &self.role;
+        let mut gap = |message: String| {
+            found.push(Finding {
+                severity: Severity::Gap,
+                table: None,
+                message,
+            })
+        };
+        if self.superuser {
+            gap(format!(
+                "tenant login `{role}` is a superuser, which bypasses row-level security; \
+                 run create_tenant_login again"
+            ));
+        }
+        if self.bypass_rls {
+            gap(format!(
+                "tenant login `{role}` has BYPASSRLS; run create_tenant_login again"
+            ));
+        }
+        for privileged in &self.privileged_roles {
+            gap(format!(
+                "tenant login `{role}` is a member of `{privileged}`, a superuser or BYPASSRLS \
+                 role; revoke the membership"
+            ));
+        }
+        for table in &self.owns {
+            gap(format!(
+                "tenant login `{role}` owns `{table}` (or is a member of its owner) and can turn \
+                 row-level security off"
+            ));
+        }
+        for table in &self.can_truncate {
+            gap(format!(
+                "tenant login `{role}` may TRUNCATE `{table}`, which empties every tenant; revoke it"
+            ));
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        !self.superuser
+            && !self.bypass_rls
+            && self.privileged_roles.is_empty()
+            && self.owns.is_empty()
+            && self.can_truncate.is_empty()
+    }
 }
 
 /// What is in place on one table.
@@ -132,6 +205,9 @@ impl AuditReport {
         }
         for t in &self.tables {
             t.findings(&self.role, &mut found);
+        }
+        for login in &self.tenant_logins {
+            login.findings(&mut found);
         }
         found.sort_by_key(|f| f.severity == Severity::Warning);
         found
@@ -288,6 +364,25 @@ const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
         AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1) \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
+/// This database's tenant logins (named `pebble_<database oid>_...`) with
+/// their attributes, and the audited tables ($1, quoted names) they own
+/// or may TRUNCATE.
+const LOGINS_QUERY: &str = "\
+SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, \
+  ARRAY(SELECT o.rolname::text FROM pg_catalog.pg_roles o \
+        WHERE (o.rolsuper OR o.rolbypassrls) AND o.oid <> r.oid \
+        AND pg_catalog.pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY 1), \
+  ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
+        WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
+        AND pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER') ORDER BY 1), \
+  ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
+        WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
+        AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1) \
+FROM pg_catalog.pg_roles r \
+WHERE pg_catalog.starts_with(r.rolname, 'pebble_' || (SELECT d.oid FROM pg_catalog.pg_database d \
+      WHERE d.datname = pg_catalog.current_database()) || '_') \
+ORDER BY 1";
+
 static TABLE_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!("\
 SELECT c.relrowsecurity, c.relforcerowsecurity, \
@@ -329,7 +424,30 @@ pub(crate) async fn run(
         bypass_rls: role.try_get(2)?,
         privileged_roles: role.try_get(3)?,
         tables: Vec::with_capacity(tables.len()),
+        tenant_logins: Vec::new(),
     };
+    let names: Vec<String> = tables.iter().map(|t| quote_ident(t.table())).collect();
+    let logins = match mode {
+        StatementMode::Prepared => client.query(LOGINS_QUERY, &[&names]).await?,
+        StatementMode::Unnamed => {
+            client
+                .query_typed(LOGINS_QUERY, &[(&names, Type::TEXT_ARRAY)])
+                .await?
+        }
+    };
+    for row in logins {
+        let login = LoginAudit {
+            role: row.try_get(0)?,
+            superuser: row.try_get(1)?,
+            bypass_rls: row.try_get(2)?,
+            privileged_roles: row.try_get(3)?,
+            owns: row.try_get(4)?,
+            can_truncate: row.try_get(5)?,
+        };
+        if !login.is_clean() {
+            report.tenant_logins.push(login);
+        }
+    }
     for table in tables {
         let name = quote_ident(table.table());
         let (column, policy) = (table.tenant_column(), TENANT_POLICY);

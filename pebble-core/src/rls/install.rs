@@ -6,17 +6,37 @@
 //! beyond a catalog read.
 
 use super::{quote_ident, quote_literal, RlsTable, BASE_POLICY, TENANT_POLICY, TENANT_SETTING};
+use crate::scope::login::prefix;
 
 /// Bumped whenever the policy's text changes, so installs replace it.
 const POLICY_VERSION: &str = "1";
 
-/// `pebble_tenant()`: the current transaction's tenant, or NULL when none is
-/// set. `current_setting(.., true)` is NULL if the setting was never set in
-/// the session, but `''` after a transaction that set it locally has
-/// ended, hence the NULLIF: both mean "no tenant", and NULL matches no row.
-pub(crate) fn function_sql() -> String {
+/// `pebble_tenant()`: the tenant of the session, or NULL when there is none.
+///
+/// First the login: a session logged in as one of this database's tenant
+/// logins (its name starts with [`prefix`]`(database)`, baked in here) is
+/// that tenant, whatever any setting says, so SQL on such a connection
+/// cannot pick another tenant. `session_user` is the role that logged in;
+/// `SET ROLE` does not change it, and `SET SESSION AUTHORIZATION` needs a
+/// superuser.
+///
+/// Otherwise the transaction's setting. `current_setting(.., true)` is
+/// NULL if the setting was never set in the session, but `''` after a
+/// transaction that set it locally has ended, hence the NULLIF: both mean
+/// "no tenant", and NULL matches no row.
+///
+/// One `SELECT` without a table, `STABLE`, not `SECURITY DEFINER`: the
+/// planner inlines it into the policy's initplan, so it costs no lookup.
+/// A body that differs (an older pebble's, another database's oid) is
+/// replaced.
+pub(crate) fn function_sql(database: u32) -> String {
+    let prefix = prefix(database);
     let body = format!(
-        "SELECT NULLIF(pg_catalog.current_setting({}, true), '')",
+        "SELECT CASE WHEN pg_catalog.starts_with(SESSION_USER, {}) \
+         THEN pg_catalog.substr(SESSION_USER, {}) \
+         ELSE NULLIF(pg_catalog.current_setting({}, true), '') END",
+        quote_literal(&prefix),
+        prefix.len() + 1,
         quote_literal(TENANT_SETTING)
     );
     format!(
@@ -97,9 +117,10 @@ pub(crate) fn table_sql(table: &RlsTable) -> String {
     )
 }
 
-/// Everything `install` runs for `tables`, in one transaction.
-pub(crate) fn install_sql(tables: &[RlsTable]) -> String {
-    let mut statements = vec![function_sql()];
+/// Everything `install` runs for `tables`, in one transaction, in the
+/// database with oid `database`.
+pub(crate) fn install_sql(database: u32, tables: &[RlsTable]) -> String {
+    let mut statements = vec![function_sql(database)];
     statements.extend(tables.iter().map(table_sql));
     statements.join(";\n")
 }
@@ -117,5 +138,16 @@ mod tests {
         );
         assert!(table_sql(&table).contains("AS RESTRICTIVE FOR ALL"));
         assert_eq!(policy_marker(&table), "pebble v1: org bigint");
+    }
+
+    #[test]
+    fn the_function_reads_this_databases_logins_first() {
+        let sql = function_sql(16384);
+        let login = sql.find("'pebble_16384_'").unwrap();
+        let setting = sql.find("current_setting").unwrap();
+        assert!(login < setting);
+        // `pebble_16384_` is 13 bytes: the tenant starts at the 14th.
+        assert!(sql.contains("substr(SESSION_USER, 14)"));
+        assert!(!sql.contains("SECURITY DEFINER"));
     }
 }

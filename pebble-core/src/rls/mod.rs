@@ -15,6 +15,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod install;
+mod logins;
 mod owner;
 pub(crate) mod roles;
 

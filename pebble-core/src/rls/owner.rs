@@ -47,7 +47,8 @@ impl Db {
     /// already as it should be is left alone, without taking its locks.
     pub async fn install_rls_tables(&self, tables: &[RlsTable]) -> Result<()> {
         self.refuse_contradicted_records(tables).await?;
-        let mut sql = vec![INSTALL_LOCK.to_owned(), install_sql(tables)];
+        let database = self.database_oid().await?;
+        let mut sql = vec![INSTALL_LOCK.to_owned(), install_sql(database, tables)];
         sql.extend(
             tables
                 .iter()

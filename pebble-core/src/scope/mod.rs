@@ -6,9 +6,11 @@
 //! A closed enum, never a trait: a strategy written elsewhere that forgot to
 //! confine would be exactly the leak pebble exists to stop. What each
 //! strategy adds lives in its own module: [`row`] (the condition),
-//! [`rls`] (the transaction's tenant setting) and [`schema`] (the
-//! qualified table name).
+//! [`rls`] (the transaction's tenant setting), [`login`] (the tenant bound
+//! to the connection's login role) and [`schema`] (the qualified table
+//! name).
 
+pub(crate) mod login;
 mod rls;
 mod row;
 mod schema;
@@ -32,6 +34,11 @@ pub enum Strategy {
     /// The row condition, and the database's row-level security policy
     /// with the tenant set in each statement's transaction (`RlsDb`).
     Rls,
+    /// The row condition, and the database's row-level security policy
+    /// with the tenant bound to the connection: it logged in as the
+    /// tenant's own role (`TenantLogins`). Statements are sent as they
+    /// are, with no transaction around them.
+    Login,
 }
 
 impl Strategy {
@@ -42,7 +49,10 @@ impl Strategy {
     pub(crate) fn tenant_context<K: TenantKey>(self, key: &K) -> Result<TenantContext> {
         match self {
             Strategy::Row => Err(Error::RawSqlNeedsRls),
-            Strategy::Rls => TenantContext::of(key),
+            // A tenant login's raw SQL also gets the setting, in the
+            // transaction raw SQL runs in anyway: the login outranks it in
+            // `pebble_tenant()`, and it names the same tenant.
+            Strategy::Rls | Strategy::Login => TenantContext::of(key),
         }
     }
 }
@@ -294,6 +304,7 @@ impl Scope {
                 match strategy {
                     Strategy::Row => "row",
                     Strategy::Rls => "rls",
+                    Strategy::Login => "login",
                 },
             ),
             Scope::Plain { .. } => (None, "none"),
