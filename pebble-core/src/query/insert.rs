@@ -1,15 +1,20 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning, TableRef};
+use sea_query::{
+    Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning, TableRef, Value,
+};
+use sea_query_postgres::PostgresValue;
 
 use crate::column::{names, Columns, SetColumns};
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Refusal, Result};
 use crate::model::Model;
 use crate::scope::Scope;
+use crate::shape::{bound, tag, value_key, KeySink};
 
-use super::core::{column_names, Core};
+use super::core::{all_columns, column_names, columns_key, Core, Returns};
+use super::shape_cache::Plan;
 
 /// Marker: the insert writes one row; `returning()` gives that row.
 #[derive(Debug)]
@@ -42,7 +47,7 @@ pub enum Many {}
 /// ```
 #[must_use = "an insert does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Insert<M, R = One> {
-    core: Core<M, InsertStatement>,
+    core: Core<M, InsertPlan>,
     /// Set when a row was refused while the builder was made; reported on run.
     refused: Option<Refusal>,
     rows: usize,
@@ -63,11 +68,8 @@ impl<M: Model, R> Insert<M, R> {
         scope: Scope,
         rows: impl IntoIterator<Item = Result<M, Refusal>>,
     ) -> Self {
-        // Built in place: the statement is large, and moving it through
-        // intermediate results costs more than filling it here.
-        let table = scope.table_ref::<M>();
         let mut insert = Insert {
-            core: Core::new(conn, scope, Query::insert()),
+            core: Core::new(conn, scope),
             refused: None,
             rows: 0,
             chunks: Vec::new(),
@@ -77,18 +79,50 @@ impl<M: Model, R> Insert<M, R> {
         // database is decided per row, in VALUES, so rows that differ on it
         // still share one statement.
         let width = M::COLUMNS.len();
-        // Exactly sized: sea-query then allocates its column list once.
-        let mut columns = Vec::with_capacity(width);
-        columns.extend(M::COLUMNS.iter().map(|c| c.name));
-        insert.core.stmt.into_table(table.clone()).columns(columns);
         // Rows past this many go into another statement of the same insert.
         let per_statement = (PARAMETERS_PER_STATEMENT / width.max(1)).max(1);
+        let mut rows = rows.into_iter();
+        // The first row goes in the plan: an insert of one row is sent from
+        // the shape cache. A second row makes the statement a sea-query tree.
+        match rows.next() {
+            None => return insert,
+            Some(Err(refusal)) => {
+                insert.refused = Some(refusal);
+                return insert;
+            }
+            Some(Ok(row)) => {
+                if let Some(plan) = insert.core.plan_mut() {
+                    let mut columns = M::COLUMNS.iter();
+                    row.into_values(|value, unset| {
+                        let defaulted = columns.next().is_some_and(|c| c.default.is_some());
+                        plan.row.push((!(unset && defaulted)).then_some(value));
+                    });
+                    if plan.row.len() != width {
+                        insert.refused = Some(Refusal::MalformedRow {
+                            table: M::TABLE,
+                            columns: width,
+                            values: plan.row.len(),
+                        });
+                        return insert;
+                    }
+                }
+                insert.rows = 1;
+            }
+        }
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
+            return insert;
+        }
+        // Built in place: the statement is large, and moving it through
+        // intermediate results costs more than filling it here.
+        let table = insert.core.scope.table_ref::<M>();
+        insert.core.tree_mut();
         for row in rows {
             if insert.rows > 0 && insert.rows % per_statement == 0 {
                 let next = fresh_statement::<M>(table.clone());
                 insert
                     .chunks
-                    .push(std::mem::replace(&mut insert.core.stmt, next));
+                    .push(std::mem::replace(insert.core.tree_mut(), next));
             }
             let row = match row {
                 Ok(row) => row,
@@ -110,7 +144,7 @@ impl<M: Model, R> Insert<M, R> {
             });
             // An exactly sized `Vec`: sea-query collects it in place.
             let given = values.len();
-            if insert.core.stmt.values(values).is_err() {
+            if insert.core.tree_mut().values(values).is_err() {
                 insert.refused = Some(Refusal::MalformedRow {
                     table: M::TABLE,
                     columns: width,
@@ -175,7 +209,7 @@ impl<M: Model, R> Insert<M, R> {
         self.check()?;
         self.core.build()?;
         let mut all: Vec<Statement> = self.chunks.iter().map(Statement::new).collect();
-        all.push(Statement::new(&self.core.stmt));
+        all.push(self.core.build()?);
         Ok(all)
     }
 
@@ -189,7 +223,7 @@ impl<M: Model, R> Insert<M, R> {
     /// them in one transaction: all rows are written, or none. Inside a
     /// transaction it uses that transaction, where a failure aborts it as
     /// a single failing statement would.
-    pub async fn exec(self) -> Result<u64> {
+    pub async fn exec(mut self) -> Result<u64> {
         if !self.chunks.is_empty() {
             let stmts = self.statements()?;
             return self
@@ -198,10 +232,11 @@ impl<M: Model, R> Insert<M, R> {
                 .execute_atomically(&stmts, &self.core.scope)
                 .await;
         }
-        let stmt = match self.build() {
+        match self.check() {
             Err(Error::NothingToInsert { .. }) => return Ok(0),
             other => other?,
-        };
+        }
+        let stmt = self.core.take_statement()?;
         self.core.execute(&stmt).await
     }
 
@@ -215,7 +250,7 @@ impl<M: Model, R> Insert<M, R> {
             for chunk in &mut self.chunks {
                 chunk.returning(returning());
             }
-            self.core.stmt.returning(returning());
+            self.core.tree_mut().returning(returning());
             let stmts = self.statements()?;
             let rows = self
                 .core
@@ -297,7 +332,7 @@ impl<M: Model, R> Upsert<M, R> {
         for chunk in &mut insert.chunks {
             chunk.on_conflict(action.clone());
         }
-        insert.core.stmt.on_conflict(action);
+        insert.core.tree_mut().on_conflict(action);
         Upsert { insert }
     }
 
@@ -339,6 +374,63 @@ fn fresh_statement<M: Model>(table: TableRef) -> InsertStatement {
     let mut stmt = Query::insert();
     stmt.into_table(table).columns(column_names::<M>());
     stmt
+}
+
+/// What an insert of one row records while its shape can be keyed: the
+/// row's values in column order, `None` where the database fills the
+/// column (`DEFAULT`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InsertPlan {
+    row: Vec<Option<Value>>,
+    returning: bool,
+}
+
+impl Returns for InsertPlan {
+    fn set_returning(&mut self) {
+        self.returning = true;
+    }
+}
+
+impl Plan for InsertPlan {
+    type Tree = InsertStatement;
+
+    fn tree<M: Model>(&self, scope: &Scope) -> InsertStatement {
+        let mut stmt = fresh_statement::<M>(scope.table_ref::<M>());
+        if !self.row.is_empty() {
+            let values = self.row.iter().map(|value| match value {
+                Some(value) => Expr::from(value.clone()),
+                None => Expr::keyword_default(),
+            });
+            // The width was checked when the row was recorded.
+            let _ = stmt.values(values.collect::<Vec<_>>());
+        }
+        if self.returning {
+            stmt.returning(all_columns::<M>());
+        }
+        stmt
+    }
+
+    fn key<M: Model>(&self, key: &mut impl KeySink) {
+        key.num(tag::INSERT);
+        columns_key::<M>(key);
+        key.num(self.row.len() as u64);
+        for value in &self.row {
+            match value {
+                Some(value) => value_key(value, key),
+                None => key.num(tag::DEFAULT),
+            }
+        }
+        key.num(u64::from(self.returning));
+    }
+
+    fn values(self, _tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+        // The tenant is stamped into the row: no condition to bind.
+        out.extend(self.row.into_iter().flatten().map(bound));
+    }
+
+    fn value_count(&self) -> usize {
+        self.row.len()
+    }
 }
 
 impl<M, R> fmt::Debug for Insert<M, R> {

@@ -3,10 +3,8 @@
 //! costs an index range scan wherever it is, unlike `OFFSET`, which reads
 //! and throws away every row before the page.
 
-use sea_query::{Expr, ExprTrait};
-
 use crate::column::Column;
-use crate::filter::Filter;
+use crate::filter::{Cmp, Filter, Node};
 use crate::model::Model;
 use crate::sql_type::{IntoValue, SqlType};
 
@@ -40,14 +38,20 @@ impl<M: Model> Select<M> {
     /// # Ok::<(), pebble::Error>(())
     /// ```
     pub fn after<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T::Base>) -> Self {
-        let condition = Expr::col(column.name()).gt(value.into_value());
-        self.filter(Filter::new(condition))
+        self.filter(Filter::new(Node::Cmp {
+            column: column.name(),
+            op: Cmp::Gt,
+            value: value.into_value(),
+        }))
     }
 
     /// Keyset pagination backwards: only rows whose `column` is less than
     /// `value`; pair it with `.order_by(column.desc())` (see [`Select::after`]).
     pub fn before<T: SqlType>(self, column: Column<M, T>, value: impl IntoValue<T::Base>) -> Self {
-        let condition = Expr::col(column.name()).lt(value.into_value());
-        self.filter(Filter::new(condition))
+        self.filter(Filter::new(Node::Cmp {
+            column: column.name(),
+            op: Cmp::Lt,
+            value: value.into_value(),
+        }))
     }
 }
