@@ -9,7 +9,8 @@
 //! only after its first rendering has been checked: the values the plan
 //! collects must equal, in number and order, the values sea-query bound
 //! for that text. Builders that are not plans (joins, projections, locks,
-//! upserts, expressions in updates) never reach this module.
+//! upserts, expressions in updates) never reach this module. Debug builds
+//! also render every hit afresh and panic if text or values differ.
 //!
 //! The cache is process-wide, split in [`SHARDS`] shards behind their own
 //! `RwLock` (the hot path only reads), each holding at most
@@ -69,7 +70,18 @@ pub(crate) fn statement<M: Model, P: Plan>(
     shape.key(&mut hasher);
     let hash = hasher.0;
     if let Some(sql) = CACHE.get(hash, &shape) {
+        // Debug builds (every test of this workspace) check each hit
+        // against a fresh rendering: text and values must be the same.
+        #[cfg(debug_assertions)]
+        let fresh = render(&plan);
         let values = collect(plan, scope);
+        #[cfg(debug_assertions)]
+        assert!(
+            fresh.sql() == &*sql && fresh.values().0 == values,
+            "a cached shape differs from its fresh rendering: {} vs {}",
+            &*sql,
+            fresh.sql(),
+        );
         return Statement::shared(sql, values);
     }
     let rendered = render(&plan);
