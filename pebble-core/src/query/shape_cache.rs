@@ -69,7 +69,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
     let mut hasher = FxSink(0);
     shape.key(&mut hasher);
     let hash = hasher.0;
-    if let Some(sql) = CACHE.get(hash, &shape) {
+    if let Some(sql) = CACHE.get(hash, |matcher| shape.key(matcher)) {
         // Debug builds (every test of this workspace) check each hit
         // against a fresh rendering: text and values must be the same.
         #[cfg(debug_assertions)]
@@ -204,12 +204,13 @@ struct Cache {
 
 impl Cache {
     const fn new() -> Self {
-        const EMPTY: Shard = Shard {
-            map: RwLock::new(None),
-            len: std::sync::atomic::AtomicUsize::new(0),
-        };
         Cache {
-            shards: [EMPTY; SHARDS],
+            shards: [const {
+                Shard {
+                    map: RwLock::new(None),
+                    len: std::sync::atomic::AtomicUsize::new(0),
+                }
+            }; SHARDS],
         }
     }
 
@@ -218,7 +219,8 @@ impl Cache {
         &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
-    fn get<M: Model, P: Plan>(&self, hash: u64, shape: &Shape<'_, M, P>) -> Option<Arc<str>> {
+    /// The text stored for the shape whose tokens `key` writes, if any.
+    fn get(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
         // A poisoned lock only means a panic elsewhere while it was held;
         // the map itself is always consistent (entries are inserted whole).
         let map = self
@@ -233,7 +235,7 @@ impl Cache {
                 at: 0,
                 same: true,
             };
-            shape.key(&mut matcher);
+            key(&mut matcher);
             (matcher.same && matcher.at == entry.key.len()).then(|| Arc::clone(&entry.sql))
         })
     }
@@ -257,16 +259,6 @@ impl Cache {
         entries.push(Entry { key, sql });
         shard.len.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// How many shapes the cache holds (for tests).
-#[cfg(test)]
-pub(crate) fn cached_shapes() -> usize {
-    CACHE
-        .shards
-        .iter()
-        .map(|s| s.len.load(std::sync::atomic::Ordering::Relaxed))
-        .sum()
 }
 
 /// FxHash's mixing step (as rustc uses): a few instructions per token,
@@ -350,5 +342,81 @@ impl Hasher for Passthrough {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(key: &[Token]) -> impl Fn(&mut Matcher<'_>) + '_ {
+        move |sink| {
+            for token in key {
+                match token {
+                    Token::Num(n) => sink.num(*n),
+                    Token::Str(s) => sink.str(s),
+                }
+            }
+        }
+    }
+
+    fn key(parts: &[&str]) -> Box<[Token]> {
+        parts.iter().map(|s| Token::Str((*s).into())).collect()
+    }
+
+    #[test]
+    fn a_hit_needs_the_whole_key_not_just_the_hash() {
+        let cache = Cache::new();
+        // Two shapes forced into one hash: each finds its own text.
+        cache.insert(7, key(&["a", "b"]), "A".into());
+        cache.insert(7, key(&["a", "c"]), "C".into());
+        assert_eq!(
+            cache.get(7, tokens(&key(&["a", "b"]))).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            cache.get(7, tokens(&key(&["a", "c"]))).as_deref(),
+            Some("C")
+        );
+        // A prefix, a longer key, or the same tokens under another hash miss.
+        assert_eq!(cache.get(7, tokens(&key(&["a"]))), None);
+        assert_eq!(cache.get(7, tokens(&key(&["a", "b", "c"]))), None);
+        assert_eq!(cache.get(8, tokens(&key(&["a", "b"]))), None);
+        // A number never matches a name, even with the same digits.
+        let numeric: Box<[Token]> = Box::new([Token::Num(1)]);
+        cache.insert(9, numeric, "N".into());
+        assert_eq!(cache.get(9, tokens(&key(&["1"]))), None);
+    }
+
+    #[test]
+    fn a_shard_never_holds_more_than_its_capacity() {
+        let cache = Cache::new();
+        // Same shard (bits 32 and up), different buckets.
+        for n in 0..(SHARD_CAPACITY as u64 * 3) {
+            cache.insert(n, key(&[&n.to_string()]), "x".into());
+            let len = cache
+                .shard(0)
+                .len
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(len <= SHARD_CAPACITY, "{len}");
+        }
+        // The latest shape is there; the oldest went with the emptied shard.
+        let last = SHARD_CAPACITY as u64 * 3 - 1;
+        assert!(cache
+            .get(last, tokens(&key(&[&last.to_string()])))
+            .is_some());
+        assert!(cache.get(0, tokens(&key(&["0"]))).is_none());
+    }
+
+    #[test]
+    fn the_hash_reads_every_byte_of_a_name() {
+        let hash = |s: &str| {
+            let mut sink = FxSink(0);
+            sink.str(s);
+            sink.0
+        };
+        assert_ne!(hash("tenant_a.tasks"), hash("tenant_b.tasks"));
+        assert_ne!(hash("abcdefgh1"), hash("abcdefgh2"));
+        assert_ne!(hash(""), hash("\0"));
     }
 }
