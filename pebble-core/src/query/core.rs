@@ -193,7 +193,58 @@ where
 
 /// Plans with a WHERE clause of AND-ed filters.
 pub(crate) trait Filtered {
-    fn filters(&mut self) -> &mut Vec<Node>;
+    fn filters(&mut self) -> &mut Filters;
+}
+
+/// A plan's AND-ed filters, in order. The first is held inline: most
+/// statements on the hot path have one (a key), and it costs no allocation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Filters {
+    first: Option<Node>,
+    rest: Vec<Node>,
+}
+
+impl Filters {
+    pub(crate) fn push(&mut self, node: Node) {
+        if self.first.is_none() {
+            self.first = Some(node);
+        } else {
+            self.rest.push(node);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Node> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// AND-s each filter into `stmt`, after what is there (the tenant
+    /// condition), as the builders did before plans.
+    pub(crate) fn apply(&self, stmt: &mut impl sea_query::ConditionalStatement) {
+        for filter in self.iter() {
+            stmt.and_where(filter.to_expr());
+        }
+    }
+
+    pub(crate) fn key(&self, key: &mut impl crate::shape::KeySink) {
+        key.num(self.len() as u64);
+        for filter in self.iter() {
+            filter.key(key);
+        }
+    }
+
+    pub(crate) fn values(self, out: &mut Vec<sea_query_postgres::PostgresValue>) {
+        for filter in self.first.into_iter().chain(self.rest) {
+            filter.values(out);
+        }
+    }
 }
 
 /// Plans that can return the rows they wrote.

@@ -5,12 +5,12 @@ use sea_query_postgres::PostgresValue;
 
 use crate::conn::{Conn, Statement};
 use crate::error::Result;
-use crate::filter::{Filter, Node};
+use crate::filter::Filter;
 use crate::model::Model;
 use crate::scope::Scope;
 use crate::shape::{tag, KeySink};
 
-use super::core::{all_columns, columns_key, Core, Filtered, Returns};
+use super::core::{all_columns, columns_key, Core, Filtered, Filters, Returns};
 use super::shape_cache::{tenant_value, Plan};
 
 /// A `DELETE` on model `M`, from `delete::<M>()`.
@@ -70,12 +70,12 @@ impl<M: Model> Delete<M> {
 /// What a delete records while its shape can be keyed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DeletePlan {
-    filters: Vec<Node>,
+    filters: Filters,
     returning: bool,
 }
 
 impl Filtered for DeletePlan {
-    fn filters(&mut self) -> &mut Vec<Node> {
+    fn filters(&mut self) -> &mut Filters {
         &mut self.filters
     }
 }
@@ -93,9 +93,7 @@ impl Plan for DeletePlan {
         let mut stmt = Query::delete();
         stmt.from_table(scope.table_ref::<M>());
         scope.confine(&mut stmt);
-        for filter in &self.filters {
-            stmt.and_where(filter.to_expr());
-        }
+        self.filters.apply(&mut stmt);
         if self.returning {
             stmt.returning(all_columns::<M>());
         }
@@ -104,10 +102,7 @@ impl Plan for DeletePlan {
 
     fn key<M: Model>(&self, key: &mut impl KeySink) {
         key.num(tag::DELETE);
-        key.num(self.filters.len() as u64);
-        for filter in &self.filters {
-            filter.key(key);
-        }
+        self.filters.key(key);
         key.num(u64::from(self.returning));
         if self.returning {
             columns_key::<M>(key);
@@ -116,9 +111,7 @@ impl Plan for DeletePlan {
 
     fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
         tenant_value(tenant, out);
-        for filter in self.filters {
-            filter.values(out);
-        }
+        self.filters.values(out);
     }
 
     fn value_count(&self) -> usize {

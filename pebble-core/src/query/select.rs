@@ -11,7 +11,7 @@ use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
 use crate::shape::{bound, tag, KeySink};
 
-use super::core::{column_names, columns_key, Core, Filtered};
+use super::core::{column_names, columns_key, Core, Filtered, Filters};
 use super::shape_cache::{tenant_value, Plan};
 
 /// A `SELECT` on model `M`, from `select::<M>()` or `find::<M>(key)`.
@@ -211,7 +211,7 @@ fn exists(mut select: SelectStatement) -> SelectStatement {
 /// What a select records while its shape can be keyed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SelectPlan {
-    filters: Vec<Node>,
+    filters: Filters,
     order: Vec<(&'static str, sea_query::Order)>,
     limit: Option<u64>,
     offset: Option<u64>,
@@ -244,7 +244,7 @@ impl SelectPlan {
 }
 
 impl Filtered for SelectPlan {
-    fn filters(&mut self) -> &mut Vec<Node> {
+    fn filters(&mut self) -> &mut Filters {
         &mut self.filters
     }
 }
@@ -257,9 +257,7 @@ impl Plan for SelectPlan {
         stmt.columns(column_names::<M>())
             .from(scope.table_ref::<M>());
         scope.confine(&mut stmt);
-        for filter in &self.filters {
-            stmt.and_where(filter.to_expr());
-        }
+        self.filters.apply(&mut stmt);
         for (column, order) in &self.order {
             stmt.order_by(*column, order.clone());
         }
@@ -280,10 +278,7 @@ impl Plan for SelectPlan {
         key.num(tag::SELECT);
         key.num(self.wrap as u64);
         columns_key::<M>(key);
-        key.num(self.filters.len() as u64);
-        for filter in &self.filters {
-            filter.key(key);
-        }
+        self.filters.key(key);
         if self.ordered() {
             key.num(self.order.len() as u64);
             for (column, order) in &self.order {
@@ -303,9 +298,7 @@ impl Plan for SelectPlan {
     fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
         tenant_value(tenant, out);
         let ordered = self.ordered();
-        for filter in self.filters {
-            filter.values(out);
-        }
+        self.filters.values(out);
         if ordered {
             for n in [self.limit, self.offset].into_iter().flatten() {
                 out.push(bound(Value::BigUnsigned(Some(n))));

@@ -13,7 +13,7 @@ use crate::scope::Scope;
 use crate::shape::{bound, tag, value_key, KeySink};
 use crate::sql_type::{IntoValue, SqlType};
 
-use super::core::{all_columns, columns_key, Core, Filtered, Returns};
+use super::core::{all_columns, columns_key, Core, Filtered, Filters, Returns};
 use super::shape_cache::{tenant_value, Plan};
 
 /// An `UPDATE` on model `M`, from `update::<M>()`.
@@ -245,12 +245,12 @@ impl<M: Model> Update<M> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct UpdatePlan {
     sets: Vec<(&'static str, Value)>,
-    filters: Vec<Node>,
+    filters: Filters,
     returning: bool,
 }
 
 impl Filtered for UpdatePlan {
-    fn filters(&mut self) -> &mut Vec<Node> {
+    fn filters(&mut self) -> &mut Filters {
         &mut self.filters
     }
 }
@@ -271,9 +271,7 @@ impl Plan for UpdatePlan {
         for (column, value) in &self.sets {
             stmt.value(*column, value.clone());
         }
-        for filter in &self.filters {
-            stmt.and_where(filter.to_expr());
-        }
+        self.filters.apply(&mut stmt);
         if self.returning {
             stmt.returning(all_columns::<M>());
         }
@@ -287,10 +285,7 @@ impl Plan for UpdatePlan {
             key.str(column);
             value_key(value, key);
         }
-        key.num(self.filters.len() as u64);
-        for filter in &self.filters {
-            filter.key(key);
-        }
+        self.filters.key(key);
         key.num(u64::from(self.returning));
         if self.returning {
             columns_key::<M>(key);
@@ -302,9 +297,7 @@ impl Plan for UpdatePlan {
             out.push(bound(value));
         }
         tenant_value(tenant, out);
-        for filter in self.filters {
-            filter.values(out);
-        }
+        self.filters.values(out);
     }
 
     fn value_count(&self) -> usize {
