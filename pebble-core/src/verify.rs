@@ -383,7 +383,7 @@ struct LiveIndex {
 impl SchemaReport {
     fn push(&mut self, target: &Target, column: Option<&str>, kind: MismatchKind) {
         self.mismatches.push(Mismatch {
-            model: target.model,
+            model: target.model(),
             table: target.table,
             column: column.map(str::to_owned),
             kind,
