@@ -738,3 +738,46 @@ async fn native_enum_casts_are_part_of_the_shape() {
         update.sql()
     );
 }
+
+/// The server's prepared statements on one connection, through a view.
+#[derive(pebble::Model, Debug)]
+#[pebble(table = "prepared_count", shared)]
+struct PreparedCount {
+    n: i64,
+}
+
+/// More statement texts than a connection keeps prepared: the connection's
+/// cache is emptied at its bound (checked only when a statement is not in
+/// it), so the server never holds more than 512 of pebble's statements on
+/// one connection, and every statement still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_never_keeps_more_than_its_bound_of_statements() {
+    let (test_db, db) = common::setup().await;
+    db.batch_execute(
+        "CREATE VIEW prepared_count AS SELECT count(*) AS n FROM pg_prepared_statements",
+    )
+    .await
+    .unwrap();
+    db.tenant(ORG_A)
+        .insert(Document::new(1, "one", 1))
+        .exec()
+        .await
+        .unwrap();
+    let one = Db::connect_with(test_db.config(), pebble::PoolOptions::default().max_size(1))
+        .await
+        .unwrap();
+    let tenant = one.tenant(ORG_A);
+    let mut most = 0_i64;
+    for k in 1..=600 {
+        // k filters: a text of its own per k.
+        let mut select = tenant.select::<Document>();
+        for _ in 0..k {
+            select = select.filter(Document::ID.eq(1));
+        }
+        assert_eq!(select.count().await.unwrap(), 1, "{k} filters");
+        let prepared = one.select::<PreparedCount>().one().await.unwrap().n;
+        most = Ord::max(most, prepared);
+    }
+    assert!(most <= 512, "{most} statements prepared on one connection");
+    assert!(most >= 500, "the cache was used: {most}");
+}
