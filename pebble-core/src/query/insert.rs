@@ -207,9 +207,9 @@ impl<M: Model, R> Insert<M, R> {
     /// as for [`Insert::build`].
     pub fn statements(&self) -> Result<Vec<Statement>> {
         self.check()?;
-        self.core.build()?;
+        let last = self.core.build()?;
         let mut all: Vec<Statement> = self.chunks.iter().map(Statement::new).collect();
-        all.push(self.core.build()?);
+        all.push(last);
         Ok(all)
     }
 
