@@ -747,9 +747,8 @@ struct PreparedCount {
 }
 
 /// More statement texts than a connection keeps prepared: the connection's
-/// cache is emptied at its bound (checked only when a statement is not in
-/// it), so the server never holds more than 512 of pebble's statements on
-/// one connection, and every statement still runs.
+/// cache is emptied at its bound, so the server never holds more than 512
+/// of pebble's statements on one connection, and every statement still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_never_keeps_more_than_its_bound_of_statements() {
     let (test_db, db) = common::setup().await;

@@ -42,39 +42,20 @@ pub enum StatementMode {
 pub(crate) const STATEMENT_CACHE_LIMIT: usize = 512;
 
 /// `sql` prepared on `client`, from its statement cache when it is there.
-/// A cache at [`STATEMENT_CACHE_LIMIT`] is emptied when a statement it does
-/// not hold is prepared: the statements it held are closed on the server
-/// as they are dropped, and the hot shapes are prepared again on their
-/// next use (one extra round trip each). Cheaper than least-recently-used
-/// bookkeeping on every statement, and only paid by workloads that cycle
-/// through more shapes than the limit.
-///
-/// The cache's size is only looked at on a miss: counting its entries
-/// takes a walk over all of them, which with hundreds of statements per
-/// connection (a schema handle's are per tenant) cost more than the rest
-/// of a cached statement's preparation. A hit completes on its first poll
-/// (no I/O); a miss is still pending then, its Parse on the way.
+/// A cache at [`STATEMENT_CACHE_LIMIT`] is emptied first: the statements it
+/// held are closed on the server as they are dropped, and the hot shapes
+/// are prepared again on their next use (one extra round trip each).
+/// Cheaper than least-recently-used bookkeeping on every statement, and
+/// only paid by workloads that cycle through more shapes than the limit.
 pub(crate) async fn prepare(
     client: &ClientWrapper,
     sql: &str,
 ) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
     let cache = &client.statement_cache;
-    let mut prepared = pin!(client.prepare_cached(sql));
-    let mut first = true;
-    poll_fn(|cx| {
-        let poll = prepared.as_mut().poll(cx);
-        if first && poll.is_pending() {
-            // The new statement's entry is not counted until it is ready;
-            // when the cache is emptied it goes too, and is prepared again
-            // on its next use.
-            if cache.size() >= STATEMENT_CACHE_LIMIT {
-                cache.clear();
-            }
-        }
-        first = false;
-        poll
-    })
-    .await
+    if cache.size() >= STATEMENT_CACHE_LIMIT {
+        cache.clear();
+    }
+    client.prepare_cached(sql).await
 }
 
 /// The rows of `stmt`.
