@@ -196,20 +196,30 @@ pub(crate) trait Filtered {
     fn filters(&mut self) -> &mut Filters;
 }
 
-/// A plan's AND-ed filters, in order. The first is held inline: most
-/// statements on the hot path have one (a key), and it costs no allocation.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Filters {
-    first: Option<Node>,
-    rest: Vec<Node>,
+/// A few items in order, the first held inline: most statements on the
+/// hot path have one filter (a key) and one assignment, and those cost no
+/// allocation.
+#[derive(Clone, Debug)]
+pub(crate) struct Few<T> {
+    first: Option<T>,
+    rest: Vec<T>,
 }
 
-impl Filters {
-    pub(crate) fn push(&mut self, node: Node) {
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<T> Few<T> {
+    pub(crate) fn push(&mut self, item: T) {
         if self.first.is_none() {
-            self.first = Some(node);
+            self.first = Some(item);
         } else {
-            self.rest.push(node);
+            self.rest.push(item);
         }
     }
 
@@ -221,10 +231,24 @@ impl Filters {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Node> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.first.iter().chain(&self.rest)
     }
+}
 
+impl<T> IntoIterator for Few<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+/// A plan's AND-ed filters, in order.
+pub(crate) type Filters = Few<Node>;
+
+impl Few<Node> {
     /// AND-s each filter into `stmt`, after what is there (the tenant
     /// condition), as the builders did before plans.
     pub(crate) fn apply(&self, stmt: &mut impl sea_query::ConditionalStatement) {
@@ -241,7 +265,7 @@ impl Filters {
     }
 
     pub(crate) fn values(self, out: &mut Vec<sea_query_postgres::PostgresValue>) {
-        for filter in self.first.into_iter().chain(self.rest) {
+        for filter in self {
             filter.values(out);
         }
     }

@@ -109,13 +109,12 @@ impl Plan for DeletePlan {
         }
     }
 
-    fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue> {
+        let mut values = Vec::with_capacity(self.filters.len() + 1);
+        let out = &mut values;
         tenant_value(tenant, out);
         self.filters.values(out);
-    }
-
-    fn value_count(&self) -> usize {
-        self.filters.len()
+        values
     }
 }
 

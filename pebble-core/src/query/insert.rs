@@ -81,42 +81,36 @@ impl<M: Model, R> Insert<M, R> {
         let width = M::COLUMNS.len();
         // Rows past this many go into another statement of the same insert.
         let per_statement = (PARAMETERS_PER_STATEMENT / width.max(1)).max(1);
-        let mut rows = rows.into_iter();
-        // The first row goes in the plan: an insert of one row is sent from
-        // the shape cache. A second row makes the statement a sea-query tree.
-        match rows.next() {
-            None => return insert,
-            Some(Err(refusal)) => {
-                insert.refused = Some(refusal);
-                return insert;
-            }
-            Some(Ok(row)) => {
-                if let Some(plan) = insert.core.plan_mut() {
-                    let mut columns = M::COLUMNS.iter();
-                    row.into_values(|value, unset| {
-                        let defaulted = columns.next().is_some_and(|c| c.default.is_some());
-                        plan.row.push((!(unset && defaulted)).then_some(value));
-                    });
-                    if plan.row.len() != width {
-                        insert.refused = Some(Refusal::MalformedRow {
-                            table: M::TABLE,
-                            columns: width,
-                            values: plan.row.len(),
-                        });
-                        return insert;
+        let mut rows = rows.into_iter().peekable();
+        let first = rows.next();
+        // One row goes in the plan: an insert of one row is sent from the
+        // shape cache. Several rows make the statement a sea-query tree.
+        if rows.peek().is_none() && width <= PLANNED_WIDTH {
+            match first {
+                None => {}
+                Some(Err(refusal)) => insert.refused = Some(refusal),
+                Some(Ok(row)) => {
+                    if let Some(plan) = insert.core.plan_mut() {
+                        plan.record(row);
+                        if plan.width != width {
+                            insert.refused = Some(Refusal::MalformedRow {
+                                table: M::TABLE,
+                                columns: width,
+                                values: plan.width,
+                            });
+                            return insert;
+                        }
                     }
+                    insert.rows = 1;
                 }
-                insert.rows = 1;
             }
-        }
-        let mut rows = rows.peekable();
-        if rows.peek().is_none() {
             return insert;
         }
         // Built in place: the statement is large, and moving it through
         // intermediate results costs more than filling it here.
         let table = insert.core.scope.table_ref::<M>();
         insert.core.tree_mut();
+        let rows = first.into_iter().chain(rows);
         for row in rows {
             if insert.rows > 0 && insert.rows % per_statement == 0 {
                 let next = fresh_statement::<M>(table.clone());
@@ -376,13 +370,42 @@ fn fresh_statement<M: Model>(table: TableRef) -> InsertStatement {
     stmt
 }
 
+/// The widest row an insert plan records (its `DEFAULT` columns are bits of
+/// a `u64`); a wider model's insert is rendered each time.
+const PLANNED_WIDTH: usize = u64::BITS as usize;
+
 /// What an insert of one row records while its shape can be keyed: the
-/// row's values in column order, `None` where the database fills the
-/// column (`DEFAULT`).
+/// values given, in column order, and which columns the database fills
+/// (`DEFAULT`). The given values become the statement's bind values as
+/// they are, with no second list.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct InsertPlan {
-    row: Vec<Option<Value>>,
+    given: Vec<PostgresValue>,
+    /// Bit `i`: column `i` is `DEFAULT`.
+    defaults: u64,
+    /// How many values the row had (given and `DEFAULT`).
+    width: usize,
     returning: bool,
+}
+
+impl InsertPlan {
+    fn record<M: Model>(&mut self, row: M) {
+        let mut columns = M::COLUMNS.iter();
+        self.given.reserve_exact(M::COLUMNS.len());
+        row.into_values(|value, unset| {
+            let defaulted = columns.next().is_some_and(|c| c.default.is_some());
+            if unset && defaulted && self.width < PLANNED_WIDTH {
+                self.defaults |= 1 << self.width;
+            } else {
+                self.given.push(PostgresValue(value));
+            }
+            self.width += 1;
+        });
+    }
+
+    fn is_default(&self, column: usize) -> bool {
+        column < PLANNED_WIDTH && self.defaults >> column & 1 == 1
+    }
 }
 
 impl Returns for InsertPlan {
@@ -396,10 +419,17 @@ impl Plan for InsertPlan {
 
     fn tree<M: Model>(&self, scope: &Scope) -> InsertStatement {
         let mut stmt = fresh_statement::<M>(scope.table_ref::<M>());
-        if !self.row.is_empty() {
-            let values = self.row.iter().map(|value| match value {
-                Some(value) => Expr::from(value.clone()),
-                None => Expr::keyword_default(),
+        if self.width > 0 {
+            let mut given = self.given.iter();
+            let values = (0..self.width).map(|column| {
+                if self.is_default(column) {
+                    return Expr::keyword_default();
+                }
+                // `width` counts each value once, given or `DEFAULT`, so
+                // there is always one given here.
+                given
+                    .next()
+                    .map_or_else(Expr::keyword_default, |value| Expr::from(value.0.clone()))
             });
             // The width was checked when the row was recorded.
             let _ = stmt.values(values.collect::<Vec<_>>());
@@ -413,23 +443,25 @@ impl Plan for InsertPlan {
     fn key<M: Model>(&self, key: &mut impl KeySink) {
         key.num(tag::INSERT);
         columns_key::<M>(key);
-        key.num(self.row.len() as u64);
-        for value in &self.row {
-            match value {
-                Some(value) => value_key(value, key),
-                None => key.num(tag::DEFAULT),
+        key.num(self.width as u64);
+        let mut given = self.given.iter();
+        for column in 0..self.width {
+            if self.is_default(column) {
+                key.num(tag::DEFAULT);
+            } else if let Some(value) = given.next() {
+                value_key(&value.0, key);
             }
         }
         key.num(u64::from(self.returning));
     }
 
-    fn values(self, _tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+    fn values(mut self, _tenant: Option<&Value>) -> Vec<PostgresValue> {
         // The tenant is stamped into the row: no condition to bind.
-        out.extend(self.row.into_iter().flatten().map(bound));
-    }
-
-    fn value_count(&self) -> usize {
-        self.row.len()
+        for value in &mut self.given {
+            let given = std::mem::replace(&mut value.0, Value::Bool(None));
+            *value = bound(given);
+        }
+        self.given
     }
 }
 

@@ -295,7 +295,9 @@ impl Plan for SelectPlan {
         }
     }
 
-    fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue> {
+        let mut values = Vec::with_capacity(self.filters.len() + 3);
+        let out = &mut values;
         tenant_value(tenant, out);
         let ordered = self.ordered();
         self.filters.values(out);
@@ -304,10 +306,7 @@ impl Plan for SelectPlan {
                 out.push(bound(Value::BigUnsigned(Some(n))));
             }
         }
-    }
-
-    fn value_count(&self) -> usize {
-        self.filters.len() + 2
+        values
     }
 }
 

@@ -44,10 +44,7 @@ pub(crate) trait Plan: Clone + Default {
 
     /// The bind values in placeholder order; `tenant` is the scope's
     /// condition value, where its placeholder falls in this statement.
-    fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>);
-
-    /// How many values `values` produces, to size their `Vec` once.
-    fn value_count(&self) -> usize;
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue>;
 }
 
 /// The statement `plan` renders to under `scope`: from the cache when this
@@ -107,9 +104,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
 }
 
 fn collect<P: Plan>(plan: P, scope: &Scope) -> Vec<PostgresValue> {
-    let mut values = Vec::with_capacity(plan.value_count() + 1);
-    plan.values(scope.condition_value(), &mut values);
-    values
+    plan.values(scope.condition_value())
 }
 
 /// A plan with the scope and model it renders under.

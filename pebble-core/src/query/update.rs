@@ -13,7 +13,7 @@ use crate::scope::Scope;
 use crate::shape::{bound, tag, value_key, KeySink};
 use crate::sql_type::{IntoValue, SqlType};
 
-use super::core::{all_columns, columns_key, Core, Filtered, Filters, Returns};
+use super::core::{all_columns, columns_key, Core, Few, Filtered, Filters, Returns};
 use super::shape_cache::{tenant_value, Plan};
 
 /// An `UPDATE` on model `M`, from `update::<M>()`.
@@ -244,7 +244,7 @@ impl<M: Model> Update<M> {
 /// bind values (an expression makes it a sea-query tree).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct UpdatePlan {
-    sets: Vec<(&'static str, Value)>,
+    sets: Few<(&'static str, Value)>,
     filters: Filters,
     returning: bool,
 }
@@ -268,7 +268,7 @@ impl Plan for UpdatePlan {
         let mut stmt = Query::update();
         stmt.table(scope.table_ref::<M>());
         scope.confine(&mut stmt);
-        for (column, value) in &self.sets {
+        for (column, value) in self.sets.iter() {
             stmt.value(*column, value.clone());
         }
         self.filters.apply(&mut stmt);
@@ -281,7 +281,7 @@ impl Plan for UpdatePlan {
     fn key<M: Model>(&self, key: &mut impl KeySink) {
         key.num(tag::UPDATE);
         key.num(self.sets.len() as u64);
-        for (column, value) in &self.sets {
+        for (column, value) in self.sets.iter() {
             key.str(column);
             value_key(value, key);
         }
@@ -292,16 +292,15 @@ impl Plan for UpdatePlan {
         }
     }
 
-    fn values(self, tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue> {
+        let mut values = Vec::with_capacity(self.sets.len() + self.filters.len() + 1);
+        let out = &mut values;
         for (_, value) in self.sets {
             out.push(bound(value));
         }
         tenant_value(tenant, out);
         self.filters.values(out);
-    }
-
-    fn value_count(&self) -> usize {
-        self.sets.len() + self.filters.len()
+        values
     }
 }
 
