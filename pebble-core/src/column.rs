@@ -4,9 +4,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{BinOper, Expr, ExprTrait, PgFunc};
+use sea_query::{Expr, Value};
 
-use crate::filter::Filter;
+use crate::filter::{Cmp, Filter, Node};
 use crate::sql_type::{IntoValue, SqlType, TenantKey, TextType};
 
 /// A column of model `M` holding values of type `T`.
@@ -55,8 +55,20 @@ macro_rules! column_common {
                 self.name
             }
 
-            pub(crate) fn expr(self) -> Expr {
-                Expr::col(self.name)
+            fn cmp(self, op: Cmp, value: Value) -> Filter<M> {
+                Filter::new(Node::Cmp {
+                    column: self.name,
+                    op,
+                    value,
+                })
+            }
+
+            fn any(self, all: bool, array: Value) -> Filter<M> {
+                Filter::new(Node::Any {
+                    column: self.name,
+                    all,
+                    array,
+                })
             }
         }
 
@@ -79,52 +91,62 @@ macro_rules! column_common {
 column_common!(Column);
 column_common!(TenantColumn);
 
+impl<M, T> Column<M, T> {
+    pub(crate) fn expr(self) -> Expr {
+        Expr::col(self.name)
+    }
+}
+
 impl<M, T: SqlType> Column<M, T> {
     /// `column = value`
     pub fn eq(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().eq(value.into_value()))
+        self.cmp(Cmp::Eq, value.into_value())
     }
 
     /// `column <> value`
     pub fn ne(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().ne(value.into_value()))
+        self.cmp(Cmp::Ne, value.into_value())
     }
 
     /// `column > value`
     pub fn gt(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().gt(value.into_value()))
+        self.cmp(Cmp::Gt, value.into_value())
     }
 
     /// `column >= value`
     pub fn gte(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().gte(value.into_value()))
+        self.cmp(Cmp::Gte, value.into_value())
     }
 
     /// `column < value`
     pub fn lt(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().lt(value.into_value()))
+        self.cmp(Cmp::Lt, value.into_value())
     }
 
     /// `column <= value`
     pub fn lte(self, value: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().lte(value.into_value()))
+        self.cmp(Cmp::Lte, value.into_value())
     }
 
     /// `column BETWEEN low AND high` (inclusive).
     pub fn between(self, low: impl IntoValue<T::Base>, high: impl IntoValue<T::Base>) -> Filter<M> {
-        Filter::new(self.expr().between(low.into_value(), high.into_value()))
+        Filter::new(Node::Between {
+            column: self.name,
+            low: low.into_value(),
+            high: high.into_value(),
+        })
     }
 
     /// `column = ANY($n)`: one array parameter, so the statement text (and
     /// its cached prepared statement) is the same for any number of values,
     /// and an empty list matches nothing instead of being a syntax error.
     pub fn is_in<V: IntoValue<T::Base>>(self, values: impl IntoIterator<Item = V>) -> Filter<M> {
-        Filter::new(self.expr().eq(PgFunc::any(array::<T, V>(values))))
+        self.any(false, array::<T, V>(values))
     }
 
     /// `column <> ALL($n)`; an empty list matches every non-NULL value.
     pub fn not_in<V: IntoValue<T::Base>>(self, values: impl IntoIterator<Item = V>) -> Filter<M> {
-        Filter::new(self.expr().ne(PgFunc::all(array::<T, V>(values))))
+        self.any(true, array::<T, V>(values))
     }
 
     /// Ascending order on this column.
@@ -138,24 +160,19 @@ impl<M, T: SqlType> Column<M, T> {
     }
 }
 
-fn array<T: SqlType, V: IntoValue<T::Base>>(values: impl IntoIterator<Item = V>) -> Expr {
-    Expr::val(T::array(
-        values.into_iter().map(IntoValue::into_value).collect(),
-    ))
+fn array<T: SqlType, V: IntoValue<T::Base>>(values: impl IntoIterator<Item = V>) -> Value {
+    T::array(values.into_iter().map(IntoValue::into_value).collect())
 }
 
 impl<M, T: TextType> Column<M, T> {
     /// `column LIKE pattern` (case-sensitive; `%` and `_` are wildcards).
     pub fn like(self, pattern: impl IntoValue<String>) -> Filter<M> {
-        Filter::new(self.expr().binary(BinOper::Like, pattern.into_value()))
+        self.cmp(Cmp::Like, pattern.into_value())
     }
 
     /// `column ILIKE pattern` (case-insensitive).
     pub fn ilike(self, pattern: impl IntoValue<String>) -> Filter<M> {
-        Filter::new(self.expr().binary(
-            sea_query::extension::postgres::PgBinOper::ILike,
-            pattern.into_value(),
-        ))
+        self.cmp(Cmp::ILike, pattern.into_value())
     }
 }
 
@@ -165,29 +182,35 @@ where
 {
     /// `column IS NULL`
     pub fn is_null(self) -> Filter<M> {
-        Filter::new(self.expr().is_null())
+        Filter::new(Node::Null {
+            column: self.name,
+            not: false,
+        })
     }
 
     /// `column IS NOT NULL`
     pub fn is_not_null(self) -> Filter<M> {
-        Filter::new(self.expr().is_not_null())
+        Filter::new(Node::Null {
+            column: self.name,
+            not: true,
+        })
     }
 }
 
 impl<M, K: TenantKey> TenantColumn<M, K> {
     /// `tenant_column = key`
     pub fn eq(self, key: impl IntoValue<K>) -> Filter<M> {
-        Filter::new(self.expr().eq(key.into_value()))
+        self.cmp(Cmp::Eq, key.into_value())
     }
 
     /// `tenant_column <> key`
     pub fn ne(self, key: impl IntoValue<K>) -> Filter<M> {
-        Filter::new(self.expr().ne(key.into_value()))
+        self.cmp(Cmp::Ne, key.into_value())
     }
 
     /// `tenant_column = ANY($n)`
     pub fn is_in<V: IntoValue<K>>(self, keys: impl IntoIterator<Item = V>) -> Filter<M> {
-        Filter::new(self.expr().eq(PgFunc::any(array::<K, V>(keys))))
+        self.any(false, array::<K, V>(keys))
     }
 
     /// Ascending order on the tenant column.

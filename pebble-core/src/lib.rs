@@ -15,6 +15,7 @@ mod filter;
 mod ident;
 mod insertable;
 mod model;
+mod shape;
 mod sql_enum;
 mod sql_type;
 

@@ -420,7 +420,9 @@ pub fn decode<T: SqlType>(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Target {
     pub(crate) type_id: TypeId,
-    pub(crate) model: &'static str,
+    /// The model's full type name; shortened only for an error message,
+    /// since every builder makes a `Target`.
+    type_name: &'static str,
     pub(crate) table: &'static str,
     pub(crate) columns: &'static [ColumnDef],
     /// `#[pebble(per_tenant)]`: under a schema handle its table is in the
@@ -432,7 +434,7 @@ impl Target {
     pub(crate) fn of<M: Model>() -> Target {
         Target {
             type_id: TypeId::of::<M>(),
-            model: short_type_name(std::any::type_name::<M>()),
+            type_name: std::any::type_name::<M>(),
             table: M::TABLE,
             columns: M::COLUMNS,
             per_tenant: M::PER_TENANT,
@@ -441,6 +443,11 @@ impl Target {
 
     pub(crate) fn table(&self) -> &'static str {
         self.table
+    }
+
+    /// The model as the user wrote it (`Task`, `Row<T>`), for errors.
+    pub(crate) fn model(&self) -> &'static str {
+        short_type_name(self.type_name)
     }
 
     pub(crate) fn tenant_column(&self) -> Option<&'static ColumnDef> {

@@ -304,7 +304,7 @@ impl Db {
     pub async fn verify_all(&self, models: &[ModelSchema]) -> Result<SchemaReport> {
         if let Some(model) = models.iter().find(|m| m.target.per_tenant) {
             return Err(Error::PerTenantModelThroughDb {
-                model: model.target.model,
+                model: model.target.model(),
             });
         }
         self.verify_models(models).await
@@ -400,7 +400,7 @@ struct LiveIndex {
 impl SchemaReport {
     fn push(&mut self, target: &Target, column: Option<&str>, kind: MismatchKind) {
         self.mismatches.push(Mismatch {
-            model: target.model,
+            model: target.model(),
             table: target.table,
             column: column.map(str::to_owned),
             kind,

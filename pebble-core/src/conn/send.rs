@@ -281,8 +281,25 @@ pub(crate) fn begin_text(tenant: &str) -> String {
 /// [`begin_text`] starting with `begin` (`BEGIN` and its transaction
 /// options: they must come before the first query of the transaction).
 fn begin_text_with(begin: &str, tenant: &str) -> String {
-    let escaped = tenant.replace('\\', "\\\\").replace('\'', "''");
-    format!("{begin}; SET LOCAL {TENANT_SETTING} = E'{escaped}'")
+    const SET: &str = "; SET LOCAL ";
+    // One allocation per statement, sized for the worst case (every
+    // character escaped), instead of one per escape pass and the format.
+    let mut text = String::with_capacity(
+        begin.len() + SET.len() + TENANT_SETTING.len() + 5 + 2 * tenant.len() + 1,
+    );
+    text.push_str(begin);
+    text.push_str(SET);
+    text.push_str(TENANT_SETTING);
+    text.push_str(" = E'");
+    for c in tenant.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '\'' => text.push_str("''"),
+            c => text.push(c),
+        }
+    }
+    text.push('\'');
+    text
 }
 
 async fn run_prepared<'a>(

@@ -1,7 +1,9 @@
 //! [`Statement`]: what a builder sends, rendered once.
 
 use sea_query::PostgresQueryBuilder;
-use sea_query_postgres::{PostgresBinder, PostgresValues};
+use std::sync::Arc;
+
+use sea_query_postgres::{PostgresBinder, PostgresValue, PostgresValues};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::{Error, Result};
@@ -21,19 +23,42 @@ use crate::scope::Scope;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Statement {
-    sql: String,
+    sql: Sql,
     values: PostgresValues,
+}
+
+/// A statement's text: rendered for it, or shared with every statement of
+/// the same shape (the shape cache's).
+#[derive(Debug, Clone)]
+enum Sql {
+    Owned(String),
+    Shared(Arc<str>),
 }
 
 impl Statement {
     pub(crate) fn new(stmt: &impl PostgresBinder) -> Self {
         let (sql, values) = stmt.build_postgres(PostgresQueryBuilder);
-        Statement { sql, values }
+        Statement {
+            sql: Sql::Owned(sql),
+            values,
+        }
+    }
+
+    /// A statement of a cached shape: its text, and the values collected
+    /// for it in placeholder order.
+    pub(crate) fn shared(sql: Arc<str>, values: Vec<PostgresValue>) -> Self {
+        Statement {
+            sql: Sql::Shared(sql),
+            values: PostgresValues(values),
+        }
     }
 
     /// The SQL text.
     pub fn sql(&self) -> &str {
-        &self.sql
+        match &self.sql {
+            Sql::Owned(sql) => sql,
+            Sql::Shared(sql) => sql,
+        }
     }
 
     /// The bind values, for tracing when the pool opted in.
@@ -43,7 +68,10 @@ impl Statement {
 
     /// The SQL text, without copying it.
     pub(crate) fn into_sql(self) -> String {
-        self.sql
+        match self.sql {
+            Sql::Owned(sql) => sql,
+            Sql::Shared(sql) => sql.to_string(),
+        }
     }
 
     /// The bind values, in placeholder order, ready for `tokio_postgres`.

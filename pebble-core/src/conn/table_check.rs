@@ -185,7 +185,7 @@ impl LiveTable {
         if let Some(recorded) = self.recorded_tenant() {
             if declared.map(|c| c.name) != recorded {
                 return Err(Error::TenantColumnMismatch {
-                    model: target.model,
+                    model: target.model(),
                     table: target.table,
                     declared: describe(declared.map(|c| c.name)),
                     recorded: describe(recorded),
@@ -203,7 +203,7 @@ impl LiveTable {
             };
             if !compatible(field.sql_type, &live.typname) {
                 return Err(Error::ColumnTypeMismatch {
-                    model: target.model,
+                    model: target.model(),
                     table: target.table,
                     column: field.name,
                     field_type: field.sql_type,

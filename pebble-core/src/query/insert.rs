@@ -1,15 +1,20 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use sea_query::{Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning, TableRef};
+use sea_query::{
+    Expr, InsertStatement, OnConflict as SeaOnConflict, Query, Returning, TableRef, Value,
+};
+use sea_query_postgres::PostgresValue;
 
 use crate::column::{names, Columns, SetColumns};
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Refusal, Result};
 use crate::model::Model;
 use crate::scope::Scope;
+use crate::shape::{bound, tag, value_key, KeySink};
 
-use super::core::{column_names, Core};
+use super::core::{all_columns, column_names, columns_key, Core, Returns};
+use super::shape_cache::Plan;
 
 /// Marker: the insert writes one row; `returning()` gives that row.
 #[derive(Debug)]
@@ -42,7 +47,7 @@ pub enum Many {}
 /// ```
 #[must_use = "an insert does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Insert<M, R = One> {
-    core: Core<M, InsertStatement>,
+    core: Core<M, InsertPlan>,
     /// Set when a row was refused while the builder was made; reported on run.
     refused: Option<Refusal>,
     rows: usize,
@@ -63,11 +68,8 @@ impl<M: Model, R> Insert<M, R> {
         scope: Scope,
         rows: impl IntoIterator<Item = Result<M, Refusal>>,
     ) -> Self {
-        // Built in place: the statement is large, and moving it through
-        // intermediate results costs more than filling it here.
-        let table = scope.table_ref::<M>();
         let mut insert = Insert {
-            core: Core::new(conn, scope, Query::insert()),
+            core: Core::new(conn, scope),
             refused: None,
             rows: 0,
             chunks: Vec::new(),
@@ -77,18 +79,44 @@ impl<M: Model, R> Insert<M, R> {
         // database is decided per row, in VALUES, so rows that differ on it
         // still share one statement.
         let width = M::COLUMNS.len();
-        // Exactly sized: sea-query then allocates its column list once.
-        let mut columns = Vec::with_capacity(width);
-        columns.extend(M::COLUMNS.iter().map(|c| c.name));
-        insert.core.stmt.into_table(table.clone()).columns(columns);
         // Rows past this many go into another statement of the same insert.
         let per_statement = (PARAMETERS_PER_STATEMENT / width.max(1)).max(1);
+        let mut rows = rows.into_iter().peekable();
+        let first = rows.next();
+        // One row goes in the plan: an insert of one row is sent from the
+        // shape cache. Several rows make the statement a sea-query tree.
+        if rows.peek().is_none() && width <= PLANNED_WIDTH {
+            match first {
+                None => {}
+                Some(Err(refusal)) => insert.refused = Some(refusal),
+                Some(Ok(row)) => {
+                    if let Some(plan) = insert.core.plan_mut() {
+                        plan.record(row);
+                        if plan.width != width {
+                            insert.refused = Some(Refusal::MalformedRow {
+                                table: M::TABLE,
+                                columns: width,
+                                values: plan.width,
+                            });
+                            return insert;
+                        }
+                    }
+                    insert.rows = 1;
+                }
+            }
+            return insert;
+        }
+        // Built in place: the statement is large, and moving it through
+        // intermediate results costs more than filling it here.
+        let table = insert.core.scope.table_ref::<M>();
+        insert.core.tree_mut();
+        let rows = first.into_iter().chain(rows);
         for row in rows {
             if insert.rows > 0 && insert.rows % per_statement == 0 {
                 let next = fresh_statement::<M>(table.clone());
                 insert
                     .chunks
-                    .push(std::mem::replace(&mut insert.core.stmt, next));
+                    .push(std::mem::replace(insert.core.tree_mut(), next));
             }
             let row = match row {
                 Ok(row) => row,
@@ -110,7 +138,7 @@ impl<M: Model, R> Insert<M, R> {
             });
             // An exactly sized `Vec`: sea-query collects it in place.
             let given = values.len();
-            if insert.core.stmt.values(values).is_err() {
+            if insert.core.tree_mut().values(values).is_err() {
                 insert.refused = Some(Refusal::MalformedRow {
                     table: M::TABLE,
                     columns: width,
@@ -173,9 +201,9 @@ impl<M: Model, R> Insert<M, R> {
     /// as for [`Insert::build`].
     pub fn statements(&self) -> Result<Vec<Statement>> {
         self.check()?;
-        self.core.build()?;
+        let last = self.core.build()?;
         let mut all: Vec<Statement> = self.chunks.iter().map(Statement::new).collect();
-        all.push(Statement::new(&self.core.stmt));
+        all.push(last);
         Ok(all)
     }
 
@@ -189,7 +217,7 @@ impl<M: Model, R> Insert<M, R> {
     /// them in one transaction: all rows are written, or none. Inside a
     /// transaction it uses that transaction, where a failure aborts it as
     /// a single failing statement would.
-    pub async fn exec(self) -> Result<u64> {
+    pub async fn exec(mut self) -> Result<u64> {
         if !self.chunks.is_empty() {
             let stmts = self.statements()?;
             return self
@@ -198,10 +226,11 @@ impl<M: Model, R> Insert<M, R> {
                 .execute_atomically(&stmts, &self.core.scope)
                 .await;
         }
-        let stmt = match self.build() {
+        match self.check() {
             Err(Error::NothingToInsert { .. }) => return Ok(0),
             other => other?,
-        };
+        }
+        let stmt = self.core.take_statement()?;
         self.core.execute(&stmt).await
     }
 
@@ -215,7 +244,7 @@ impl<M: Model, R> Insert<M, R> {
             for chunk in &mut self.chunks {
                 chunk.returning(returning());
             }
-            self.core.stmt.returning(returning());
+            self.core.tree_mut().returning(returning());
             let stmts = self.statements()?;
             let rows = self
                 .core
@@ -297,7 +326,7 @@ impl<M: Model, R> Upsert<M, R> {
         for chunk in &mut insert.chunks {
             chunk.on_conflict(action.clone());
         }
-        insert.core.stmt.on_conflict(action);
+        insert.core.tree_mut().on_conflict(action);
         Upsert { insert }
     }
 
@@ -339,6 +368,101 @@ fn fresh_statement<M: Model>(table: TableRef) -> InsertStatement {
     let mut stmt = Query::insert();
     stmt.into_table(table).columns(column_names::<M>());
     stmt
+}
+
+/// The widest row an insert plan records (its `DEFAULT` columns are bits of
+/// a `u64`); a wider model's insert is rendered each time.
+const PLANNED_WIDTH: usize = u64::BITS as usize;
+
+/// What an insert of one row records while its shape can be keyed: the
+/// values given, in column order, and which columns the database fills
+/// (`DEFAULT`). The given values become the statement's bind values as
+/// they are, with no second list.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InsertPlan {
+    given: Vec<PostgresValue>,
+    /// Bit `i`: column `i` is `DEFAULT`.
+    defaults: u64,
+    /// How many values the row had (given and `DEFAULT`).
+    width: usize,
+    returning: bool,
+}
+
+impl InsertPlan {
+    fn record<M: Model>(&mut self, row: M) {
+        let mut columns = M::COLUMNS.iter();
+        self.given.reserve_exact(M::COLUMNS.len());
+        row.into_values(|value, unset| {
+            let defaulted = columns.next().is_some_and(|c| c.default.is_some());
+            if unset && defaulted && self.width < PLANNED_WIDTH {
+                self.defaults |= 1 << self.width;
+            } else {
+                self.given.push(PostgresValue(value));
+            }
+            self.width += 1;
+        });
+    }
+
+    fn is_default(&self, column: usize) -> bool {
+        column < PLANNED_WIDTH && self.defaults >> column & 1 == 1
+    }
+}
+
+impl Returns for InsertPlan {
+    fn set_returning(&mut self) {
+        self.returning = true;
+    }
+}
+
+impl Plan for InsertPlan {
+    type Tree = InsertStatement;
+
+    fn tree<M: Model>(&self, scope: &Scope) -> InsertStatement {
+        let mut stmt = fresh_statement::<M>(scope.table_ref::<M>());
+        if self.width > 0 {
+            let mut given = self.given.iter();
+            let values = (0..self.width).map(|column| {
+                if self.is_default(column) {
+                    return Expr::keyword_default();
+                }
+                // `width` counts each value once, given or `DEFAULT`, so
+                // there is always one given here.
+                given
+                    .next()
+                    .map_or_else(Expr::keyword_default, |value| Expr::from(value.0.clone()))
+            });
+            // The width was checked when the row was recorded.
+            let _ = stmt.values(values.collect::<Vec<_>>());
+        }
+        if self.returning {
+            stmt.returning(all_columns::<M>());
+        }
+        stmt
+    }
+
+    fn key<M: Model>(&self, key: &mut impl KeySink) {
+        key.num(tag::INSERT);
+        columns_key::<M>(key);
+        key.num(self.width as u64);
+        let mut given = self.given.iter();
+        for column in 0..self.width {
+            if self.is_default(column) {
+                key.num(tag::DEFAULT);
+            } else if let Some(value) = given.next() {
+                value_key(&value.0, key);
+            }
+        }
+        key.num(u64::from(self.returning));
+    }
+
+    fn values(mut self, _tenant: Option<&Value>) -> Vec<PostgresValue> {
+        // The tenant is stamped into the row: no condition to bind.
+        for value in &mut self.given {
+            let given = std::mem::replace(&mut value.0, Value::Bool(None));
+            *value = bound(given);
+        }
+        self.given
+    }
 }
 
 impl<M, R> fmt::Debug for Insert<M, R> {

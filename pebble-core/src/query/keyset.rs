@@ -3,10 +3,8 @@
 //! of columns, so a page costs an index range scan wherever it is, unlike
 //! `OFFSET`, which reads and throws away every row before the page.
 
-use sea_query::{Expr, ExprTrait};
-
 use crate::column::Column;
-use crate::filter::Filter;
+use crate::filter::{Cmp, Filter, Node};
 use crate::model::Model;
 use crate::sql_type::{IntoValue, SqlType};
 
@@ -32,35 +30,31 @@ impl<M, V, K: sealed::Boundary<M, V>> Keyset<M, V> for K {}
 mod sealed {
     use super::*;
 
-    /// The condition itself, kept out of the public trait so that its
-    /// sea-query types are not part of pebble's API.
+    /// The condition itself, kept out of the public trait: only pebble
+    /// makes page boundaries.
     pub trait Boundary<M, V> {
-        fn condition(self, values: V, after: bool) -> Expr;
-    }
-
-    fn compare(left: Expr, right: Expr, after: bool) -> Expr {
-        if after {
-            left.gt(right)
-        } else {
-            left.lt(right)
-        }
+        fn condition(self, values: V, after: bool) -> Filter<M>;
     }
 
     impl<M: Model, T: SqlType, V: IntoValue<T::Base>> Boundary<M, V> for Column<M, T> {
-        fn condition(self, value: V, after: bool) -> Expr {
-            compare(Expr::col(self.name()), Expr::val(value.into_value()), after)
+        fn condition(self, value: V, after: bool) -> Filter<M> {
+            Filter::new(Node::Cmp {
+                column: self.name(),
+                op: if after { Cmp::Gt } else { Cmp::Lt },
+                value: value.into_value(),
+            })
         }
     }
 
     impl<M: Model, A: SqlType, B: SqlType, VA: IntoValue<A::Base>, VB: IntoValue<B::Base>>
         Boundary<M, (VA, VB)> for (Column<M, A>, Column<M, B>)
     {
-        fn condition(self, (va, vb): (VA, VB), after: bool) -> Expr {
-            compare(
-                Expr::tuple([Expr::col(self.0.name()), Expr::col(self.1.name())]),
-                Expr::tuple([Expr::val(va.into_value()), Expr::val(vb.into_value())]),
-                after,
-            )
+        fn condition(self, (va, vb): (VA, VB), after: bool) -> Filter<M> {
+            Filter::new(Node::Row {
+                columns: vec![self.0.name(), self.1.name()],
+                greater: after,
+                values: vec![va.into_value(), vb.into_value()],
+            })
         }
     }
 
@@ -74,20 +68,12 @@ mod sealed {
             VC: IntoValue<C::Base>,
         > Boundary<M, (VA, VB, VC)> for (Column<M, A>, Column<M, B>, Column<M, C>)
     {
-        fn condition(self, (va, vb, vc): (VA, VB, VC), after: bool) -> Expr {
-            compare(
-                Expr::tuple([
-                    Expr::col(self.0.name()),
-                    Expr::col(self.1.name()),
-                    Expr::col(self.2.name()),
-                ]),
-                Expr::tuple([
-                    Expr::val(va.into_value()),
-                    Expr::val(vb.into_value()),
-                    Expr::val(vc.into_value()),
-                ]),
-                after,
-            )
+        fn condition(self, (va, vb, vc): (VA, VB, VC), after: bool) -> Filter<M> {
+            Filter::new(Node::Row {
+                columns: vec![self.0.name(), self.1.name(), self.2.name()],
+                greater: after,
+                values: vec![va.into_value(), vb.into_value(), vc.into_value()],
+            })
         }
     }
 }
@@ -137,13 +123,13 @@ impl<M: Model> Select<M> {
     /// # Ok::<(), pebble::Error>(())
     /// ```
     pub fn after<K: Keyset<M, V>, V>(self, key: K, value: V) -> Self {
-        self.filter(Filter::new(key.condition(value, true)))
+        self.filter(key.condition(value, true))
     }
 
     /// Keyset pagination backwards: only rows whose `key` is less than
     /// `value`; pair it with a descending `.order_by` on the same columns
     /// (see [`Select::after`]).
     pub fn before<K: Keyset<M, V>, V>(self, key: K, value: V) -> Self {
-        self.filter(Filter::new(key.condition(value, false)))
+        self.filter(key.condition(value, false))
     }
 }

@@ -62,7 +62,7 @@ impl<M: Model> Select<M> {
 
 impl<M: Model> Locked<M> {
     fn new(mut select: Select<M>, kind: LockType) -> Self {
-        select.core.stmt.lock(kind);
+        select.core.tree_mut().lock(kind);
         Locked { select, kind }
     }
 
@@ -71,7 +71,7 @@ impl<M: Model> Locked<M> {
     pub fn skip_locked(mut self) -> Self {
         self.select
             .core
-            .stmt
+            .tree_mut()
             .lock_with_behavior(self.kind, LockBehavior::SkipLocked);
         self
     }
@@ -82,7 +82,7 @@ impl<M: Model> Locked<M> {
     pub fn nowait(mut self) -> Self {
         self.select
             .core
-            .stmt
+            .tree_mut()
             .lock_with_behavior(self.kind, LockBehavior::Nowait);
         self
     }

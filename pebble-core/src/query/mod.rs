@@ -15,6 +15,7 @@ mod lock;
 mod projection;
 mod references;
 mod select;
+pub(crate) mod shape_cache;
 mod stream;
 mod update;
 

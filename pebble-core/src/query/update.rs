@@ -1,17 +1,20 @@
 use std::fmt;
 
-use sea_query::{Expr, ExprTrait, Query, UpdateStatement};
+use sea_query::{Expr, Query, UpdateStatement, Value};
+use sea_query_postgres::PostgresValue;
 
 use crate::column::Column;
 use crate::conn::{Conn, Statement};
 use crate::error::{Error, Result};
 use crate::expr::IntoExpr;
-use crate::filter::Filter;
+use crate::filter::{Cmp, Filter, Node};
 use crate::model::{HasPrimaryKey, Model};
 use crate::scope::Scope;
+use crate::shape::{bound, tag, value_key, KeySink};
 use crate::sql_type::{IntoValue, SqlType};
 
-use super::core::Core;
+use super::core::{all_columns, columns_key, Core, Few, Filtered, Filters, Returns};
+use super::shape_cache::{tenant_value, Plan};
 
 /// An `UPDATE` on model `M`, from `update::<M>()`.
 ///
@@ -32,7 +35,7 @@ use super::core::Core;
 /// ```
 #[must_use = "an update does nothing until it is run with `.exec()` or `.returning()`"]
 pub struct Update<M> {
-    core: Core<M, UpdateStatement>,
+    core: Core<M, UpdatePlan>,
     assigned: bool,
     /// The tenant column, if something tried to assign it.
     tenant_assigned: Option<&'static str>,
@@ -42,10 +45,8 @@ pub struct Update<M> {
 
 impl<M: Model> Update<M> {
     pub(crate) fn new(conn: Conn, scope: Scope) -> Self {
-        let mut stmt = Query::update();
-        stmt.table(scope.table_ref::<M>());
         Update {
-            core: Core::confined(conn, scope, stmt),
+            core: Core::new(conn, scope),
             assigned: false,
             tenant_assigned: None,
             assigned_twice: None,
@@ -63,7 +64,7 @@ impl<M: Model> Update<M> {
         row.to_values(|value| {
             if let Some(column) = columns.next() {
                 if !column.primary_key && !column.tenant {
-                    update.assign(column.name, value);
+                    update.assign_value(column.name, value);
                 }
             }
         });
@@ -77,7 +78,11 @@ impl<M: Model> Update<M> {
             if confined && M::COLUMNS.iter().any(|c| c.tenant && c.name == *column) {
                 continue;
             }
-            update.core.stmt.and_where(Expr::col(*column).eq(value));
+            update.core.and_where(Node::Cmp {
+                column,
+                op: Cmp::Eq,
+                value,
+            });
         }
         update
     }
@@ -85,7 +90,7 @@ impl<M: Model> Update<M> {
     /// Sets `column` to `value` in every matching row.
     pub fn set<T: SqlType>(mut self, column: Column<M, T>, value: impl IntoValue<T>) -> Self {
         self.check_once(column.name());
-        self.assign(column.name(), value.into_value());
+        self.assign_value(column.name(), value.into_value());
         self
     }
 
@@ -119,12 +124,15 @@ impl<M: Model> Update<M> {
     /// PostgreSQL refuses `SET a = .., a = ..`; say so before sending.
     /// (`of_row` assigns each column once by construction.)
     fn check_once(&mut self, column: &'static str) {
-        let seen = self
-            .core
-            .stmt
-            .get_values()
-            .iter()
-            .any(|(assigned, _)| assigned.to_string() == column);
+        let seen = match self.core.plan_mut() {
+            Some(plan) => plan.sets.iter().any(|(assigned, _)| *assigned == column),
+            None => self
+                .core
+                .tree_mut()
+                .get_values()
+                .iter()
+                .any(|(assigned, _)| assigned.to_string() == column),
+        };
         if seen && self.assigned_twice.is_none() {
             self.assigned_twice = Some(column);
         }
@@ -136,14 +144,30 @@ impl<M: Model> Update<M> {
         if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
             self.tenant_assigned = Some(column);
         } else {
-            self.core.stmt.value(column, value);
+            // An expression is not keyed: this update is rendered each time.
+            self.core.tree_mut().value(column, value);
             self.assigned = true;
         }
     }
 
+    /// [`Update::assign`] of a bind value, which the plan records.
+    fn assign_value(&mut self, column: &'static str, value: Value) {
+        if M::COLUMNS.iter().any(|c| c.tenant && c.name == column) {
+            self.tenant_assigned = Some(column);
+            return;
+        }
+        match self.core.plan_mut() {
+            Some(plan) => plan.sets.push((column, value)),
+            None => {
+                self.core.tree_mut().value(column, value);
+            }
+        }
+        self.assigned = true;
+    }
+
     /// Only updates rows matching `filter`. Several calls are AND-ed.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.core.filter(filter);
+        self.core.and_where(filter.into_node());
         self
     }
 
@@ -182,8 +206,10 @@ impl<M: Model> Update<M> {
     }
 
     /// Runs the update; returns the number of rows changed.
-    pub async fn exec(self) -> Result<u64> {
-        self.core.execute(&self.build()?).await
+    pub async fn exec(mut self) -> Result<u64> {
+        self.check()?;
+        let stmt = self.core.take_statement()?;
+        self.core.execute(&stmt).await
     }
 
     /// Runs the update; returns the changed rows as stored.
@@ -211,6 +237,70 @@ impl<M: Model> Update<M> {
             return Err(Error::NothingToSet { table: M::TABLE });
         }
         Ok(())
+    }
+}
+
+/// What an update records while its shape can be keyed: assignments of
+/// bind values (an expression makes it a sea-query tree).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UpdatePlan {
+    sets: Few<(&'static str, Value)>,
+    filters: Filters,
+    returning: bool,
+}
+
+impl Filtered for UpdatePlan {
+    fn filters(&mut self) -> &mut Filters {
+        &mut self.filters
+    }
+}
+
+impl Returns for UpdatePlan {
+    fn set_returning(&mut self) {
+        self.returning = true;
+    }
+}
+
+impl Plan for UpdatePlan {
+    type Tree = UpdateStatement;
+
+    fn tree<M: Model>(&self, scope: &Scope) -> UpdateStatement {
+        let mut stmt = Query::update();
+        stmt.table(scope.table_ref::<M>());
+        scope.confine(&mut stmt);
+        for (column, value) in self.sets.iter() {
+            stmt.value(*column, value.clone());
+        }
+        self.filters.apply(&mut stmt);
+        if self.returning {
+            stmt.returning(all_columns::<M>());
+        }
+        stmt
+    }
+
+    fn key<M: Model>(&self, key: &mut impl KeySink) {
+        key.num(tag::UPDATE);
+        key.num(self.sets.len() as u64);
+        for (column, value) in self.sets.iter() {
+            key.str(column);
+            value_key(value, key);
+        }
+        self.filters.key(key);
+        key.num(u64::from(self.returning));
+        if self.returning {
+            columns_key::<M>(key);
+        }
+    }
+
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue> {
+        let mut values = Vec::with_capacity(self.sets.len() + self.filters.len() + 1);
+        let out = &mut values;
+        for (_, value) in self.sets {
+            out.push(bound(value));
+        }
+        tenant_value(tenant, out);
+        self.filters.values(out);
+        values
     }
 }
 

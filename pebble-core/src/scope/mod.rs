@@ -223,6 +223,15 @@ impl Scope {
         }
     }
 
+    /// The value the tenant condition binds, for builders that place its
+    /// placeholder themselves (a cached statement shape).
+    pub(crate) fn condition_value(&self) -> Option<&Value> {
+        match self {
+            Scope::Tenant { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// The tenant condition, unqualified (`"tenant_id" = $1`).
     fn condition(&self) -> Option<Expr> {
         match self {

@@ -1,0 +1,418 @@
+//! The per-shape statement cache: each statement shape's SQL is rendered
+//! once (by sea-query) and reused, so a builder on the hot path only
+//! collects its bind values.
+//!
+//! A shape is a [`Plan`] (what the builder recorded) together with the
+//! builder's [`Scope`] and model. Its key is the full token sequence (see
+//! [`crate::shape`]); the hash only picks the bucket, and a hit compares
+//! every token, so two shapes can never share an entry. A shape is cached
+//! only after its first rendering has been checked: the values the plan
+//! collects must equal, in number and order, the values sea-query bound
+//! for that text. Builders that are not plans (joins, projections, locks,
+//! upserts, expressions in updates) never reach this module. Debug builds
+//! also render every hit afresh and panic if text or values differ.
+//!
+//! The cache is process-wide, split in [`SHARDS`] shards behind their own
+//! `RwLock` (the hot path only reads), each holding at most
+//! [`SHARD_CAPACITY`] shapes: a full shard is emptied, so memory stays
+//! bounded whatever the application does (schema handles name their
+//! tenant's schema in the text, so their shapes are per tenant).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, RwLock};
+
+use sea_query::Value;
+use sea_query_postgres::PostgresValue;
+
+use crate::conn::Statement;
+use crate::model::Model;
+use crate::scope::{Scope, Strategy};
+use crate::shape::{bound, tag, value_key, KeySink};
+
+/// What a builder records instead of a sea-query tree while its shape can
+/// be keyed, and how the tree is made from it when it is rendered.
+pub(crate) trait Plan: Clone + Default {
+    /// The sea-query statement this plan stands for.
+    type Tree;
+
+    /// The statement exactly as the builder used to build it.
+    fn tree<M: Model>(&self, scope: &Scope) -> Self::Tree;
+
+    /// Every token of the text this plan renders to, but the scope's.
+    fn key<M: Model>(&self, key: &mut impl KeySink);
+
+    /// The bind values in placeholder order; `tenant` is the scope's
+    /// condition value, where its placeholder falls in this statement.
+    fn values(self, tenant: Option<&Value>) -> Vec<PostgresValue>;
+}
+
+/// The statement `plan` renders to under `scope`: from the cache when this
+/// shape was rendered before, rendered by `render` otherwise (and cached
+/// when its values check out).
+pub(crate) fn statement<M: Model, P: Plan>(
+    plan: P,
+    scope: &Scope,
+    render: impl FnOnce(&P) -> Statement,
+) -> Statement {
+    let shape = Shape::<M, P> {
+        plan: &plan,
+        scope,
+        _model: std::marker::PhantomData,
+    };
+    if !shape.keyable() {
+        return render(&plan);
+    }
+    let mut hasher = FxSink(0);
+    shape.key(&mut hasher);
+    let hash = hasher.0;
+    if let Some(sql) = CACHE.get(hash, |matcher| shape.key(matcher)) {
+        // Debug builds (every test of this workspace) check each hit
+        // against a fresh rendering: text and values must be the same.
+        #[cfg(debug_assertions)]
+        let fresh = render(&plan);
+        let values = collect(plan, scope);
+        #[cfg(debug_assertions)]
+        assert!(
+            fresh.sql() == &*sql && fresh.values().0 == values,
+            "a cached shape differs from its fresh rendering: {} vs {}",
+            &*sql,
+            fresh.sql(),
+        );
+        return Statement::shared(sql, values);
+    }
+    let rendered = render(&plan);
+    let mut recorded = Recorder(Vec::new());
+    shape.key(&mut recorded);
+    let values = collect(plan, scope);
+    if values.as_slice() == rendered.values().0.as_slice() {
+        CACHE.insert(
+            hash,
+            recorded.0.into_boxed_slice(),
+            Arc::from(rendered.sql()),
+        );
+    } else {
+        // A plan that collects other values than its rendering binds is a
+        // bug in pebble: never cached, and visible in tests and debug builds.
+        debug_assert!(
+            false,
+            "shape values disagree with sea-query: {}",
+            rendered.sql()
+        );
+    }
+    rendered
+}
+
+fn collect<P: Plan>(plan: P, scope: &Scope) -> Vec<PostgresValue> {
+    plan.values(scope.condition_value())
+}
+
+/// A plan with the scope and model it renders under.
+struct Shape<'a, M, P> {
+    plan: &'a P,
+    scope: &'a Scope,
+    _model: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: Model, P: Plan> Shape<'_, M, P> {
+    /// Scopes that refuse every statement are never rendered for sending;
+    /// they are not worth a key.
+    fn keyable(&self) -> bool {
+        matches!(
+            self.scope,
+            Scope::Plain { .. }
+                | Scope::Tenant { .. }
+                | Scope::Schema { .. }
+                | Scope::CrossTenant { .. }
+        )
+    }
+
+    fn key(&self, key: &mut impl KeySink) {
+        match self.scope {
+            Scope::Plain { .. } => key.num(tag::SCOPE_PLAIN),
+            Scope::Tenant {
+                strategy,
+                column,
+                key: value,
+                ..
+            } => {
+                key.num(tag::SCOPE_TENANT);
+                key.num(match strategy {
+                    Strategy::Row => 0,
+                    Strategy::Rls => 1,
+                    Strategy::Login => 2,
+                });
+                key.str(column);
+                value_key(value, key);
+            }
+            // The schema is part of the text (`"tenant_acme"."tasks"`).
+            Scope::Schema { schema, .. } => {
+                key.num(tag::SCOPE_SCHEMA);
+                key.str(schema);
+            }
+            Scope::CrossTenant { .. } => key.num(tag::SCOPE_CROSS),
+            Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => key.num(tag::END),
+        }
+        key.str(M::TABLE);
+        self.plan.key::<M>(key);
+        key.num(tag::END);
+    }
+}
+
+/// The scope's condition value as a bind value, for plans placing it.
+pub(crate) fn tenant_value(tenant: Option<&Value>, out: &mut Vec<PostgresValue>) {
+    if let Some(value) = tenant {
+        out.push(bound(value.clone()));
+    }
+}
+
+/// How many shards the cache is split in: enough that 16 clients rarely
+/// touch the same lock's cache line at once.
+const SHARDS: usize = 16;
+
+/// Shapes per shard: 16 × 256 = 4,096 shapes in all.
+const SHARD_CAPACITY: usize = 256;
+
+static CACHE: Cache = Cache::new();
+
+/// One token of a stored key.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Num(u64),
+    Str(Box<str>),
+}
+
+struct Entry {
+    key: Box<[Token]>,
+    sql: Arc<str>,
+}
+
+type Bucket = HashMap<u64, Vec<Entry>, BuildHasherDefault<Passthrough>>;
+
+struct Shard {
+    map: RwLock<Option<Bucket>>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+struct Cache {
+    shards: [Shard; SHARDS],
+}
+
+impl Cache {
+    const fn new() -> Self {
+        Cache {
+            shards: [const {
+                Shard {
+                    map: RwLock::new(None),
+                    len: std::sync::atomic::AtomicUsize::new(0),
+                }
+            }; SHARDS],
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &Shard {
+        // The low bits index the shard's map: take the shard from others.
+        &self.shards[(hash >> 32) as usize % SHARDS]
+    }
+
+    /// The text stored for the shape whose tokens `key` writes, if any.
+    fn get(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
+        // A poisoned lock only means a panic elsewhere while it was held;
+        // the map itself is always consistent (entries are inserted whole).
+        let map = self
+            .shard(hash)
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let entries = map.as_ref()?.get(&hash)?;
+        entries.iter().find_map(|entry| {
+            let mut matcher = Matcher {
+                key: &entry.key,
+                at: 0,
+                same: true,
+            };
+            key(&mut matcher);
+            (matcher.same && matcher.at == entry.key.len()).then(|| Arc::clone(&entry.sql))
+        })
+    }
+
+    fn insert(&self, hash: u64, key: Box<[Token]>, sql: Arc<str>) {
+        use std::sync::atomic::Ordering;
+        let shard = self.shard(hash);
+        let mut map = shard.map.write().unwrap_or_else(|e| e.into_inner());
+        let map = map.get_or_insert_with(Bucket::default);
+        if shard.len.load(Ordering::Relaxed) >= SHARD_CAPACITY {
+            // Cheaper than least-recently-used bookkeeping on every hit,
+            // and only paid by applications with thousands of shapes.
+            map.clear();
+            shard.len.store(0, Ordering::Relaxed);
+        }
+        let entries = map.entry(hash).or_default();
+        // Two clients may render the same new shape at once.
+        if entries.iter().any(|entry| entry.key == key) {
+            return;
+        }
+        entries.push(Entry { key, sql });
+        shard.len.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// FxHash's mixing step (as rustc uses): a few instructions per token,
+/// and the hash only chooses a bucket, so its quality only affects speed.
+struct FxSink(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxSink {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl KeySink for FxSink {
+    fn num(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.mix(s.len() as u64);
+        let mut chunks = s.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let mut word = [0; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(word));
+    }
+}
+
+/// Compares a shape's tokens with a stored key, one by one.
+struct Matcher<'a> {
+    key: &'a [Token],
+    at: usize,
+    same: bool,
+}
+
+impl KeySink for Matcher<'_> {
+    fn num(&mut self, n: u64) {
+        self.same &= matches!(self.key.get(self.at), Some(Token::Num(m)) if *m == n);
+        self.at += 1;
+    }
+
+    fn str(&mut self, s: &str) {
+        self.same &= matches!(self.key.get(self.at), Some(Token::Str(t)) if **t == *s);
+        self.at += 1;
+    }
+}
+
+/// Records a shape's tokens, to store them as the key of a new entry.
+struct Recorder(Vec<Token>);
+
+impl KeySink for Recorder {
+    fn num(&mut self, n: u64) {
+        self.0.push(Token::Num(n));
+    }
+
+    fn str(&mut self, s: &str) {
+        self.0.push(Token::Str(s.into()));
+    }
+}
+
+/// The buckets are keyed by a hash already: no second hashing.
+#[derive(Default)]
+struct Passthrough(u64);
+
+impl Hasher for Passthrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(key: &[Token]) -> impl Fn(&mut Matcher<'_>) + '_ {
+        move |sink| {
+            for token in key {
+                match token {
+                    Token::Num(n) => sink.num(*n),
+                    Token::Str(s) => sink.str(s),
+                }
+            }
+        }
+    }
+
+    fn key(parts: &[&str]) -> Box<[Token]> {
+        parts.iter().map(|s| Token::Str((*s).into())).collect()
+    }
+
+    #[test]
+    fn a_hit_needs_the_whole_key_not_just_the_hash() {
+        let cache = Cache::new();
+        // Two shapes forced into one hash: each finds its own text.
+        cache.insert(7, key(&["a", "b"]), "A".into());
+        cache.insert(7, key(&["a", "c"]), "C".into());
+        assert_eq!(
+            cache.get(7, tokens(&key(&["a", "b"]))).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            cache.get(7, tokens(&key(&["a", "c"]))).as_deref(),
+            Some("C")
+        );
+        // A prefix, a longer key, or the same tokens under another hash miss.
+        assert_eq!(cache.get(7, tokens(&key(&["a"]))), None);
+        assert_eq!(cache.get(7, tokens(&key(&["a", "b", "c"]))), None);
+        assert_eq!(cache.get(8, tokens(&key(&["a", "b"]))), None);
+        // A number never matches a name, even with the same digits.
+        let numeric: Box<[Token]> = Box::new([Token::Num(1)]);
+        cache.insert(9, numeric, "N".into());
+        assert_eq!(cache.get(9, tokens(&key(&["1"]))), None);
+    }
+
+    #[test]
+    fn a_shard_never_holds_more_than_its_capacity() {
+        let cache = Cache::new();
+        // Same shard (bits 32 and up), different buckets.
+        for n in 0..(SHARD_CAPACITY as u64 * 3) {
+            cache.insert(n, key(&[&n.to_string()]), "x".into());
+            let len = cache
+                .shard(0)
+                .len
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(len <= SHARD_CAPACITY, "{len}");
+        }
+        // The latest shape is there; the oldest went with the emptied shard.
+        let last = SHARD_CAPACITY as u64 * 3 - 1;
+        assert!(cache
+            .get(last, tokens(&key(&[&last.to_string()])))
+            .is_some());
+        assert!(cache.get(0, tokens(&key(&["0"]))).is_none());
+    }
+
+    #[test]
+    fn the_hash_reads_every_byte_of_a_name() {
+        let hash = |s: &str| {
+            let mut sink = FxSink(0);
+            sink.str(s);
+            sink.0
+        };
+        assert_ne!(hash("tenant_a.tasks"), hash("tenant_b.tasks"));
+        assert_ne!(hash("abcdefgh1"), hash("abcdefgh2"));
+        assert_ne!(hash(""), hash("\0"));
+    }
+}
