@@ -10,7 +10,8 @@ use sqlx::PgPool;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::setup::{
-    begin_rls, login_secret, new_item, Fixture, Item, INSERT_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
+    aggregate_query, begin_rls, join_query, login_secret, new_item, Fixture, Item, AGGREGATE_SQL,
+    INSERT_SQL, JOIN_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -22,15 +23,19 @@ pub enum Workload {
     Update,
     RlsSelect,
     RlsLogin,
+    Join,
+    Aggregate,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Select,
         Workload::Insert,
         Workload::Update,
         Workload::RlsSelect,
         Workload::RlsLogin,
+        Workload::Join,
+        Workload::Aggregate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +45,8 @@ impl Workload {
             Workload::Update => "update",
             Workload::RlsSelect => "rls",
             Workload::RlsLogin => "rls-login",
+            Workload::Join => "join",
+            Workload::Aggregate => "aggregate",
         }
     }
 
@@ -50,6 +57,8 @@ impl Workload {
             Workload::Update => "update one column by key",
             Workload::RlsSelect => "point select under row-level security",
             Workload::RlsLogin => "point select under row-level security, as the tenant's login",
+            Workload::Join => "an item joined with its stock row, by key",
+            Workload::Aggregate => "count and sum over a tenant's items below a quantity",
         }
     }
 }
@@ -80,6 +89,8 @@ struct LimitConn {
     select: Statement,
     insert: Statement,
     update: Statement,
+    join: Statement,
+    aggregate: Statement,
 }
 
 impl LimitConn {
@@ -90,11 +101,15 @@ impl LimitConn {
         let select = client.prepare(SELECT_SQL).await?;
         let insert = client.prepare(INSERT_SQL).await?;
         let update = client.prepare(UPDATE_SQL).await?;
+        let join = client.prepare(JOIN_SQL).await?;
+        let aggregate = client.prepare(AGGREGATE_SQL).await?;
         Ok(LimitConn {
             client,
             select,
             insert,
             update,
+            join,
+            aggregate,
         })
     }
 }
@@ -283,6 +298,24 @@ impl Contenders {
                 black_box(limit_item(&row?)?);
                 commit?;
             }
+            Workload::Join => {
+                let conn = &self.limit[client];
+                let row = conn
+                    .client
+                    .query_one(&conn.join, &[&tenant, &tenant, &id])
+                    .await?;
+                black_box(limit_item(&row)?);
+                black_box(row.try_get::<_, String>(7)?);
+            }
+            Workload::Aggregate => {
+                let conn = &self.limit[client];
+                let below = (n % ROWS) as i32;
+                let row = conn
+                    .client
+                    .query_one(&conn.aggregate, &[&tenant, &below])
+                    .await?;
+                black_box((row.try_get::<_, i64>(0)?, row.try_get::<_, Option<i64>>(1)?));
+            }
             Workload::RlsLogin => {
                 // The login confines it: the statement alone, one exchange.
                 let conn = &self.limit_login[(tenant - 1) as usize][client % PER_LOGIN];
@@ -348,6 +381,23 @@ impl Contenders {
                 black_box(sqlx_item(row));
                 tx.commit().await?;
             }
+            Workload::Join => {
+                let row: SqlxJoinRow = sqlx::query_as(JOIN_SQL)
+                    .bind(tenant)
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_one(&self.sqlx)
+                    .await?;
+                black_box(row);
+            }
+            Workload::Aggregate => {
+                let row: (i64, Option<i64>) = sqlx::query_as(AGGREGATE_SQL)
+                    .bind(tenant)
+                    .bind((n % ROWS) as i32)
+                    .fetch_one(&self.sqlx)
+                    .await?;
+                black_box(row);
+            }
             Workload::RlsLogin => {
                 let row: SqlxRow = sqlx::query_as(SELECT_SQL)
                     .bind(tenant)
@@ -397,6 +447,17 @@ impl Contenders {
                         .await?,
                 );
             }
+            Workload::Join => {
+                black_box(join_query(&self.pebble.tenant(tenant), id).one().await?);
+            }
+            Workload::Aggregate => {
+                let below = (n % ROWS) as i32;
+                black_box(
+                    aggregate_query(&self.pebble.tenant(tenant), below)
+                        .one()
+                        .await?,
+                );
+            }
             Workload::RlsLogin => {
                 black_box(
                     self.pebble_login
@@ -427,6 +488,10 @@ impl Contenders {
 }
 
 type SqlxRow = (i64, i64, String, i32, Option<String>);
+type SqlxJoinRow = (i64, i64, String, i32, Option<String>, i64, i64, String, i32);
+
+/// The aggregate's quantity bound cycles over the quantities loaded.
+const ROWS: u64 = crate::setup::ROWS_PER_TENANT as u64;
 
 fn sqlx_item((id, tenant_id, name, qty, note): SqlxRow) -> Item {
     Item {

@@ -27,6 +27,20 @@ pub struct Item {
 /// `find(id).one()` asks for at most one row.
 pub const SELECT_SQL: &str = r#"SELECT "id", "tenant_id", "name", "qty", "note" FROM "items" WHERE "tenant_id" = $1 AND "id" = $2 LIMIT $3"#;
 pub const INSERT_SQL: &str = r#"INSERT INTO "items" ("id", "tenant_id", "name", "qty", "note") VALUES (DEFAULT, $1, $2, $3, $4)"#;
+/// One stock row per item: what the join workload joins items with.
+#[derive(Model, Debug, Clone)]
+#[pebble(table = "stock")]
+pub struct Stock {
+    #[pebble(primary_key)]
+    pub item_id: i64,
+    #[tenant_id]
+    pub tenant_id: i64,
+    pub warehouse: String,
+    pub on_hand: i32,
+}
+
+pub const JOIN_SQL: &str = r#"SELECT "items"."id", "items"."tenant_id", "items"."name", "items"."qty", "items"."note", "stock"."item_id", "stock"."tenant_id", "stock"."warehouse", "stock"."on_hand" FROM "items" INNER JOIN "stock" ON "stock"."tenant_id" = $1 AND "stock"."tenant_id" = "items"."tenant_id" AND "stock"."item_id" = "items"."id" WHERE "items"."tenant_id" = $2 AND "items"."id" = $3"#;
+pub const AGGREGATE_SQL: &str = r#"SELECT COUNT(*), SUM("items"."qty") FROM "items" WHERE "items"."tenant_id" = $1 AND "items"."qty" < $2"#;
 pub const UPDATE_SQL: &str =
     r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
 
@@ -74,6 +88,7 @@ impl Fixture {
         let owner = server.config_for("compare");
         let db = Db::connect_with(owner.clone(), PoolOptions::default().max_size(2)).await?;
         db.create_table::<Item>().await?;
+        db.create_table::<Stock>().await?;
         db.install_rls::<Item>().await?;
         let password = db
             .create_app_role("compare_app", &[RlsTable::of::<Item>()])
@@ -105,7 +120,19 @@ impl Fixture {
             .await?
             .into_iter()
             .map(|item| (item.tenant_id, item.id))
-            .collect();
+            .collect::<Vec<_>>();
+        for tenant in 1..=TENANTS {
+            let items = keys.iter().filter(|(t, _)| *t == tenant);
+            db.tenant(tenant)
+                .insert_many(items.map(|(_, id)| Stock {
+                    item_id: *id,
+                    tenant_id: 0,
+                    warehouse: format!("w{}", id % 3),
+                    on_hand: (*id % 17) as i32,
+                }))
+                .exec()
+                .await?;
+        }
 
         // The other contenders send exactly what pebble sends.
         let tenant = db.tenant(1_i64);
@@ -120,6 +147,13 @@ impl Fixture {
             .set(Item::QTY, 1)
             .filter(Item::ID.eq(1));
         check_sql("update", update.to_sql()?, UPDATE_SQL)?;
+        check_sql("join", join_query(&tenant, 1).to_sql()?, JOIN_SQL)?;
+        check_sql(
+            "aggregate",
+            aggregate_query(&tenant, 1).to_sql()?,
+            AGGREGATE_SQL,
+        )?;
+        db.batch_execute("VACUUM ANALYZE stock").await?;
         db.batch_execute("VACUUM ANALYZE items").await?;
         db.close();
 
@@ -152,4 +186,28 @@ pub fn new_item(n: u64) -> Item {
         qty: n as i32,
         note: None,
     }
+}
+
+/// The join workload: an item and its stock row, by key.
+pub fn join_query(
+    tenant: &pebble::TenantDb<i64>,
+    id: i64,
+) -> pebble::Join<i64, (Item, Stock), (Item, Stock)> {
+    tenant
+        .select::<Item>()
+        .join::<Stock>()
+        .on(Stock::ITEM_ID.eq_col(Item::ID))
+        .filter(Item::ID.eq(id))
+}
+
+/// The aggregate workload: how many of a tenant's items have fewer than
+/// `below` in stock, and their total.
+pub fn aggregate_query(
+    tenant: &pebble::TenantDb<i64>,
+    below: i32,
+) -> pebble::Projection<i64, (Item,), (Item,), (i64, Option<i64>)> {
+    tenant
+        .select::<Item>()
+        .columns((pebble::count(), Item::QTY.sum()))
+        .filter(Item::QTY.lt(below))
 }
