@@ -28,7 +28,7 @@ use sea_query_postgres::PostgresValue;
 use crate::conn::Statement;
 use crate::model::Model;
 use crate::scope::{Scope, Strategy};
-use crate::shape::{bound, tag, value_key, KeySink};
+use crate::shape::{bound, same_values, tag, value_key, KeySink};
 
 /// What a builder records instead of a sea-query tree while its shape can
 /// be keyed, and how the tree is made from it when it is rendered.
@@ -74,7 +74,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
         let values = collect(plan, scope);
         #[cfg(debug_assertions)]
         assert!(
-            fresh.sql() == &*sql && fresh.values().0 == values,
+            fresh.sql() == &*sql && same_values(&fresh.values().0, &values),
             "a cached shape differs from its fresh rendering: {} vs {}",
             &*sql,
             fresh.sql(),
@@ -85,7 +85,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
     let mut recorded = Recorder(Vec::new());
     shape.key(&mut recorded);
     let values = collect(plan, scope);
-    if values.as_slice() == rendered.values().0.as_slice() {
+    if same_values(&values, &rendered.values().0) {
         CACHE.insert(
             hash,
             recorded.0.into_boxed_slice(),

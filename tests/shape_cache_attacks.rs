@@ -1,0 +1,189 @@
+//! Attacks on the per-shape statement cache (see tests/shape_cache.rs for
+//! its own tests): inputs and loads meant to make a statement go out with
+//! another shape's text, or its values under the wrong placeholders.
+//!
+//! - values that are not equal to themselves (a float NaN) must neither
+//!   crash a debug build (which checks every shape against sea-query) nor
+//!   reach another tenant's rows;
+//! - 16 threads building thousands of shapes at once, more than the cache
+//!   holds (so shards are emptied under the readers), each statement
+//!   compared with sea-query's rendering by hand and carrying its own
+//!   thread's tenant as the tenant condition's value;
+//! - models that share a table name and column names but not their column
+//!   order or tenant column never share a text.
+
+mod common;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use common::{setup, Sample};
+use pebble::{Db, Model, Statement};
+use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query};
+use sea_query_postgres::{PostgresBinder, PostgresValues};
+
+fn lazy_db() -> Db {
+    Db::connect_lazy("host=localhost", pebble::PoolOptions::default()).unwrap()
+}
+
+fn by_hand(stmt: &impl PostgresBinder) -> (String, PostgresValues) {
+    stmt.build_postgres(PostgresQueryBuilder)
+}
+
+/// Text and values (by their `Debug`, which shows NaN as `NaN`) as sea-query renders them by hand.
+fn same(pebble: &Statement, hand: (String, PostgresValues)) {
+    assert_eq!(pebble.sql(), hand.0);
+    assert_eq!(
+        format!("{:?}", pebble.params()),
+        format!("{:?}", hand.1.as_params())
+    );
+}
+
+fn sample(double: f64, real: f32) -> Sample {
+    Sample {
+        id: 0,
+        tenant: String::new(),
+        uuid: uuid::Uuid::new_v4(),
+        text: "nan".into(),
+        small: 1,
+        int: 2,
+        big: 3,
+        real,
+        double,
+        flag: true,
+        bytes: vec![1],
+        at: Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 58).unwrap(),
+        day: NaiveDate::from_ymd_opt(1999, 12, 31).unwrap(),
+        doc: serde_json::json!({}),
+        maybe_uuid: None,
+        maybe_text: None,
+        maybe_small: None,
+        maybe_int: None,
+        maybe_big: None,
+        maybe_real: Some(real),
+        maybe_double: Some(double),
+        maybe_flag: None,
+        maybe_bytes: None,
+        maybe_at: Some(DateTime::<Utc>::UNIX_EPOCH),
+        maybe_day: None,
+        maybe_doc: None,
+    }
+}
+
+/// A NaN is not equal to itself, so a check comparing a shape's values
+/// with sea-query's by `==` fails for it: that must not panic (debug
+/// builds assert it) nor keep the shape from being cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nan_value_is_bound_like_any_other() {
+    let db = lazy_db();
+    let select = |tenant: &str, double: f64| {
+        db.tenant(tenant.to_string())
+            .select::<Sample>()
+            .filter(Sample::DOUBLE.eq(double).or(Sample::REAL.lt(f32::NAN)))
+            .build()
+            .unwrap()
+    };
+    let first = select("acme", f64::NAN);
+    let again = select("acme", f64::NAN);
+    let other = select("umbrella", 1.0);
+    assert_eq!(
+        again.sql().as_ptr(),
+        other.sql().as_ptr(),
+        "a shape first seen with a NaN is cached like any other"
+    );
+    same(
+        &first,
+        by_hand(
+            Query::select()
+                .columns(Sample::COLUMNS.iter().map(|c| c.name))
+                .from("sample")
+                .and_where(Expr::col("tenant").eq("acme"))
+                .and_where(
+                    Expr::col("double")
+                        .eq(f64::NAN)
+                        .or(Expr::col("real").lt(f32::NAN)),
+                ),
+        ),
+    );
+    same(
+        &other,
+        by_hand(
+            Query::select()
+                .columns(Sample::COLUMNS.iter().map(|c| c.name))
+                .from("sample")
+                .and_where(Expr::col("tenant").eq("umbrella"))
+                .and_where(
+                    Expr::col("double")
+                        .eq(1.0_f64)
+                        .or(Expr::col("real").lt(f32::NAN)),
+                ),
+        ),
+    );
+    // Update sets and insert values too.
+    for _ in 0..2 {
+        let update = db
+            .tenant("acme".to_string())
+            .update::<Sample>()
+            .set(Sample::MAYBE_DOUBLE, Some(f64::NAN))
+            .filter(Sample::ID.eq(1))
+            .build()
+            .unwrap();
+        assert_eq!(
+            update.sql(),
+            r#"UPDATE "sample" SET "maybe_double" = $1 WHERE "tenant" = $2 AND "id" = $3"#
+        );
+        let insert = db
+            .tenant("acme".to_string())
+            .insert(sample(f64::NAN, f32::NAN))
+            .build()
+            .unwrap();
+        assert_eq!(insert.params().len(), Sample::COLUMNS.len() - 1);
+    }
+}
+
+/// On a server: NaN rows of tenant A, then the same shapes as tenant B,
+/// which sees, changes and deletes none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nan_shapes_of_a_second_tenant_reach_nothing_of_the_first() {
+    let (_test_db, db) = setup().await;
+    let (a, b) = (
+        db.tenant("acme".to_string()),
+        db.tenant("umbrella".to_string()),
+    );
+    let mine = a
+        .insert(sample(f64::NAN, f32::NAN))
+        .returning()
+        .await
+        .unwrap();
+    assert!(mine.double.is_nan() && mine.tenant == "acme");
+    let theirs = b.insert(sample(f64::NAN, 1.0)).returning().await.unwrap();
+    assert_eq!(theirs.tenant, "umbrella");
+
+    let nan_rows = |h: &pebble::TenantDb<String>| {
+        h.select::<Sample>()
+            .filter(Sample::DOUBLE.eq(f64::NAN))
+            .order_by(Sample::ID.asc())
+    };
+    // PostgreSQL orders NaN as equal to itself: each tenant finds its own.
+    let ids = |rows: Vec<Sample>| rows.iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(nan_rows(&a).all().await.unwrap()), [mine.id]);
+    assert_eq!(ids(nan_rows(&b).all().await.unwrap()), [theirs.id]);
+    // B's update and delete of NaN rows, right after A's of the same shape.
+    let touch = |h: &pebble::TenantDb<String>, id: i64| {
+        h.update::<Sample>()
+            .set(Sample::MAYBE_DOUBLE, Some(f64::NAN))
+            .filter(Sample::ID.eq(id).and(Sample::DOUBLE.eq(f64::NAN)))
+    };
+    assert_eq!(touch(&a, mine.id).exec().await.unwrap(), 1);
+    assert_eq!(touch(&b, mine.id).exec().await.unwrap(), 0);
+    assert!(touch(&b, mine.id).returning().await.unwrap().is_empty());
+    assert_eq!(
+        b.delete::<Sample>()
+            .filter(Sample::ID.eq(mine.id).and(Sample::REAL.eq(f32::NAN)))
+            .exec()
+            .await
+            .unwrap(),
+        0
+    );
+    let kept = a.find::<Sample>(mine.id).one().await.unwrap();
+    assert!(kept.double.is_nan() && kept.maybe_double.is_some_and(f64::is_nan));
+    assert_eq!(b.find::<Sample>(mine.id).optional().await.unwrap(), None);
+}
