@@ -187,3 +187,148 @@ async fn nan_shapes_of_a_second_tenant_reach_nothing_of_the_first() {
     assert!(kept.double.is_nan() && kept.maybe_double.is_some_and(f64::is_nan));
     assert_eq!(b.find::<Sample>(mine.id).optional().await.unwrap(), None);
 }
+
+const DOCS: [&str; 5] = ["id", "org_id", "title", "pages", "created_at"];
+
+/// Shape `s` (0..7776): five `pages` comparisons OR-ed, each operator one
+/// base-6 digit of `s`; the values are `base + i`.
+fn chain(s: usize, base: i32) -> (pebble::Filter<common::Document>, sea_query::Expr) {
+    use common::Document;
+    let term = |i: usize| {
+        let op = s / 6usize.pow(i as u32) % 6;
+        let v = base + i as i32;
+        let col = Expr::col("pages");
+        match op {
+            0 => (Document::PAGES.eq(v), col.eq(v)),
+            1 => (Document::PAGES.ne(v), col.ne(v)),
+            2 => (Document::PAGES.gt(v), col.gt(v)),
+            3 => (Document::PAGES.gte(v), col.gte(v)),
+            4 => (Document::PAGES.lt(v), col.lt(v)),
+            _ => (Document::PAGES.lte(v), col.lte(v)),
+        }
+    };
+    let (mut filter, mut expr) = term(0);
+    for i in 1..5 {
+        let (f, e) = term(i);
+        filter = filter.or(f);
+        expr = expr.or(e);
+    }
+    (filter, expr)
+}
+
+/// 16 threads, each its own tenant, build 7,776 shapes between them (more
+/// than the cache's 4,096, so shards are emptied while others read them)
+/// and a small set all of them share, twice over. Every statement is the
+/// text sea-query renders for its own shape, with its own thread's tenant
+/// and values in their placeholders.
+#[test]
+fn sixteen_threads_building_thousands_of_shapes_each_get_their_own() {
+    const SHAPES: usize = 6 * 6 * 6 * 6 * 6;
+    let db = lazy_db();
+    std::thread::scope(|threads| {
+        for t in 0..16_usize {
+            let db = &db;
+            threads.spawn(move || {
+                let org = t as i64 + 1;
+                let tenant = db.tenant(org);
+                let base = t as i32 * 1000;
+                let check = |s: usize, limit: bool| {
+                    let (filter, expr) = chain(s, base);
+                    let mut select = tenant.select::<common::Document>().filter(filter);
+                    let mut hand = Query::select();
+                    hand.columns(DOCS)
+                        .from("documents")
+                        .and_where(Expr::col("org_id").eq(org))
+                        .and_where(expr);
+                    if limit {
+                        select = select.limit(s as u64);
+                        hand.limit(s as u64);
+                    }
+                    same(&select.build().unwrap(), by_hand(&hand));
+                };
+                for round in 0..2 {
+                    for s in (t..SHAPES).step_by(16) {
+                        check(s, round == 1);
+                        // The shared shapes: every thread, every few steps.
+                        check(s % 32, false);
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Models of one table name, with the same column names, differ in what
+/// their statements say: column order, which column is the tenant's, or
+/// none. Each keeps its own text, whichever is built first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_sharing_a_table_name_keep_their_own_text() {
+    #[derive(Model, Debug)]
+    #[pebble(table = "twins")]
+    struct ByOrg {
+        #[pebble(primary_key)]
+        id: i64,
+        #[tenant_id]
+        org: i64,
+        name: String,
+    }
+    #[derive(Model, Debug)]
+    #[pebble(table = "twins")]
+    struct Reordered {
+        #[pebble(primary_key)]
+        id: i64,
+        name: String,
+        #[tenant_id]
+        org: i64,
+    }
+    #[derive(Model, Debug)]
+    #[pebble(table = "twins")]
+    struct ByName {
+        #[pebble(primary_key)]
+        id: i64,
+        org: i64,
+        #[tenant_id]
+        name: i64,
+    }
+    #[derive(Model, Debug)]
+    #[pebble(table = "twins", shared)]
+    struct Shared {
+        #[pebble(primary_key)]
+        id: i64,
+        org: i64,
+        name: String,
+    }
+    let db = lazy_db();
+    let select = |columns: &[&'static str], tenant: Option<&'static str>| {
+        let mut hand = Query::select();
+        hand.columns(columns.iter().copied()).from("twins");
+        if let Some(column) = tenant {
+            hand.and_where(Expr::col(column).eq(7_i64));
+        }
+        hand.and_where(Expr::col("id").eq(1_i64));
+        by_hand(&hand)
+    };
+    for _ in 0..2 {
+        same(
+            &db.tenant(7_i64).find::<ByOrg>(1).build().unwrap(),
+            select(&["id", "org", "name"], Some("org")),
+        );
+        same(
+            &db.tenant(7_i64).find::<Reordered>(1).build().unwrap(),
+            select(&["id", "name", "org"], Some("org")),
+        );
+        same(
+            &db.tenant(7_i64).find::<ByName>(1).build().unwrap(),
+            select(&["id", "org", "name"], Some("name")),
+        );
+        same(
+            &db.find::<Shared>(1).build().unwrap(),
+            select(&["id", "org", "name"], None),
+        );
+        // The same shape under cross_tenant() has no tenant condition.
+        same(
+            &db.cross_tenant().find::<ByOrg>(1).build().unwrap(),
+            select(&["id", "org", "name"], None),
+        );
+    }
+}
