@@ -332,3 +332,85 @@ async fn models_sharing_a_table_name_keep_their_own_text() {
         );
     }
 }
+
+/// On a server: 16 tenants run the same shapes at once, each with its own
+/// tenant and aimed at the next tenant's keys, through one pool. Every
+/// select sees only its own rows, every write aimed at another tenant's
+/// row changes nothing, and each tenant's own writes land on its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_tenants_running_the_same_shapes_at_once_stay_apart() {
+    use common::Document;
+    let (_test_db, db) = setup().await;
+    let ids = |org: i64| (1..=5).map(|i| org * 100 + i).collect::<Vec<_>>();
+    for org in 1..=16_i64 {
+        for id in ids(org) {
+            db.tenant(org)
+                .insert(Document::new(id, "doc", 1))
+                .exec()
+                .await
+                .unwrap();
+        }
+    }
+    let mut tasks = Vec::new();
+    for org in 1..=16_i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = db.tenant(org);
+            let theirs = org % 16 + 1;
+            for round in 1..=10 {
+                let rows = me
+                    .select::<Document>()
+                    .filter(Document::PAGES.gte(1).or(Document::TITLE.like("d%")))
+                    .order_by(Document::ID.asc())
+                    .all()
+                    .await
+                    .unwrap();
+                assert!(rows.iter().all(|d| d.org_id == org), "{rows:?}");
+                assert_eq!(rows.iter().map(|d| d.id).collect::<Vec<_>>(), ids(org));
+                assert_eq!(me.select::<Document>().count().await.unwrap(), 5);
+                let other = theirs * 100 + round % 5 + 1;
+                assert_eq!(me.find::<Document>(other).optional().await.unwrap(), None);
+                assert!(!me
+                    .select::<Document>()
+                    .filter(Document::ID.is_in([other, other + 1]))
+                    .exists()
+                    .await
+                    .unwrap());
+                let set_pages = |id: i64, pages: i32| {
+                    me.update::<Document>()
+                        .set(Document::PAGES, pages)
+                        .filter(Document::ID.eq(id))
+                };
+                assert_eq!(set_pages(other, -1).exec().await.unwrap(), 0);
+                assert!(set_pages(other, -1).returning().await.unwrap().is_empty());
+                let own = org * 100 + round % 5 + 1;
+                let changed = set_pages(own, round as i32 + 1).returning().await.unwrap();
+                assert_eq!(changed.len(), 1);
+                assert_eq!((changed[0].id, changed[0].org_id), (own, org));
+                assert_eq!(
+                    me.delete::<Document>()
+                        .filter(Document::ID.eq(other))
+                        .exec()
+                        .await
+                        .unwrap(),
+                    0
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = db
+        .cross_tenant()
+        .select::<Document>()
+        .order_by(Document::ID.asc())
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 16 * 5);
+    for doc in all {
+        assert_eq!(doc.id / 100, doc.org_id, "{doc:?}");
+        assert!(doc.pages > 1, "only its own tenant wrote it: {doc:?}");
+    }
+}
