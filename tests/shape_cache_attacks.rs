@@ -14,7 +14,8 @@
 //! - 5,000 random shapes (filter trees, orders, limits, updates, deletes,
 //!   tenant handles and `cross_tenant()`), each built again with other
 //!   values and tenants;
-//! - on a server, 16 tenants running the same shapes at once.
+//! - on a server, 16 tenants running the same shapes at once, and two
+//!   tenants in one transaction and on the pool, in both statement modes.
 
 mod common;
 
@@ -545,4 +546,86 @@ fn random_shapes_built_again_with_other_values_get_their_own_text() {
     }
     // The seeds make shapes enough to be worth the name.
     assert!(texts.len() > 2000, "{} texts", texts.len());
+}
+
+/// On a server, in both statement modes (prepared, and unnamed as behind
+/// PgBouncer), and both on the pool and inside one transaction holding
+/// both tenants' handles: tenant B's statements, of the shapes tenant A
+/// just ran, aimed at A's rows, see and change nothing of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_and_transaction_in_either_statement_mode_keep_tenants_apart() {
+    use common::Document;
+    use pebble::{PoolOptions, StatementMode};
+    let (test_db, _db) = setup().await;
+    for (n, mode) in [StatementMode::Prepared, StatementMode::Unnamed]
+        .into_iter()
+        .enumerate()
+    {
+        let db = Db::connect_with(
+            test_db.config(),
+            PoolOptions::default().statement_mode(mode),
+        )
+        .await
+        .unwrap();
+        let (a, b) = (10 + n as i64 * 2, 11 + n as i64 * 2);
+        let (mine, theirs) = (a * 100, b * 100);
+        let tx = db.begin().await.unwrap();
+        for (handle, id) in [(tx.tenant(a), mine), (tx.tenant(b), theirs)] {
+            handle
+                .insert(Document::new(id, "own", 1))
+                .exec()
+                .await
+                .unwrap();
+        }
+        let (ta, tb) = (tx.tenant(a), tx.tenant(b));
+        // A's shapes first, on its own row; then B's, aimed at A's row.
+        for (handle, target, found) in [(&ta, mine, true), (&tb, mine, false)] {
+            let seen = handle
+                .select::<Document>()
+                .filter(Document::ID.eq(target).and(Document::TITLE.like("o%")))
+                .limit(5)
+                .all()
+                .await
+                .unwrap();
+            assert_eq!(seen.len(), usize::from(found));
+            let renamed = handle
+                .update::<Document>()
+                .set(Document::TITLE, "renamed")
+                .filter(Document::ID.eq(target))
+                .exec()
+                .await
+                .unwrap();
+            assert_eq!(renamed, u64::from(found));
+        }
+        assert_eq!(
+            tb.delete::<Document>()
+                .filter(Document::ID.eq(mine))
+                .exec()
+                .await
+                .unwrap(),
+            0
+        );
+        tx.commit().await.unwrap();
+        // The same shapes on the pool.
+        let (pa, pb) = (db.tenant(a), db.tenant(b));
+        assert_eq!(
+            pa.find::<Document>(mine).one().await.unwrap().title,
+            "renamed"
+        );
+        assert_eq!(pb.find::<Document>(mine).optional().await.unwrap(), None);
+        assert_eq!(
+            pb.find::<Document>(theirs).one().await.unwrap().title,
+            "own"
+        );
+        assert_eq!(
+            pb.update::<Document>()
+                .set(Document::PAGES, 9)
+                .filter(Document::ID.eq(mine))
+                .exec()
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(pa.find::<Document>(mine).one().await.unwrap().pages, 1);
+    }
 }
