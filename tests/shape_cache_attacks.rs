@@ -87,13 +87,18 @@ async fn a_nan_value_is_bound_like_any_other() {
             .unwrap()
     };
     let first = select("acme", f64::NAN);
-    let again = select("acme", f64::NAN);
-    let other = select("umbrella", 1.0);
-    assert_eq!(
-        again.sql().as_ptr(),
-        other.sql().as_ptr(),
+    // Other tests of this binary fill the cache past its bound at the same
+    // time, so a shard may be emptied between two builds: a few tries.
+    let cached = (0..20).any(|_| {
+        let again = select("acme", f64::NAN);
+        let other = select("umbrella", 1.0);
+        again.sql().as_ptr() == other.sql().as_ptr()
+    });
+    assert!(
+        cached,
         "a shape first seen with a NaN is cached like any other"
     );
+    let other = select("umbrella", 1.0);
     same(
         &first,
         by_hand(
