@@ -99,3 +99,59 @@ pub(crate) fn bound(value: Value) -> PostgresValue {
         other => other,
     })
 }
+
+/// Whether two lists of bind values send the same bytes: `==` on each,
+/// except that floats are compared by their bits. A NaN is not `==` to
+/// itself, yet it is a value like any other (PostgreSQL stores and
+/// compares it), so a shape first seen with one must check out as well.
+pub(crate) fn same_values(a: &[PostgresValue], b: &[PostgresValue]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(&a.0, &b.0))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(a), Value::Float(b)) => a.map(f32::to_bits) == b.map(f32::to_bits),
+        (Value::Double(a), Value::Double(b)) => a.map(f64::to_bits) == b.map(f64::to_bits),
+        (Value::Array(ta, Some(a)), Value::Array(tb, Some(b))) => {
+            ta == tb && a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| same_value(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(values: impl IntoIterator<Item = Value>) -> Vec<PostgresValue> {
+        values.into_iter().map(PostgresValue).collect()
+    }
+
+    #[test]
+    fn a_nan_is_the_same_value_as_itself_and_nothing_else() {
+        let nan = || values([Value::Double(Some(f64::NAN)), Value::Float(Some(f32::NAN))]);
+        assert!(same_values(&nan(), &nan()));
+        let array = |x: f64| {
+            values([Value::Array(
+                ArrayType::Double,
+                Some(Box::new(vec![Value::Double(Some(x))])),
+            )])
+        };
+        assert!(same_values(&array(f64::NAN), &array(f64::NAN)));
+        assert!(!same_values(&array(f64::NAN), &array(1.0)));
+        assert!(!same_values(
+            &nan(),
+            &values([Value::Double(Some(1.0)), Value::Float(Some(f32::NAN))])
+        ));
+        // 0.0 and -0.0 are `==` but not the same bytes.
+        assert!(!same_values(
+            &values([Value::Double(Some(0.0))]),
+            &values([Value::Double(Some(-0.0))])
+        ));
+        assert!(!same_values(
+            &values([Value::Double(None)]),
+            &values([Value::Float(None)])
+        ));
+        assert!(!same_values(&nan(), &nan()[..1]));
+    }
+}

@@ -28,7 +28,7 @@ use sea_query_postgres::PostgresValue;
 use crate::conn::Statement;
 use crate::model::Model;
 use crate::scope::{Scope, Strategy};
-use crate::shape::{bound, tag, value_key, KeySink};
+use crate::shape::{bound, same_values, tag, value_key, KeySink};
 
 /// What a builder records instead of a sea-query tree while its shape can
 /// be keyed, and how the tree is made from it when it is rendered.
@@ -74,7 +74,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
         let values = collect(plan, scope);
         #[cfg(debug_assertions)]
         assert!(
-            fresh.sql() == &*sql && fresh.values().0 == values,
+            fresh.sql() == &*sql && same_values(&fresh.values().0, &values),
             "a cached shape differs from its fresh rendering: {} vs {}",
             &*sql,
             fresh.sql(),
@@ -85,7 +85,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
     let mut recorded = Recorder(Vec::new());
     shape.key(&mut recorded);
     let values = collect(plan, scope);
-    if values.as_slice() == rendered.values().0.as_slice() {
+    if same_values(&values, &rendered.values().0) {
         CACHE.insert(
             hash,
             recorded.0.into_boxed_slice(),
@@ -414,5 +414,35 @@ mod tests {
         assert_ne!(hash("tenant_a.tasks"), hash("tenant_b.tasks"));
         assert_ne!(hash("abcdefgh1"), hash("abcdefgh2"));
         assert_ne!(hash(""), hash("\0"));
+    }
+}
+
+#[cfg(test)]
+mod poisoning_tests {
+    use super::*;
+
+    /// A panic while a shard's lock was held (nothing in this module
+    /// panics there, but a future change might) must not turn every later
+    /// statement of that shard into a panic: the lock is poisoned, the map
+    /// stays usable, and a hit still needs its whole key.
+    #[test]
+    fn a_poisoned_shard_keeps_serving_and_checking_keys() {
+        let cache = Cache::new();
+        let key = |s: &str| -> Box<[Token]> { Box::new([Token::Str(s.into())]) };
+        cache.insert(5, key("a"), "A".into());
+        std::thread::scope(|threads| {
+            let poisoner = threads.spawn(|| {
+                let _guard = cache.shard(5).map.write().unwrap();
+                panic!("poisoning the shard on purpose");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(cache.shard(5).map.is_poisoned());
+        let find = |s: &'static str| cache.get(5, move |sink: &mut Matcher<'_>| sink.str(s));
+        assert_eq!(find("a").as_deref(), Some("A"));
+        assert_eq!(find("b"), None);
+        cache.insert(5, key("b"), "B".into());
+        assert_eq!(find("b").as_deref(), Some("B"));
+        assert_eq!(find("a").as_deref(), Some("A"));
     }
 }
