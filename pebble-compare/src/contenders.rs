@@ -11,7 +11,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::setup::{
     aggregate_query, begin_rls, join_query, login_secret, new_item, Fixture, Item, AGGREGATE_SQL,
-    INSERT_SQL, JOIN_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
+    INSERT_SQL, JOIN_ONE_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,7 +101,7 @@ impl LimitConn {
         let select = client.prepare(SELECT_SQL).await?;
         let insert = client.prepare(INSERT_SQL).await?;
         let update = client.prepare(UPDATE_SQL).await?;
-        let join = client.prepare(JOIN_SQL).await?;
+        let join = client.prepare(JOIN_ONE_SQL).await?;
         let aggregate = client.prepare(AGGREGATE_SQL).await?;
         Ok(LimitConn {
             client,
@@ -302,7 +302,7 @@ impl Contenders {
                 let conn = &self.limit[client];
                 let row = conn
                     .client
-                    .query_one(&conn.join, &[&tenant, &tenant, &id])
+                    .query_one(&conn.join, &[&tenant, &tenant, &id, &1_i64])
                     .await?;
                 black_box(limit_item(&row)?);
                 black_box(row.try_get::<_, String>(7)?);
@@ -382,10 +382,11 @@ impl Contenders {
                 tx.commit().await?;
             }
             Workload::Join => {
-                let row: SqlxJoinRow = sqlx::query_as(JOIN_SQL)
+                let row: SqlxJoinRow = sqlx::query_as(JOIN_ONE_SQL)
                     .bind(tenant)
                     .bind(tenant)
                     .bind(id)
+                    .bind(1_i64)
                     .fetch_one(&self.sqlx)
                     .await?;
                 black_box(row);

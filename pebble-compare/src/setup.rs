@@ -39,7 +39,12 @@ pub struct Stock {
     pub on_hand: i32,
 }
 
-pub const JOIN_SQL: &str = r#"SELECT "items"."id", "items"."tenant_id", "items"."name", "items"."qty", "items"."note", "stock"."item_id", "stock"."tenant_id", "stock"."warehouse", "stock"."on_hand" FROM "items" INNER JOIN "stock" ON "stock"."tenant_id" = $1 AND "stock"."tenant_id" = "items"."tenant_id" AND "stock"."item_id" = "items"."id" WHERE "items"."tenant_id" = $2 AND "items"."id" = $3"#;
+pub const JOIN_SQL: &str = r#"SELECT "items"."id", "items"."tenant_id", "items"."name", "items"."qty", "items"."note", "stock"."item_id", "stock"."tenant_id", "stock"."warehouse", "stock"."on_hand" FROM "items" INNER JOIN "stock" ON "stock"."tenant_id" = $1 AND "stock"."item_id" = "items"."id" WHERE "items"."tenant_id" = $2 AND "items"."id" = $3"#;
+/// What the join workload's `one()` sends: the join, at most one row.
+pub const JOIN_ONE_SQL: &str = concat!(
+    r#"SELECT "items"."id", "items"."tenant_id", "items"."name", "items"."qty", "items"."note", "stock"."item_id", "stock"."tenant_id", "stock"."warehouse", "stock"."on_hand" FROM "items" INNER JOIN "stock" ON "stock"."tenant_id" = $1 AND "stock"."item_id" = "items"."id" WHERE "items"."tenant_id" = $2 AND "items"."id" = $3"#,
+    " LIMIT $4"
+);
 pub const AGGREGATE_SQL: &str = r#"SELECT COUNT(*), SUM("items"."qty") FROM "items" WHERE "items"."tenant_id" = $1 AND "items"."qty" < $2"#;
 pub const UPDATE_SQL: &str =
     r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
