@@ -58,7 +58,7 @@ impl Workload {
             Workload::RlsSelect => "point select under row-level security",
             Workload::RlsLogin => "point select under row-level security, as the tenant's login",
             Workload::Join => "an item joined with its stock row, by key",
-            Workload::Aggregate => "count and sum over a tenant's items below a quantity",
+            Workload::Aggregate => "count and sum over 50 keys of a tenant",
         }
     }
 }
@@ -309,10 +309,9 @@ impl Contenders {
             }
             Workload::Aggregate => {
                 let conn = &self.limit[client];
-                let below = (n % ROWS) as i32;
                 let row = conn
                     .client
-                    .query_one(&conn.aggregate, &[&tenant, &below])
+                    .query_one(&conn.aggregate, &[&tenant, &id, &(id + 49)])
                     .await?;
                 black_box((row.try_get::<_, i64>(0)?, row.try_get::<_, Option<i64>>(1)?));
             }
@@ -394,7 +393,8 @@ impl Contenders {
             Workload::Aggregate => {
                 let row: (i64, Option<i64>) = sqlx::query_as(AGGREGATE_SQL)
                     .bind(tenant)
-                    .bind((n % ROWS) as i32)
+                    .bind(id)
+                    .bind(id + 49)
                     .fetch_one(&self.sqlx)
                     .await?;
                 black_box(row);
@@ -452,9 +452,8 @@ impl Contenders {
                 black_box(join_query(&self.pebble.tenant(tenant), id).one().await?);
             }
             Workload::Aggregate => {
-                let below = (n % ROWS) as i32;
                 black_box(
-                    aggregate_query(&self.pebble.tenant(tenant), below)
+                    aggregate_query(&self.pebble.tenant(tenant), id)
                         .one()
                         .await?,
                 );
@@ -491,8 +490,6 @@ impl Contenders {
 type SqlxRow = (i64, i64, String, i32, Option<String>);
 type SqlxJoinRow = (i64, i64, String, i32, Option<String>, i64, i64, String, i32);
 
-/// The aggregate's quantity bound cycles over the quantities loaded.
-const ROWS: u64 = crate::setup::ROWS_PER_TENANT as u64;
 
 fn sqlx_item((id, tenant_id, name, qty, note): SqlxRow) -> Item {
     Item {

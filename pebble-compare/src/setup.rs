@@ -45,7 +45,7 @@ pub const JOIN_ONE_SQL: &str = concat!(
     r#"SELECT "items"."id", "items"."tenant_id", "items"."name", "items"."qty", "items"."note", "stock"."item_id", "stock"."tenant_id", "stock"."warehouse", "stock"."on_hand" FROM "items" INNER JOIN "stock" ON "stock"."tenant_id" = $1 AND "stock"."item_id" = "items"."id" WHERE "items"."tenant_id" = $2 AND "items"."id" = $3"#,
     " LIMIT $4"
 );
-pub const AGGREGATE_SQL: &str = r#"SELECT COUNT(*), SUM("items"."qty") FROM "items" WHERE "items"."tenant_id" = $1 AND "items"."qty" < $2"#;
+pub const AGGREGATE_SQL: &str = r#"SELECT COUNT(*), SUM("items"."qty") FROM "items" WHERE "items"."tenant_id" = $1 AND ("items"."id" BETWEEN $2 AND $3)"#;
 pub const UPDATE_SQL: &str =
     r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
 
@@ -205,14 +205,15 @@ pub fn join_query(
         .filter(Item::ID.eq(id))
 }
 
-/// The aggregate workload: how many of a tenant's items have fewer than
-/// `below` in stock, and their total.
+/// The aggregate workload: how many of a tenant's items have a key from
+/// `id` to `id + 49`, and their total quantity (an index range scan of at
+/// most 50 rows, however many rows the insert workload added).
 pub fn aggregate_query(
     tenant: &pebble::TenantDb<i64>,
-    below: i32,
+    id: i64,
 ) -> pebble::Projection<i64, (Item,), (Item,), (i64, Option<i64>)> {
     tenant
         .select::<Item>()
         .columns((pebble::count(), Item::QTY.sum()))
-        .filter(Item::QTY.lt(below))
+        .filter(Item::ID.between(id, id + 49))
 }
