@@ -38,7 +38,7 @@ const FOREIGN_GROUP: &str = "PB004";
 /// The comment pebble puts on the roles it creates for tenant logins; a
 /// role of the same name without it is someone else's and is not adopted
 /// (it may hold grants of its own, which a new password would hand out).
-const MARKER: &str = "pebble tenant login";
+pub(super) const MARKER: &str = "pebble tenant login";
 
 /// `CREATE ROLE name attributes` unless it exists; a role of that name
 /// without pebble's marker raises `foreign` (a SQLSTATE). An existing role

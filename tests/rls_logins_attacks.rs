@@ -1,0 +1,255 @@
+//! Attacks on tenant logins found in review: each one makes tenant B's
+//! login (or someone acting for it) reach tenant A's rows, and checks that
+//! the audit reports the hole, so a deployment that runs
+//! `audit_rls(..).check()` fails instead of leaking.
+
+mod common;
+
+use common::rls::tables;
+use common::{setup, User};
+use pebble::{Db, LoginSecret, PoolOptions, RlsDb, TenantLogins};
+use pebble_testkit::TestDatabase;
+use uuid::Uuid;
+
+fn secret() -> LoginSecret {
+    LoginSecret::new("a test secret of enough bytes").unwrap()
+}
+
+struct Fixture {
+    test_db: TestDatabase,
+    owner: Db,
+    app: RlsDb,
+    app_role: String,
+    logins: TenantLogins,
+    a: Uuid,
+    b: Uuid,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let (test_db, owner) = setup().await;
+        owner.install_rls_tables(&tables()).await.unwrap();
+        owner.grant_tenant_logins(&tables()).await.unwrap();
+        let app_role = format!("app_{}", Uuid::new_v4().simple());
+        let password = owner.create_app_role(&app_role, &tables()).await.unwrap();
+        let mut config = test_db.config();
+        config.user(&app_role).password(&password);
+        let app = RlsDb::connect(config.clone()).await.unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        for tenant in [a, b] {
+            owner.create_tenant_login(&tenant, &secret()).await.unwrap();
+        }
+        let logins = TenantLogins::connect(config, secret(), PoolOptions::default().max_size(1), 8)
+            .await
+            .unwrap();
+        for tenant in [a, b] {
+            logins
+                .tenant(tenant)
+                .await
+                .unwrap()
+                .insert_many([User::new("ann", 31), User::new("bob", 42)])
+                .exec()
+                .await
+                .unwrap();
+        }
+        Fixture {
+            test_db,
+            owner,
+            app,
+            app_role,
+            logins,
+            a,
+            b,
+        }
+    }
+
+    /// The tenants whose users `role` (logged in with `password`) sees.
+    async fn tenants_seen_as(&self, role: &str, password: &str) -> Vec<Uuid> {
+        let mut config = self.test_db.config();
+        config.user(role).password(password);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let rows = client
+            .query("SELECT DISTINCT tenant_id FROM users ORDER BY 1", &[])
+            .await
+            .unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    async fn audit_gaps(&self) -> String {
+        let report = self.app.audit(&tables()).await.unwrap();
+        match report.check() {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    async fn cleanup(self) {
+        self.logins.close();
+        self.app.db().close();
+        self.owner.drop_all_tenant_logins().await.unwrap();
+        let role = &self.app_role;
+        self.owner
+            .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .await
+            .unwrap();
+        drop(self.test_db);
+    }
+}
+
+/// A tenant login given CREATEROLE (directly, or through a role it can
+/// `SET ROLE` to) resets another tenant's password and logs in as it.
+#[tokio::test]
+async fn a_tenant_login_with_createrole_takes_over_another_tenant() {
+    let f = Fixture::new().await;
+    assert_eq!(f.audit_gaps().await, "");
+    let a_role = f.logins.role_name(&f.a).unwrap();
+    let b_role = f.logins.role_name(&f.b).unwrap();
+    f.owner
+        .batch_execute(&format!("ALTER ROLE \"{b_role}\" CREATEROLE"))
+        .await
+        .unwrap();
+    // As B's login: A's password, then A's rows.
+    let b = f.logins.tenant(f.b).await.unwrap();
+    b.execute(
+        &format!("ALTER ROLE \"{a_role}\" PASSWORD 'chosen by b'"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.tenants_seen_as(&a_role, "chosen by b").await, [f.a]);
+    let gaps = f.audit_gaps().await;
+    assert!(
+        gaps.contains(&b_role) && gaps.contains("CREATEROLE"),
+        "{gaps:?}"
+    );
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(report.tenant_logins[0].create_role, "{report}");
+
+    // Creating the logins again takes the attribute and the password back.
+    for tenant in [f.a, f.b] {
+        f.owner
+            .create_tenant_login(&tenant, &secret())
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.audit_gaps().await, "");
+
+    // The same through a role it may SET ROLE to.
+    let admin = format!("admin_{}", Uuid::new_v4().simple());
+    f.owner
+        .batch_execute(&format!(
+            "CREATE ROLE {admin} NOLOGIN CREATEROLE; GRANT {admin} TO \"{b_role}\""
+        ))
+        .await
+        .unwrap();
+    let gaps = f.audit_gaps().await;
+    assert!(gaps.contains(&b_role) && gaps.contains(&admin), "{gaps:?}");
+    f.owner
+        .batch_execute(&format!("DROP ROLE {admin}"))
+        .await
+        .unwrap();
+    assert_eq!(f.audit_gaps().await, "");
+    f.cleanup().await;
+}
+
+/// `pebble_tenant()` treats every session user under the database's prefix
+/// as that tenant, whoever made the role: one made outside pebble (with a
+/// password its maker knows) reads that tenant's rows.
+#[tokio::test]
+async fn a_role_under_the_login_prefix_not_made_by_pebble_is_a_gap() {
+    let f = Fixture::new().await;
+    let a_role = f.logins.role_name(&f.a).unwrap();
+    let database = a_role.split('_').nth(1).unwrap().to_owned();
+    // A tenant with rows but no login yet, and a role someone else made for it.
+    let c = Uuid::new_v4();
+    f.owner
+        .cross_tenant()
+        .insert(User {
+            tenant_id: c,
+            ..User::new("cy", 50)
+        })
+        .exec()
+        .await
+        .unwrap();
+    let c_role = format!("pebble_{database}_{c}");
+    f.owner
+        .batch_execute(&format!(
+            "CREATE ROLE \"{c_role}\" LOGIN PASSWORD 'not pebble''s' \
+             IN ROLE \"pebble_logins_{database}\""
+        ))
+        .await
+        .unwrap();
+    assert_eq!(f.tenants_seen_as(&c_role, "not pebble's").await, [c]);
+    let gaps = f.audit_gaps().await;
+    assert!(
+        gaps.contains(&c_role) && gaps.contains("not created by pebble"),
+        "{gaps:?}"
+    );
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(report.tenant_logins[0].foreign, "{report}");
+    f.owner
+        .batch_execute(&format!("DROP ROLE \"{c_role}\""))
+        .await
+        .unwrap();
+    assert_eq!(f.audit_gaps().await, "");
+    f.cleanup().await;
+}
+
+/// The policy calls `pebble_tenant()` by oid, so a function of that name
+/// in another schema changes nothing; but a body replaced in place (by its
+/// owner, or a migration gone wrong) confines every login to the tenant it
+/// names. The policy's text and digest are unchanged: only the function's
+/// body tells.
+#[tokio::test]
+async fn a_replaced_pebble_tenant_body_is_a_gap_and_install_repairs_it() {
+    let f = Fixture::new().await;
+    let b = f.logins.tenant(f.b).await.unwrap();
+    // Shadowing in a schema earlier on the search path (one connection, so
+    // the session's path reaches the next statement): no effect.
+    f.owner
+        .batch_execute(&format!(
+            "CREATE SCHEMA shadow; \
+             CREATE FUNCTION shadow.pebble_tenant() RETURNS text LANGUAGE sql \
+             AS $$ SELECT '{}' $$; \
+             GRANT USAGE ON SCHEMA shadow TO PUBLIC",
+            f.a
+        ))
+        .await
+        .unwrap();
+    b.execute("SET search_path = shadow, public", &[])
+        .await
+        .unwrap();
+    let seen = b.select::<User>().all().await.unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
+    assert_eq!(f.audit_gaps().await, "");
+
+    // Replaced in place: B's login now reads A.
+    f.owner
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION public.pebble_tenant() RETURNS text LANGUAGE sql STABLE \
+             AS $$ SELECT '{}'::text $$",
+            f.a
+        ))
+        .await
+        .unwrap();
+    let seen = b.select::<User>().all().await.unwrap();
+    assert!(seen.iter().all(|u| u.tenant_id == f.a), "the attack works");
+    let gaps = f.audit_gaps().await;
+    assert!(gaps.contains("pebble_tenant()"), "{gaps:?}");
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(!report.tables[0].function_as_expected, "{report}");
+
+    // The next install puts the body back.
+    f.owner.install_rls_tables(&tables()).await.unwrap();
+    assert_eq!(f.audit_gaps().await, "");
+    let seen = b.select::<User>().all().await.unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
+    f.owner
+        .batch_execute("DROP SCHEMA shadow CASCADE")
+        .await
+        .unwrap();
+    f.cleanup().await;
+}
