@@ -253,3 +253,69 @@ async fn a_replaced_pebble_tenant_body_is_a_gap_and_install_repairs_it() {
         .unwrap();
     f.cleanup().await;
 }
+
+/// The logins' group holds the grants and is not under the login prefix,
+/// so `pebble_tenant()` reads the setting for it: given LOGIN (or granted
+/// to another login role), it picks any tenant with `set_config`.
+#[tokio::test]
+async fn a_login_holding_the_groups_grants_outside_the_prefix_is_a_gap() {
+    let f = Fixture::new().await;
+    let a_role = f.logins.role_name(&f.a).unwrap();
+    let database = a_role.split('_').nth(1).unwrap().to_owned();
+    let group = format!("pebble_logins_{database}");
+    let seen_with_setting = |role: String, password: &'static str| {
+        let mut config = f.test_db.config();
+        config.user(&role).password(password);
+        let a = f.a.to_string();
+        async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            let connection = tokio::spawn(connection);
+            client
+                .query("SELECT set_config('pebble.tenant_id', $1, false)", &[&a])
+                .await
+                .unwrap();
+            let rows = client
+                .query("SELECT DISTINCT tenant_id FROM users", &[])
+                .await
+                .unwrap();
+            drop(client);
+            connection.await.unwrap().unwrap();
+            rows.iter().map(|r| r.get(0)).collect::<Vec<Uuid>>()
+        }
+    };
+
+    // The group itself, given LOGIN.
+    f.owner
+        .batch_execute(&format!("ALTER ROLE \"{group}\" LOGIN PASSWORD 'group pw'"))
+        .await
+        .unwrap();
+    assert_eq!(seen_with_setting(group.clone(), "group pw").await, [f.a]);
+    let gaps = f.audit_gaps().await;
+    assert!(
+        gaps.contains(&group) && gaps.contains("setting"),
+        "{gaps:?}"
+    );
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(report.tenant_logins[0].unconfined, "{report}");
+    // Granting the logins again takes LOGIN back.
+    f.owner.grant_tenant_logins(&tables()).await.unwrap();
+    assert_eq!(f.audit_gaps().await, "");
+
+    // Another login role made a member of the group.
+    let helper = format!("helper_{}", Uuid::new_v4().simple());
+    f.owner
+        .batch_execute(&format!(
+            "CREATE ROLE {helper} LOGIN PASSWORD 'helper pw' IN ROLE \"{group}\""
+        ))
+        .await
+        .unwrap();
+    assert_eq!(seen_with_setting(helper.clone(), "helper pw").await, [f.a]);
+    let gaps = f.audit_gaps().await;
+    assert!(gaps.contains(&helper), "{gaps:?}");
+    f.owner
+        .batch_execute(&format!("DROP ROLE {helper}"))
+        .await
+        .unwrap();
+    assert_eq!(f.audit_gaps().await, "");
+    f.cleanup().await;
+}

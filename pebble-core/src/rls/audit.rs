@@ -35,13 +35,16 @@ pub struct AuditReport {
     pub tables: Vec<TableAudit>,
     /// This database's tenant logins (see
     /// [`Db::create_tenant_login`](crate::Db::create_tenant_login)) that
-    /// row-level security would not confine, or that may empty a table:
-    /// none after a correct install.
+    /// row-level security would not confine, that could take over another
+    /// tenant's login, that pebble did not create, or that may empty a
+    /// table, and roles that log in with the logins' grants without being
+    /// one: none after a correct install.
     pub tenant_logins: Vec<LoginAudit>,
 }
 
 /// A role named like a tenant login of the audited database with rights
-/// that get it past row-level security, or that pebble did not create:
+/// that get it past row-level security, or that pebble did not create, or
+/// a role that logs in with the tenant logins' grants without being one:
 /// from [`AuditReport::tenant_logins`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -69,6 +72,10 @@ pub struct LoginAudit {
     pub owns: Vec<String>,
     /// Audited tables it may TRUNCATE.
     pub can_truncate: Vec<String>,
+    /// It can log in and holds the tenant logins' grants (it is their
+    /// group, or a member of it) but is not named as a tenant login, so
+    /// `pebble_tenant()` reads its setting: it picks any tenant.
+    pub unconfined: bool,
 }
 
 impl LoginAudit {
@@ -104,6 +111,13 @@ impl LoginAudit {
                  run create_tenant_login again"
             ));
         }
+        if self.unconfined {
+            gap(format!(
+                "`{role}` can log in with the tenant logins' grants but is not a tenant login, \
+                 so it picks its tenant with a setting; revoke its membership in the logins' \
+                 group (or its LOGIN, if it is the group: grant_tenant_logins does)"
+            ));
+        }
         if self.foreign {
             gap(format!(
                 "role `{role}` is named like a tenant login but was not created by pebble: \
@@ -135,6 +149,7 @@ impl LoginAudit {
             && !self.create_role
             && !self.replication
             && !self.foreign
+            && !self.unconfined
             && self.privileged_roles.is_empty()
             && self.owns.is_empty()
             && self.can_truncate.is_empty()
@@ -412,12 +427,18 @@ const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
         AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1) \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
-/// This database's tenant logins (named `pebble_<database oid>_...`) with
-/// their attributes, whether pebble made them (marker $2), and the
-/// audited tables ($1, quoted names) they own or may TRUNCATE.
+/// This database's tenant logins (named `pebble_<database oid>_...`), and
+/// the roles that can log in with the logins' group's grants outside that
+/// prefix (non-superusers: a superuser is a member of every role), with
+/// their attributes, whether pebble made them (marker $2), and the audited
+/// tables ($1, quoted names) they own or may TRUNCATE.
 const LOGINS_QUERY: &str = "\
+WITH db AS (SELECT 'pebble_' || d.oid || '_' AS prefix, \
+  (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname = 'pebble_logins_' || d.oid) AS grp \
+  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
 SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication, \
-  pg_catalog.shobj_description(r.oid, 'pg_authid') IS DISTINCT FROM $2, \
+  pg_catalog.starts_with(r.rolname, db.prefix) \
+    AND pg_catalog.shobj_description(r.oid, 'pg_authid') IS DISTINCT FROM $2, \
   ARRAY(SELECT o.rolname::text FROM pg_catalog.pg_roles o \
         WHERE (o.rolsuper OR o.rolbypassrls OR o.rolcreaterole OR o.rolreplication) \
         AND o.oid <> r.oid \
@@ -427,10 +448,11 @@ SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplic
         AND pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER') ORDER BY 1), \
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
         WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
-        AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1) \
-FROM pg_catalog.pg_roles r \
-WHERE pg_catalog.starts_with(r.rolname, 'pebble_' || (SELECT d.oid FROM pg_catalog.pg_database d \
-      WHERE d.datname = pg_catalog.current_database()) || '_') \
+        AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1), \
+  NOT pg_catalog.starts_with(r.rolname, db.prefix) \
+FROM pg_catalog.pg_roles r, db \
+WHERE pg_catalog.starts_with(r.rolname, db.prefix) \
+  OR (r.rolcanlogin AND NOT r.rolsuper AND pg_catalog.pg_has_role(r.oid, db.grp, 'MEMBER')) \
 ORDER BY 1";
 
 static TABLE_QUERY: LazyLock<String> = LazyLock::new(|| {
@@ -512,6 +534,7 @@ pub(crate) async fn run(
             privileged_roles: row.try_get(6)?,
             owns: row.try_get(7)?,
             can_truncate: row.try_get(8)?,
+            unconfined: row.try_get(9)?,
         };
         if !login.is_clean() {
             report.tenant_logins.push(login);
