@@ -207,8 +207,7 @@ async fn a_role_under_the_login_prefix_not_made_by_pebble_is_a_gap() {
 async fn a_replaced_pebble_tenant_body_is_a_gap_and_install_repairs_it() {
     let f = Fixture::new().await;
     let b = f.logins.tenant(f.b).await.unwrap();
-    // Shadowing in a schema earlier on the search path (one connection, so
-    // the session's path reaches the next statement): no effect.
+    // Shadowing in a schema earlier on the search path: no effect.
     f.owner
         .batch_execute(&format!(
             "CREATE SCHEMA shadow; \
@@ -219,11 +218,23 @@ async fn a_replaced_pebble_tenant_body_is_a_gap_and_install_repairs_it() {
         ))
         .await
         .unwrap();
-    b.execute("SET search_path = shadow, public", &[])
+    // In a transaction, so the path holds for the statements after it;
+    // pg_catalog named after the shadow, so even it is searched later.
+    let tx = b.begin().await.unwrap();
+    tx.execute("SET LOCAL search_path = shadow, pg_catalog, public", &[])
         .await
         .unwrap();
-    let seen = b.select::<User>().all().await.unwrap();
+    let row = tx.query_one("SELECT pebble_tenant()", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), f.a.to_string(), "the shadow is called");
+    let seen = tx.select::<User>().all().await.unwrap();
     assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
+    let rows = tx
+        .query("SELECT DISTINCT tenant_id FROM public.users", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, Uuid>(0), f.b);
+    tx.rollback().await.unwrap();
     assert_eq!(f.audit_gaps().await, "");
 
     // Replaced in place: B's login now reads A.
@@ -317,5 +328,42 @@ async fn a_login_holding_the_groups_grants_outside_the_prefix_is_a_gap() {
         .await
         .unwrap();
     assert_eq!(f.audit_gaps().await, "");
+    f.cleanup().await;
+}
+
+/// An operator may make one tenant login a member of another's; `SET ROLE`
+/// to it changes `current_user`, not `session_user`, so the tenant stays.
+#[tokio::test]
+async fn a_login_made_a_member_of_another_tenants_login_stays_its_tenant() {
+    let f = Fixture::new().await;
+    let a_role = f.logins.role_name(&f.a).unwrap();
+    let b_role = f.logins.role_name(&f.b).unwrap();
+    f.owner
+        .batch_execute(&format!("GRANT \"{a_role}\" TO \"{b_role}\""))
+        .await
+        .unwrap();
+    let b = f.logins.tenant(f.b).await.unwrap();
+    let tx = b.begin().await.unwrap();
+    tx.execute(&format!("SET LOCAL ROLE \"{a_role}\""), &[])
+        .await
+        .unwrap();
+    let rows = tx
+        .query("SELECT current_user::text, pebble_tenant()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), a_role);
+    assert_eq!(rows[0].get::<_, String>(1), f.b.to_string());
+    let seen = tx.select::<User>().all().await.unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
+    assert_eq!(
+        tx.execute("UPDATE users SET age = 0", &[]).await.unwrap(),
+        2,
+        "only B's two users"
+    );
+    tx.rollback().await.unwrap();
+    f.owner
+        .batch_execute(&format!("REVOKE \"{a_role}\" FROM \"{b_role}\""))
+        .await
+        .unwrap();
     f.cleanup().await;
 }
