@@ -225,7 +225,11 @@ async fn a_replaced_pebble_tenant_body_is_a_gap_and_install_repairs_it() {
         .await
         .unwrap();
     let row = tx.query_one("SELECT pebble_tenant()", &[]).await.unwrap();
-    assert_eq!(row.get::<_, String>(0), f.a.to_string(), "the shadow is called");
+    assert_eq!(
+        row.get::<_, String>(0),
+        f.a.to_string(),
+        "the shadow is called"
+    );
     let seen = tx.select::<User>().all().await.unwrap();
     assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
     let rows = tx
@@ -365,5 +369,39 @@ async fn a_login_made_a_member_of_another_tenants_login_stays_its_tenant() {
         .batch_execute(&format!("REVOKE \"{a_role}\" FROM \"{b_role}\""))
         .await
         .unwrap();
+    f.cleanup().await;
+}
+
+/// NOT FIXED (reported): a login is made for a key's text, and the policy
+/// casts that text to the column's type, so a login created for another
+/// spelling of a tenant's key (here the upper-case text of A's uuid; for
+/// integer keys `"042"`, `"+42"`, `" 42"`) is confined to A. Only an owner
+/// who creates logins from text keys for tables keyed otherwise can cause
+/// it; the wanted behaviour is that the audit reports a login whose tenant
+/// is not the canonical text of the audited tables' key type (PostgreSQL
+/// 15 has no `pg_input_is_valid` to test the cast without failing the
+/// audit, so this needs more than a query).
+#[tokio::test]
+#[ignore = "finding not fixed: non-canonical key text aliases another tenant's login"]
+async fn a_login_for_another_spelling_of_a_key_is_a_gap() {
+    let f = Fixture::new().await;
+    let alias = f.a.to_string().to_uppercase();
+    let role = f
+        .owner
+        .create_tenant_login(&alias, &secret())
+        .await
+        .unwrap();
+    let rows = f
+        .logins
+        .tenant(alias)
+        .await
+        .unwrap()
+        .query("SELECT DISTINCT tenant_id FROM users", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, Uuid>(0), f.a, "the alias reads A");
+    let gaps = f.audit_gaps().await;
+    assert!(gaps.contains(&role), "{gaps:?}");
     f.cleanup().await;
 }
