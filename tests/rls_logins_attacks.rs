@@ -7,8 +7,8 @@ mod common;
 
 use common::rls::tables;
 use common::{setup, User};
-use pebble::{Db, LoginSecret, PoolOptions, RlsDb, TenantLogins};
-use pebble_testkit::TestDatabase;
+use pebble::{Db, Error, LoginSecret, PoolOptions, RlsDb, StatementMode, TenantLogins};
+use pebble_testkit::{PgBouncerOptions, TestDatabase};
 use uuid::Uuid;
 
 fn secret() -> LoginSecret {
@@ -403,5 +403,59 @@ async fn a_login_for_another_spelling_of_a_key_is_a_gap() {
     assert_eq!(rows[0].get::<_, Uuid>(0), f.a, "the alias reads A");
     let gaps = f.audit_gaps().await;
     assert!(gaps.contains(&role), "{gaps:?}");
+    f.cleanup().await;
+}
+
+/// A pooler that logs every client in to the server as one user (here
+/// PgBouncer with `user=` on its databases entry, as the application role)
+/// makes the session user someone else than the tenant login: its sessions
+/// pick their tenant with a setting (or, as a superuser, read every
+/// tenant). The pool must not open.
+#[tokio::test]
+async fn a_pooler_that_logs_in_as_another_user_is_refused() {
+    let f = Fixture::new().await;
+    let password = format!("pw{}", Uuid::new_v4().simple());
+    f.owner
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{password}'", f.app_role))
+        .await
+        .unwrap();
+    let bouncer = f
+        .test_db
+        .server()
+        .pgbouncer(PgBouncerOptions::default().forced_user(&f.app_role, &password))
+        .expect("a PgBouncer in front of the test server (apt-get install pgbouncer)");
+    let options = PoolOptions::default().statement_mode(StatementMode::Unnamed);
+    let logins = TenantLogins::connect(bouncer.config_for(f.test_db.name()), secret(), options, 4)
+        .await
+        .unwrap();
+    let b_role = f.logins.role_name(&f.b).unwrap();
+    match logins.tenant(f.b).await {
+        Err(Error::TenantLoginNotInEffect { role, session_user }) => {
+            assert_eq!(role, b_role);
+            assert_ne!(session_user, b_role);
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(b) => {
+            let tx = b.begin().await.unwrap();
+            tx.query(
+                "SELECT set_config('pebble.tenant_id', $1, true)",
+                &[&f.a.to_string()],
+            )
+            .await
+            .unwrap();
+            let rows = tx
+                .query("SELECT DISTINCT tenant_id FROM users", &[])
+                .await
+                .unwrap();
+            let seen: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            panic!(
+                "B's pool opened as another user and sees tenants {seen:?} (A is {})",
+                f.a
+            );
+        }
+    }
+    assert_eq!(logins.open_pools(), 0);
+    logins.close();
+    drop(bouncer);
     f.cleanup().await;
 }

@@ -504,6 +504,21 @@ pub enum Error {
         message: String,
     },
 
+    /// A tenant login pool's connection is not logged in as its tenant's
+    /// login role (a pooler between the application and the server logs
+    /// every client in as one user, say): `pebble_tenant()` would not read
+    /// the tenant from it, so the pool is not used. Connect to the server,
+    /// or through a pooler that logs in as each client's own user.
+    #[error(
+        "tenant login {role:?} is not in effect: the server's session user is {session_user:?}"
+    )]
+    TenantLoginNotInEffect {
+        /// The tenant login role the pool connected as.
+        role: String,
+        /// The session user the server reported.
+        session_user: String,
+    },
+
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
     /// table whose tenant-column record contradicts the tenant column it was
     /// asked to protect: a policy on the wrong column would confine by it.
