@@ -504,6 +504,23 @@ pub enum Error {
         message: String,
     },
 
+    /// [`Db::create_tenant_login`](crate::Db::create_tenant_login) refused a
+    /// key whose text is another spelling of a value of a protected tenant
+    /// column's type (`"042"` or `" 42"` for a `bigint` column, upper-case
+    /// uuid text for a `uuid` one): the policy casts the login's tenant to
+    /// the column's type, so the login would be confined to the tenant of
+    /// that value. Create the login from the key of the column's type.
+    #[error(
+        "tenant key {id:?} is not how PostgreSQL writes it as {sql_type}: its login would be \
+         another spelling of that tenant's"
+    )]
+    TenantLoginKeyNotCanonical {
+        /// The tenant key, as text.
+        id: String,
+        /// The tenant column type it casts to.
+        sql_type: String,
+    },
+
     /// A tenant login pool's connection is not logged in as its tenant's
     /// login role (a pooler between the application and the server logs
     /// every client in as one user, say): `pebble_tenant()` would not read

@@ -12,7 +12,7 @@ use crate::scope::Strategy;
 use crate::sql_type::TenantKey;
 
 use super::roles::grants_sql;
-use super::{quote_ident, quote_literal, RlsTable};
+use super::{quote_ident, quote_literal, RlsTable, TENANT_POLICY};
 
 /// Serialises concurrent creates and drops of this database's logins:
 /// two `CREATE ROLE`s of one name race otherwise.
@@ -34,6 +34,37 @@ const FOREIGN_LOGIN: &str = "PB003";
 
 /// The same, for the group role's name.
 const FOREIGN_GROUP: &str = "PB004";
+
+/// The SQLSTATE raised for a key whose text another spelling of a value of
+/// a protected tenant column's type; the message is that type.
+const NOT_CANONICAL: &str = "PB005";
+
+/// Refuses tenant text `key` when a tenant column under pebble's policy
+/// (found through the policy's dependencies, in every schema) has a type
+/// the text casts to but prints differently: the policy compares
+/// `column = pebble_tenant()::type`, so the login would be that value's
+/// tenant. Text that does not cast is no value of the type and no alias.
+fn canonical_key_sql(key: &str) -> String {
+    format!(
+        "DO $pebble$ DECLARE t text; v text; BEGIN \
+         FOR t IN SELECT DISTINCT pg_catalog.format_type(a.atttypid, a.atttypmod) \
+           FROM pg_catalog.pg_policy p \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
+             AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjsubid > 0 \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+           WHERE p.polname = {policy} LOOP \
+         BEGIN \
+           EXECUTE pg_catalog.format('SELECT (%L::%s)::text', {key}, t) INTO v; \
+         EXCEPTION WHEN others THEN v := NULL; \
+         END; \
+         IF v IS DISTINCT FROM {key} AND v IS NOT NULL THEN \
+           RAISE EXCEPTION USING ERRCODE = '{NOT_CANONICAL}', MESSAGE = t; \
+         END IF; END LOOP; END $pebble$",
+        key = quote_literal(key),
+        policy = quote_literal(TENANT_POLICY),
+    )
+}
 
 /// The comment pebble puts on the roles it creates for tenant logins; a
 /// role of the same name without it is someone else's and is not adopted
@@ -126,6 +157,9 @@ impl Db {
     /// create is [`Error::RoleNotProvisionedByPebble`] and is left alone.
     /// A key too long for a role name is [`Error::TenantLoginNameTooLong`],
     /// the unset value [`Error::InvalidTenantId`]; nothing is sent then.
+    /// Text that is another spelling of a value of a protected tenant
+    /// column's type (`"042"` where a column is `bigint`) would be that
+    /// value's tenant: [`Error::TenantLoginKeyNotCanonical`], nothing created.
     pub async fn create_tenant_login<K: TenantKey>(
         &self,
         key: &K,
@@ -136,8 +170,10 @@ impl Db {
         let group = login::group(database);
         let verifier =
             postgres_protocol::password::scram_sha_256(secret.password(&role)?.as_bytes());
+        let tenant = Strategy::Login.tenant_context(key)?;
         let sql = [
             LOGINS_LOCK.to_owned(),
+            canonical_key_sql(tenant.as_str()),
             ensure_role_sql(&group, GROUP_ATTRIBUTES, FOREIGN_GROUP),
             ensure_role_sql(&role, LOGIN_ATTRIBUTES, FOREIGN_LOGIN),
             format!(
@@ -148,7 +184,6 @@ impl Db {
             format!("GRANT {} TO {}", quote_ident(&group), quote_ident(&role)),
         ]
         .join(";\n");
-        let tenant = Strategy::Login.tenant_context(key)?;
         self.run_login_sql(&sql, &group, Some((tenant.as_str(), &role)))
             .await?;
         tracing::info!(target: "pebble::rls", role, "tenant login created or updated");
@@ -268,6 +303,13 @@ impl Db {
                 role: role.to_owned(),
             };
             match (e.code().map(SqlState::code), login) {
+                (Some(NOT_CANONICAL), Some((id, _))) => match e {
+                    Error::Database { message, .. } => Error::TenantLoginKeyNotCanonical {
+                        id: id.to_owned(),
+                        sql_type: message,
+                    },
+                    e => e,
+                },
                 (Some(FOREIGN_LOGIN), Some((id, role))) => foreign(id, role),
                 (Some(FOREIGN_GROUP), Some((id, _))) => foreign(id, group),
                 (Some(FOREIGN_GROUP), None) => foreign("", group),
