@@ -481,3 +481,43 @@ async fn a_pooler_that_logs_in_as_another_user_is_refused() {
     drop(bouncer);
     f.cleanup().await;
 }
+
+/// A base configuration without a database name connects to the database
+/// named after its user (libpq's default); tenant logins must go to that
+/// same database, not to one named after each login role.
+#[tokio::test]
+async fn a_base_configuration_without_a_database_name_is_followed() {
+    let f = Fixture::new().await;
+    // A role named like the test database, so its default database is it.
+    let named = f.test_db.name().to_owned();
+    f.owner
+        .batch_execute(&format!(
+            "CREATE ROLE \"{named}\" LOGIN PASSWORD 'named pw'"
+        ))
+        .await
+        .unwrap();
+    let source = f.test_db.config();
+    let mut base = tokio_postgres::Config::new();
+    for host in source.get_hosts() {
+        match host {
+            tokio_postgres::config::Host::Tcp(name) => base.host(name),
+            tokio_postgres::config::Host::Unix(path) => base.host_path(path),
+        };
+    }
+    for port in source.get_ports() {
+        base.port(*port);
+    }
+    base.user(&named).password("named pw");
+    let logins = TenantLogins::connect(base, secret(), PoolOptions::default(), 4)
+        .await
+        .unwrap();
+    let b = logins.tenant(f.b).await.unwrap();
+    let seen = b.select::<User>().all().await.unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|u| u.tenant_id == f.b));
+    logins.close();
+    f.owner
+        .batch_execute(&format!("DROP ROLE \"{named}\""))
+        .await
+        .unwrap();
+    f.cleanup().await;
+}

@@ -90,7 +90,15 @@ impl TenantLogins {
         options: PoolOptions,
         max_open_pools: usize,
     ) -> Result<TenantLogins> {
-        let base = base.into_connect()?;
+        let mut base = base.into_connect()?;
+        // Without a database name the server picks the one named after the
+        // user: the base user's for the probe, each login's for the tenant
+        // pools. Name it, so the pools reach the database whose oid is read.
+        if base.pg().get_dbname().is_none() {
+            if let Some(user) = base.pg().get_user().map(str::to_owned) {
+                base.pg_mut().dbname(&user);
+            }
+        }
         let probe = Db::connect_lazy(base.clone(), options.clone().max_size(1))?;
         let database = probe.database_oid().await;
         probe.close();
