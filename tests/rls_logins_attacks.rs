@@ -521,3 +521,48 @@ async fn a_base_configuration_without_a_database_name_is_followed() {
         .unwrap();
     f.cleanup().await;
 }
+
+/// Text keys are embedded in `DO $pebble$ ... $pebble$` blocks of the
+/// owner's DDL; a key containing the tag closed the block early, so the
+/// owner's statement failed with a syntax error (and the rest of the text
+/// was parsed as the owner's SQL). Such a key is a role name like any
+/// other: its login is created, works, is confined, and is dropped.
+#[tokio::test]
+async fn a_key_containing_the_dollar_quote_tag_is_just_text() {
+    let f = Fixture::new().await;
+    let key = "$pebble$;CREATE ROLE pwned SUPERUSER;--".to_owned();
+    let role = f.owner.create_tenant_login(&key, &secret()).await.unwrap();
+    assert!(role.ends_with(&key));
+    let handle = f.logins.tenant(key.clone()).await.unwrap();
+    let row = handle
+        .query_one("SELECT pebble_tenant()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), key);
+    // users is keyed by uuid: the policy's cast of this tenant fails, closed.
+    let err = handle
+        .query("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&pebble::SqlState::INVALID_TEXT_REPRESENTATION)
+    );
+    let (client, connection) = f
+        .test_db
+        .config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let pwned = client
+        .query("SELECT 1 FROM pg_roles WHERE rolname = 'pwned'", &[])
+        .await
+        .unwrap();
+    drop(client);
+    connection.await.unwrap().unwrap();
+    assert!(pwned.is_empty());
+    f.logins.close_tenant(&key).unwrap();
+    assert!(f.owner.drop_tenant_login(&key).await.unwrap());
+    f.cleanup().await;
+}

@@ -39,6 +39,20 @@ const FOREIGN_GROUP: &str = "PB004";
 /// a protected tenant column's type; the message is that type.
 const NOT_CANONICAL: &str = "PB005";
 
+/// A dollar-quote tag for a `DO` block that embeds `text` (a tenant key,
+/// or a role name carrying one): `$pebble$`, or `$pebble<n>$` for the least
+/// `n` that `text` does not contain, so no key can close the block early
+/// and have the rest parsed as the owner's SQL. Quoting never adds a `$`.
+fn dollar_tag(text: &str) -> String {
+    (0_u64..)
+        .map(|n| match n {
+            0 => "$pebble$".to_owned(),
+            n => format!("$pebble{n}$"),
+        })
+        .find(|tag| !text.contains(tag.as_str()))
+        .unwrap_or_default()
+}
+
 /// Refuses tenant text `key` when a tenant column under pebble's policy
 /// (found through the policy's dependencies, in every schema) has a type
 /// the text casts to but prints differently: the policy compares
@@ -46,7 +60,7 @@ const NOT_CANONICAL: &str = "PB005";
 /// tenant. Text that does not cast is no value of the type and no alias.
 fn canonical_key_sql(key: &str) -> String {
     format!(
-        "DO $pebble$ DECLARE t text; v text; BEGIN \
+        "DO {tag} DECLARE t text; v text; BEGIN \
          FOR t IN SELECT DISTINCT pg_catalog.format_type(a.atttypid, a.atttypmod) \
            FROM pg_catalog.pg_policy p \
            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
@@ -60,7 +74,8 @@ fn canonical_key_sql(key: &str) -> String {
          END; \
          IF v IS DISTINCT FROM {key} AND v IS NOT NULL THEN \
            RAISE EXCEPTION USING ERRCODE = '{NOT_CANONICAL}', MESSAGE = t; \
-         END IF; END LOOP; END $pebble$",
+         END IF; END LOOP; END {tag}",
+        tag = dollar_tag(key),
         key = quote_literal(key),
         policy = quote_literal(TENANT_POLICY),
     )
@@ -81,7 +96,7 @@ fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
     let login = attributes.starts_with("LOGIN");
     let inherit = attributes.ends_with(" INHERIT");
     format!(
-        "DO $pebble$ BEGIN \
+        "DO {tag} BEGIN \
          IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
            AND pg_catalog.shobj_description(oid, 'pg_authid') IS DISTINCT FROM {marker}) THEN \
          RAISE EXCEPTION USING ERRCODE = '{foreign}', \
@@ -92,7 +107,8 @@ fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
          ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
            AND (rolsuper OR rolbypassrls OR rolreplication OR rolcreaterole OR rolcreatedb \
            OR rolcanlogin <> {login} OR rolinherit <> {inherit})) THEN \
-         ALTER ROLE {role} {attributes}; END IF; END $pebble$",
+         ALTER ROLE {role} {attributes}; END IF; END {tag}",
+        tag = dollar_tag(name),
         literal = quote_literal(name),
         role = quote_ident(name),
         marker = quote_literal(MARKER),
@@ -204,13 +220,14 @@ impl Db {
         let tenant = Strategy::Login.tenant_context(key)?;
         let sql = format!(
             "{LOGINS_LOCK};\n\
-             DO $pebble$ BEGIN \
+             DO {tag} BEGIN \
              IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
                AND pg_catalog.shobj_description(oid, 'pg_authid') IS DISTINCT FROM {marker}) THEN \
              RAISE EXCEPTION USING ERRCODE = '{FOREIGN_LOGIN}', \
                MESSAGE = 'role ' || {literal} || ' was not created by pebble'; END IF; \
              IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN \
-             DROP ROLE {quoted}; END IF; END $pebble$",
+             DROP ROLE {quoted}; END IF; END {tag}",
+            tag = dollar_tag(&role),
             literal = quote_literal(&role),
             quoted = quote_ident(&role),
             marker = quote_literal(MARKER),
@@ -322,6 +339,15 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_tags_are_never_inside_the_text() {
+        assert_eq!(dollar_tag("acme"), "$pebble$");
+        assert_eq!(dollar_tag("a$pebble$b"), "$pebble1$");
+        assert_eq!(dollar_tag("$pebble$$pebble1$"), "$pebble2$");
+        let sql = ensure_role_sql("pebble_1_$pebble$", LOGIN_ATTRIBUTES, FOREIGN_LOGIN);
+        assert!(sql.starts_with("DO $pebble1$ ") && sql.ends_with(" END $pebble1$"));
+    }
 
     #[test]
     fn attributes_are_only_altered_when_they_drifted() {
