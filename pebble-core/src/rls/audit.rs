@@ -76,6 +76,12 @@ pub struct LoginAudit {
     /// group, or a member of it) but is not named as a tenant login, so
     /// `pebble_tenant()` reads its setting: it picks any tenant.
     pub unconfined: bool,
+    /// Tenant column types (`uuid`, `bigint`, ...) its tenant text casts
+    /// to but is not how PostgreSQL writes the value (`042`, upper-case
+    /// uuid text): the policy casts it, so the login is the tenant of that
+    /// value, under another name ([`Db::create_tenant_login`](crate::Db::create_tenant_login)
+    /// refuses such keys; this finds logins made before, or renamed).
+    pub aliases: Vec<String>,
 }
 
 impl LoginAudit {
@@ -118,6 +124,12 @@ impl LoginAudit {
                  group (or its LOGIN, if it is the group: grant_tenant_logins does)"
             ));
         }
+        for sql_type in &self.aliases {
+            gap(format!(
+                "tenant login `{role}` names its tenant in a form that is not how PostgreSQL \
+                 writes a {sql_type}: it is the tenant of that value under another name; drop it"
+            ));
+        }
         if self.foreign {
             gap(format!(
                 "role `{role}` is named like a tenant login but was not created by pebble: \
@@ -150,6 +162,7 @@ impl LoginAudit {
             && !self.replication
             && !self.foreign
             && !self.unconfined
+            && self.aliases.is_empty()
             && self.privileged_roles.is_empty()
             && self.owns.is_empty()
             && self.can_truncate.is_empty()
@@ -435,7 +448,14 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 const LOGINS_QUERY: &str = "\
 WITH db AS (SELECT 'pebble_' || d.oid || '_' AS prefix, \
   (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname = 'pebble_logins_' || d.oid) AS grp \
-  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()), \
+tenant_types AS (SELECT DISTINCT pg_catalog.format_type(a.atttypid, NULL) AS t \
+  FROM pg_catalog.pg_policy p \
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
+    AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+    AND d.refobjsubid > 0 \
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+  WHERE p.polname = 'pebble_tenant') \
 SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication, \
   pg_catalog.starts_with(r.rolname, db.prefix) \
     AND pg_catalog.shobj_description(r.oid, 'pg_authid') IS DISTINCT FROM $2, \
@@ -449,7 +469,23 @@ SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplic
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
         WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
         AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1), \
-  NOT pg_catalog.starts_with(r.rolname, db.prefix) \
+  NOT pg_catalog.starts_with(r.rolname, db.prefix), \
+  ARRAY(SELECT ty.t FROM tenant_types ty \
+        WHERE pg_catalog.starts_with(r.rolname, db.prefix) AND CASE ty.t \
+        WHEN 'uuid' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\{?[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\\}?$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
+        WHEN 'bigint' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        WHEN 'integer' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        WHEN 'smallint' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        ELSE false END ORDER BY 1) \
 FROM pg_catalog.pg_roles r, db \
 WHERE pg_catalog.starts_with(r.rolname, db.prefix) \
   OR (r.rolcanlogin AND NOT r.rolsuper AND pg_catalog.pg_has_role(r.oid, db.grp, 'MEMBER')) \
@@ -535,6 +571,7 @@ pub(crate) async fn run(
             owns: row.try_get(7)?,
             can_truncate: row.try_get(8)?,
             unconfined: row.try_get(9)?,
+            aliases: row.try_get(10)?,
         };
         if !login.is_clean() {
             report.tenant_logins.push(login);
