@@ -78,9 +78,7 @@ async fn raw_text_leaving_a_transaction_open_is_refused_and_loses_nothing_else()
 #[tokio::test]
 async fn settings_changed_by_raw_text_do_not_outlive_it() {
     let (test_db, db) = single_connection_db().await;
-    db.batch_execute("SET statement_timeout = 25")
-        .await
-        .unwrap();
+    db.batch_execute("SET statement_timeout = 25").await.unwrap();
     no_statement_timeout(&db).await;
     db.batch_execute(
         "PREPARE p AS SELECT 1; CREATE TEMP TABLE t (n int); SET SESSION statement_timeout = 25",
@@ -109,9 +107,7 @@ async fn a_set_inside_a_transaction_does_not_outlive_it() {
     let (test_db, db) = single_connection_db().await;
     for commit in [true, false] {
         let tx = db.begin().await.unwrap();
-        tx.batch_execute("SET statement_timeout = 25")
-            .await
-            .unwrap();
+        tx.batch_execute("SET statement_timeout = 25").await.unwrap();
         if commit {
             tx.commit().await.unwrap();
         } else {
@@ -120,9 +116,7 @@ async fn a_set_inside_a_transaction_does_not_outlive_it() {
         no_statement_timeout(&db).await;
     }
     let tx = db.begin().await.unwrap();
-    tx.batch_execute("SET statement_timeout = 25")
-        .await
-        .unwrap();
+    tx.batch_execute("SET statement_timeout = 25").await.unwrap();
     drop(tx);
     no_statement_timeout(&db).await;
     writes_are_durable(&test_db, &db).await;
