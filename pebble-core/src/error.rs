@@ -504,6 +504,38 @@ pub enum Error {
         message: String,
     },
 
+    /// [`Db::create_tenant_login`](crate::Db::create_tenant_login) refused a
+    /// key whose text is another spelling of a value of a protected tenant
+    /// column's type (`"042"` or `" 42"` for a `bigint` column, upper-case
+    /// uuid text for a `uuid` one): the policy casts the login's tenant to
+    /// the column's type, so the login would be confined to the tenant of
+    /// that value. Create the login from the key of the column's type.
+    #[error(
+        "tenant key {id:?} is not how PostgreSQL writes it as {sql_type}: its login would be \
+         another spelling of that tenant's"
+    )]
+    TenantLoginKeyNotCanonical {
+        /// The tenant key, as text.
+        id: String,
+        /// The tenant column type it casts to.
+        sql_type: String,
+    },
+
+    /// A tenant login pool's connection is not logged in as its tenant's
+    /// login role (a pooler between the application and the server logs
+    /// every client in as one user, say): `pebble_tenant()` would not read
+    /// the tenant from it, so the pool is not used. Connect to the server,
+    /// or through a pooler that logs in as each client's own user.
+    #[error(
+        "tenant login {role:?} is not in effect: the server's session user is {session_user:?}"
+    )]
+    TenantLoginNotInEffect {
+        /// The tenant login role the pool connected as.
+        role: String,
+        /// The session user the server reported.
+        session_user: String,
+    },
+
     /// [`Db::install_rls_tables`](crate::Db::install_rls_tables) refused a
     /// table whose tenant-column record contradicts the tenant column it was
     /// asked to protect: a policy on the wrong column would confine by it.

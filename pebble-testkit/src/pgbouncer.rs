@@ -26,6 +26,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct PgBouncerOptions {
     pool_size: u32,
     max_client_conn: u32,
+    forced_user: Option<(String, String)>,
 }
 
 impl Default for PgBouncerOptions {
@@ -35,6 +36,7 @@ impl Default for PgBouncerOptions {
         PgBouncerOptions {
             pool_size: 4,
             max_client_conn: 200,
+            forced_user: None,
         }
     }
 }
@@ -50,6 +52,16 @@ impl PgBouncerOptions {
     /// How many clients may connect at once: PgBouncer's `max_client_conn`.
     pub fn max_client_conn(mut self, max_client_conn: u32) -> Self {
         self.max_client_conn = max_client_conn.max(1);
+        self
+    }
+
+    /// Log every client in to the server as `user` with `password`,
+    /// whatever user the client named (`user=` and `password=` on the
+    /// databases entry), as a pooler configured with one server user does:
+    /// to test what relies on the session user being the client's. Neither
+    /// may contain a space or a quote.
+    pub fn forced_user(mut self, user: &str, password: &str) -> Self {
+        self.forced_user = Some((user.to_owned(), password.to_owned()));
         self
     }
 }
@@ -295,7 +307,7 @@ fn write_config(
         ini,
         "\
 [databases]
-* = host={host} port={server_port}
+* = host={host} port={server_port}{forced}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -333,6 +345,10 @@ server_login_retry = 1
         max_client_conn = options.max_client_conn,
         users_file = users_file.display(),
         user = target.user,
+        forced = match &options.forced_user {
+            Some((user, password)) => format!(" user={user} password={password}"),
+            None => String::new(),
+        },
     );
     let path = dir.join("pgbouncer.ini");
     fs::write(&path, ini)?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::conn::options::TransactionOptions;
 use crate::conn::pool::{IntoConfig, PoolOptions};
+use crate::conn::send::StatementMode;
 use crate::conn::tls::ConnectConfig;
 use crate::conn::Conn;
 use crate::error::{Error, Result, SqlState};
@@ -22,6 +23,9 @@ use super::login_pools::Pools;
 use super::rls::{begin_rls_transaction, RlsTenantTransaction};
 use super::tenant::TenantDb;
 use super::{private::Sealed, Executor};
+
+/// The role the server logged the connection in as.
+const SESSION_USER: &str = "SELECT SESSION_USER::text";
 
 /// How often an opener waiting for room under `max_open_pools` looks for
 /// an idle pool to close: nothing signals when a handle is dropped or a
@@ -86,7 +90,15 @@ impl TenantLogins {
         options: PoolOptions,
         max_open_pools: usize,
     ) -> Result<TenantLogins> {
-        let base = base.into_connect()?;
+        let mut base = base.into_connect()?;
+        // Without a database name the server picks the one named after the
+        // user: the base user's for the probe, each login's for the tenant
+        // pools. Name it, so the pools reach the database whose oid is read.
+        if base.pg().get_dbname().is_none() {
+            if let Some(user) = base.pg().get_user().map(str::to_owned) {
+                base.pg_mut().dbname(&user);
+            }
+        }
         let probe = Db::connect_lazy(base.clone(), options.clone().max_size(1))?;
         let database = probe.database_oid().await;
         probe.close();
@@ -199,11 +211,36 @@ impl TenantLogins {
         let password = self.inner.secret.password(role)?;
         config.pg_mut().user(role).password(password);
         let db = Db::connect_lazy(config, self.inner.options.clone())?;
-        match db.pool().get().await {
-            Ok(client) => drop(client),
+        let client = match db.pool().get().await {
+            Ok(client) => client,
             Err(e) => {
                 db.close();
                 return Err(refused(role, Error::from(e)));
+            }
+        };
+        // The whole confinement rests on the session user being the login:
+        // a pooler that logs every client in as one server user would turn
+        // this pool into one that picks its tenant with a setting (or one
+        // of a superuser). Checked once, on the pool's first connection.
+        let session_user = match db.mode() {
+            StatementMode::Prepared => client.query_one(SESSION_USER, &[]).await,
+            StatementMode::Unnamed => client.query_typed_one(SESSION_USER, &[]).await,
+        }
+        .map_err(Error::from)
+        .and_then(|row| row.try_get::<_, String>(0).map_err(Error::from));
+        drop(client);
+        match session_user {
+            Ok(user) if user == role => {}
+            Ok(user) => {
+                db.close();
+                return Err(Error::TenantLoginNotInEffect {
+                    role: role.to_owned(),
+                    session_user: user,
+                });
+            }
+            Err(e) => {
+                db.close();
+                return Err(e);
             }
         }
         tracing::debug!(target: "pebble::rls", role, "tenant login pool opened");
@@ -234,8 +271,8 @@ impl Db {
     pub(crate) async fn database_oid(&self) -> Result<u32> {
         let client = self.pool().get().await?;
         let row = match self.mode() {
-            crate::StatementMode::Prepared => client.query_one(DATABASE_OID, &[]).await?,
-            crate::StatementMode::Unnamed => client.query_typed_one(DATABASE_OID, &[]).await?,
+            StatementMode::Prepared => client.query_one(DATABASE_OID, &[]).await?,
+            StatementMode::Unnamed => client.query_typed_one(DATABASE_OID, &[]).await?,
         };
         Ok(row.try_get(0)?)
     }

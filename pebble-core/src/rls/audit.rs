@@ -6,11 +6,13 @@ use std::sync::LazyLock;
 
 use deadpool_postgres::ClientWrapper;
 
-use super::install::{policy_marker, POLICY_DIGEST};
+use super::install::{function_body, policy_marker, POLICY_DIGEST};
+use super::logins::MARKER;
 use super::{quote_ident, RlsTable, TENANT_POLICY};
 use crate::conn::send::StatementMode;
 use crate::conn::table_check::parse_record;
 use crate::error::{Error, Result};
+use crate::scope::login::DATABASE_OID;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The outcome of [`Db::audit_rls`](crate::Db::audit_rls): the connected
@@ -33,13 +35,17 @@ pub struct AuditReport {
     pub tables: Vec<TableAudit>,
     /// This database's tenant logins (see
     /// [`Db::create_tenant_login`](crate::Db::create_tenant_login)) that
-    /// row-level security would not confine, or that may empty a table:
-    /// none after a correct install.
+    /// row-level security would not confine, that could take over another
+    /// tenant's login, that pebble did not create, or that may empty a
+    /// table, and roles that log in with the logins' grants without being
+    /// one: none after a correct install.
     pub tenant_logins: Vec<LoginAudit>,
 }
 
-/// A tenant login of the audited database with rights that get it past
-/// row-level security: from [`AuditReport::tenant_logins`].
+/// A role named like a tenant login of the audited database with rights
+/// that get it past row-level security, or that pebble did not create, or
+/// a role that logs in with the tenant logins' grants without being one:
+/// from [`AuditReport::tenant_logins`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LoginAudit {
@@ -49,12 +55,33 @@ pub struct LoginAudit {
     pub superuser: bool,
     /// It has BYPASSRLS.
     pub bypass_rls: bool,
-    /// Superuser or BYPASSRLS roles it is a member of.
+    /// It has CREATEROLE: it can set another tenant login's password (or
+    /// create a role of another tenant's login name) and log in as it.
+    pub create_role: bool,
+    /// It has REPLICATION: a replication connection streams every
+    /// tenant's rows.
+    pub replication: bool,
+    /// pebble did not create it (no marker comment), yet `pebble_tenant()`
+    /// takes any session user of this name for the tenant it names:
+    /// whoever knows its password reads that tenant's rows.
+    pub foreign: bool,
+    /// Superuser, BYPASSRLS, CREATEROLE or REPLICATION roles it is a
+    /// member of (it can `SET ROLE` to them).
     pub privileged_roles: Vec<String>,
     /// Audited tables it owns (or whose owner it is a member of).
     pub owns: Vec<String>,
     /// Audited tables it may TRUNCATE.
     pub can_truncate: Vec<String>,
+    /// It can log in and holds the tenant logins' grants (it is their
+    /// group, or a member of it) but is not named as a tenant login, so
+    /// `pebble_tenant()` reads its setting: it picks any tenant.
+    pub unconfined: bool,
+    /// Tenant column types (`uuid`, `bigint`, ...) its tenant text casts
+    /// to but is not how PostgreSQL writes the value (`042`, upper-case
+    /// uuid text): the policy casts it, so the login is the tenant of that
+    /// value, under another name ([`Db::create_tenant_login`](crate::Db::create_tenant_login)
+    /// refuses such keys; this finds logins made before, or renamed).
+    pub aliases: Vec<String>,
 }
 
 impl LoginAudit {
@@ -78,10 +105,41 @@ impl LoginAudit {
                 "tenant login `{role}` has BYPASSRLS; run create_tenant_login again"
             ));
         }
+        if self.create_role {
+            gap(format!(
+                "tenant login `{role}` has CREATEROLE: it can take over another tenant's login; \
+                 run create_tenant_login again"
+            ));
+        }
+        if self.replication {
+            gap(format!(
+                "tenant login `{role}` has REPLICATION, which streams every tenant's rows; \
+                 run create_tenant_login again"
+            ));
+        }
+        if self.unconfined {
+            gap(format!(
+                "`{role}` can log in with the tenant logins' grants but is not a tenant login, \
+                 so it picks its tenant with a setting; revoke its membership in the logins' \
+                 group (or its LOGIN, if it is the group: grant_tenant_logins does)"
+            ));
+        }
+        for sql_type in &self.aliases {
+            gap(format!(
+                "tenant login `{role}` names its tenant in a form that is not how PostgreSQL \
+                 writes a {sql_type}: it is the tenant of that value under another name; drop it"
+            ));
+        }
+        if self.foreign {
+            gap(format!(
+                "role `{role}` is named like a tenant login but was not created by pebble: \
+                 it is confined to that tenant, whose rows whoever made it can read; drop it"
+            ));
+        }
         for privileged in &self.privileged_roles {
             gap(format!(
-                "tenant login `{role}` is a member of `{privileged}`, a superuser or BYPASSRLS \
-                 role; revoke the membership"
+                "tenant login `{role}` is a member of `{privileged}`, a superuser, BYPASSRLS, \
+                 CREATEROLE or REPLICATION role; revoke the membership"
             ));
         }
         for table in &self.owns {
@@ -100,6 +158,11 @@ impl LoginAudit {
     fn is_clean(&self) -> bool {
         !self.superuser
             && !self.bypass_rls
+            && !self.create_role
+            && !self.replication
+            && !self.foreign
+            && !self.unconfined
+            && self.aliases.is_empty()
             && self.privileged_roles.is_empty()
             && self.owns.is_empty()
             && self.can_truncate.is_empty()
@@ -120,6 +183,12 @@ pub struct TableAudit {
     pub forced: bool,
     /// pebble's restrictive tenant policy is there, as this version installs it.
     pub policy_as_expected: bool,
+    /// The `pebble_tenant()` that policy calls has the body this version
+    /// of pebble installs for this database. The policy names the function
+    /// by oid, so a body replaced in place (`CREATE OR REPLACE FUNCTION`)
+    /// changes what every session is confined to without changing the
+    /// policy.
+    pub function_as_expected: bool,
     /// The connected role owns the table (or is a member of its owner):
     /// it bypasses row-level security unless FORCEd, and can turn it off.
     pub owned_by_role: bool,
@@ -262,6 +331,13 @@ impl TableAudit {
                 format!("pebble's restrictive `{TENANT_POLICY}` policy is missing or changed; run install_rls"),
             );
         }
+        if self.policy_as_expected && !self.function_as_expected {
+            push(
+                Severity::Gap,
+                "the body of the `pebble_tenant()` its policy calls was changed; run install_rls"
+                    .to_owned(),
+            );
+        }
         if self.owned_by_role {
             push(
                 Severity::Gap,
@@ -330,10 +406,10 @@ impl fmt::Display for AuditReport {
                 t.table,
                 yes(t.enabled),
                 yes(t.forced),
-                if t.policy_as_expected {
-                    "ok"
-                } else {
-                    "MISSING"
+                match (t.policy_as_expected, t.function_as_expected) {
+                    (true, true) => "ok",
+                    (true, false) => "ok, pebble_tenant() CHANGED",
+                    (false, _) => "MISSING",
                 },
                 yes(t.owned_by_role),
                 yes(t.can_truncate),
@@ -364,23 +440,55 @@ const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
         AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1) \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
-/// This database's tenant logins (named `pebble_<database oid>_...`) with
-/// their attributes, and the audited tables ($1, quoted names) they own
-/// or may TRUNCATE.
+/// This database's tenant logins (named `pebble_<database oid>_...`), and
+/// the roles that can log in with the logins' group's grants outside that
+/// prefix (non-superusers: a superuser is a member of every role), with
+/// their attributes, whether pebble made them (marker $2), and the audited
+/// tables ($1, quoted names) they own or may TRUNCATE.
 const LOGINS_QUERY: &str = "\
-SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, \
+WITH db AS (SELECT 'pebble_' || d.oid || '_' AS prefix, \
+  (SELECT g.oid FROM pg_catalog.pg_roles g WHERE g.rolname = 'pebble_logins_' || d.oid) AS grp \
+  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()), \
+tenant_types AS (SELECT DISTINCT pg_catalog.format_type(a.atttypid, NULL) AS t \
+  FROM pg_catalog.pg_policy p \
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
+    AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+    AND d.refobjsubid > 0 \
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+  WHERE p.polname = 'pebble_tenant') \
+SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication, \
+  pg_catalog.starts_with(r.rolname, db.prefix) \
+    AND pg_catalog.shobj_description(r.oid, 'pg_authid') IS DISTINCT FROM $2, \
   ARRAY(SELECT o.rolname::text FROM pg_catalog.pg_roles o \
-        WHERE (o.rolsuper OR o.rolbypassrls) AND o.oid <> r.oid \
+        WHERE (o.rolsuper OR o.rolbypassrls OR o.rolcreaterole OR o.rolreplication) \
+        AND o.oid <> r.oid \
         AND pg_catalog.pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY 1), \
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
         WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
         AND pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER') ORDER BY 1), \
   ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c \
         WHERE c.oid IN (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest($1::text[]) t) \
-        AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1) \
-FROM pg_catalog.pg_roles r \
-WHERE pg_catalog.starts_with(r.rolname, 'pebble_' || (SELECT d.oid FROM pg_catalog.pg_database d \
-      WHERE d.datname = pg_catalog.current_database()) || '_') \
+        AND pg_catalog.has_table_privilege(r.oid, c.oid, 'TRUNCATE') ORDER BY 1), \
+  NOT pg_catalog.starts_with(r.rolname, db.prefix), \
+  ARRAY(SELECT ty.t FROM tenant_types ty \
+        WHERE pg_catalog.starts_with(r.rolname, db.prefix) AND CASE ty.t \
+        WHEN 'uuid' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\{?[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\\}?$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
+        WHEN 'bigint' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        WHEN 'integer' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        WHEN 'smallint' THEN pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) \
+          ~ '^\\s*[+-]?[0-9]+\\s*$' \
+          AND pg_catalog.substr(r.rolname, pg_catalog.length(db.prefix) + 1) !~ '^-?[1-9][0-9]*$' \
+        ELSE false END ORDER BY 1) \
+FROM pg_catalog.pg_roles r, db \
+WHERE pg_catalog.starts_with(r.rolname, db.prefix) \
+  OR (r.rolcanlogin AND NOT r.rolsuper AND pg_catalog.pg_has_role(r.oid, db.grp, 'MEMBER')) \
 ORDER BY 1";
 
 static TABLE_QUERY: LazyLock<String> = LazyLock::new(|| {
@@ -405,7 +513,14 @@ SELECT c.relrowsecurity, c.relforcerowsecurity, \
         AND NOT COALESCE((SELECT o.option_value::bool FROM pg_catalog.pg_options_to_table(v.reloptions) o \
                           WHERE o.option_name = 'security_invoker'), false) \
         ORDER BY 1), \
-  pg_catalog.obj_description(c.oid, 'pg_class') \
+  pg_catalog.obj_description(c.oid, 'pg_class'), \
+  (SELECT pg_catalog.count(DISTINCT f.oid) = 1 AND pg_catalog.bool_and(f.prosrc = $5 AND l.lanname = 'sql') \
+   FROM pg_catalog.pg_policy p \
+   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::regclass \
+     AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_proc'::regclass \
+   JOIN pg_catalog.pg_proc f ON f.oid = d.refobjid \
+   JOIN pg_catalog.pg_language l ON l.oid = f.prolang \
+   WHERE p.polrelid = c.oid AND p.polname = $3 AND f.proname = 'pebble_tenant') \
 FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)")
 });
 
@@ -428,21 +543,35 @@ pub(crate) async fn run(
     };
     let names: Vec<String> = tables.iter().map(|t| quote_ident(t.table())).collect();
     let logins = match mode {
-        StatementMode::Prepared => client.query(LOGINS_QUERY, &[&names]).await?,
+        StatementMode::Prepared => client.query(LOGINS_QUERY, &[&names, &MARKER]).await?,
         StatementMode::Unnamed => {
             client
-                .query_typed(LOGINS_QUERY, &[(&names, Type::TEXT_ARRAY)])
+                .query_typed(
+                    LOGINS_QUERY,
+                    &[(&names, Type::TEXT_ARRAY), (&MARKER, Type::TEXT)],
+                )
                 .await?
         }
     };
+    let database: u32 = match mode {
+        StatementMode::Prepared => client.query_one(DATABASE_OID, &[]).await?,
+        StatementMode::Unnamed => client.query_typed_one(DATABASE_OID, &[]).await?,
+    }
+    .try_get(0)?;
+    let body = function_body(database);
     for row in logins {
         let login = LoginAudit {
             role: row.try_get(0)?,
             superuser: row.try_get(1)?,
             bypass_rls: row.try_get(2)?,
-            privileged_roles: row.try_get(3)?,
-            owns: row.try_get(4)?,
-            can_truncate: row.try_get(5)?,
+            create_role: row.try_get(3)?,
+            replication: row.try_get(4)?,
+            foreign: row.try_get(5)?,
+            privileged_roles: row.try_get(6)?,
+            owns: row.try_get(7)?,
+            can_truncate: row.try_get(8)?,
+            unconfined: row.try_get(9)?,
+            aliases: row.try_get(10)?,
         };
         if !login.is_clean() {
             report.tenant_logins.push(login);
@@ -456,15 +585,16 @@ pub(crate) async fn run(
             StatementMode::Prepared => {
                 let query = client.prepare_cached(&TABLE_QUERY).await?;
                 client
-                    .query_opt(&query, &[&name, &column, &policy, &marker])
+                    .query_opt(&query, &[&name, &column, &policy, &marker, &body])
                     .await?
             }
             StatementMode::Unnamed => {
-                let params: [(&(dyn ToSql + Sync), Type); 4] = [
+                let params: [(&(dyn ToSql + Sync), Type); 5] = [
                     (&name, Type::TEXT),
                     (&column, Type::TEXT),
                     (&policy, Type::TEXT),
                     (&marker, Type::TEXT),
+                    (&body, Type::TEXT),
                 ];
                 client.query_typed_opt(&TABLE_QUERY, &params).await?
             }
@@ -476,6 +606,7 @@ pub(crate) async fn run(
                 enabled: false,
                 forced: false,
                 policy_as_expected: false,
+                function_as_expected: false,
                 owned_by_role: false,
                 can_truncate: false,
                 unique_without_tenant: Vec::new(),
@@ -486,6 +617,7 @@ pub(crate) async fn run(
             Some(row) => {
                 let policy_ok: Option<bool> = row.try_get(4)?;
                 let comment: Option<String> = row.try_get(7)?;
+                let function_ok: Option<bool> = row.try_get(8)?;
                 let recorded = comment
                     .as_deref()
                     .and_then(parse_record)
@@ -498,6 +630,7 @@ pub(crate) async fn run(
                     owned_by_role: row.try_get(2)?,
                     can_truncate: row.try_get(3)?,
                     policy_as_expected: policy_ok == Some(true),
+                    function_as_expected: function_ok == Some(true),
                     unique_without_tenant: row.try_get(5)?,
                     definer_views: row.try_get(6)?,
                     recorded_tenant_column: recorded,

@@ -30,15 +30,7 @@ const POLICY_VERSION: &str = "1";
 /// A body that differs (an older pebble's, another database's oid) is
 /// replaced.
 pub(crate) fn function_sql(database: u32) -> String {
-    let prefix = prefix(database);
-    let body = format!(
-        "SELECT CASE WHEN pg_catalog.starts_with(SESSION_USER, {}) \
-         THEN pg_catalog.substr(SESSION_USER, {}) \
-         ELSE NULLIF(pg_catalog.current_setting({}, true), '') END",
-        quote_literal(&prefix),
-        prefix.len() + 1,
-        quote_literal(TENANT_SETTING)
-    );
+    let body = function_body(database);
     format!(
         "DO $pebble$ BEGIN \
          IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'pebble_tenant' \
@@ -48,6 +40,22 @@ pub(crate) fn function_sql(database: u32) -> String {
          AS {src}; \
          END IF; END $pebble$",
         src = quote_literal(&body),
+    )
+}
+
+/// The body of `pebble_tenant()` in the database with oid `database`, as
+/// `pg_proc.prosrc` holds it: install compares it to repair a replaced
+/// body, the audit to report one (the policy calls the function by oid,
+/// so its text and digest do not change when the body does).
+pub(crate) fn function_body(database: u32) -> String {
+    let prefix = prefix(database);
+    format!(
+        "SELECT CASE WHEN pg_catalog.starts_with(SESSION_USER, {}) \
+         THEN pg_catalog.substr(SESSION_USER, {}) \
+         ELSE NULLIF(pg_catalog.current_setting({}, true), '') END",
+        quote_literal(&prefix),
+        prefix.len() + 1,
+        quote_literal(TENANT_SETTING)
     )
 }
 

@@ -12,7 +12,7 @@ use crate::scope::Strategy;
 use crate::sql_type::TenantKey;
 
 use super::roles::grants_sql;
-use super::{quote_ident, quote_literal, RlsTable};
+use super::{quote_ident, quote_literal, RlsTable, TENANT_POLICY};
 
 /// Serialises concurrent creates and drops of this database's logins:
 /// two `CREATE ROLE`s of one name race otherwise.
@@ -35,10 +35,56 @@ const FOREIGN_LOGIN: &str = "PB003";
 /// The same, for the group role's name.
 const FOREIGN_GROUP: &str = "PB004";
 
+/// The SQLSTATE raised for a key whose text another spelling of a value of
+/// a protected tenant column's type; the message is that type.
+const NOT_CANONICAL: &str = "PB005";
+
+/// A dollar-quote tag for a `DO` block that embeds `text` (a tenant key,
+/// or a role name carrying one): `$pebble$`, or `$pebble<n>$` for the least
+/// `n` that `text` does not contain, so no key can close the block early
+/// and have the rest parsed as the owner's SQL. Quoting never adds a `$`.
+fn dollar_tag(text: &str) -> String {
+    (0_u64..)
+        .map(|n| match n {
+            0 => "$pebble$".to_owned(),
+            n => format!("$pebble{n}$"),
+        })
+        .find(|tag| !text.contains(tag.as_str()))
+        .unwrap_or_default()
+}
+
+/// Refuses tenant text `key` when a tenant column under pebble's policy
+/// (found through the policy's dependencies, in every schema) has a type
+/// the text casts to but prints differently: the policy compares
+/// `column = pebble_tenant()::type`, so the login would be that value's
+/// tenant. Text that does not cast is no value of the type and no alias.
+fn canonical_key_sql(key: &str) -> String {
+    format!(
+        "DO {tag} DECLARE t text; v text; BEGIN \
+         FOR t IN SELECT DISTINCT pg_catalog.format_type(a.atttypid, a.atttypmod) \
+           FROM pg_catalog.pg_policy p \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
+             AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjsubid > 0 \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+           WHERE p.polname = {policy} LOOP \
+         BEGIN \
+           EXECUTE pg_catalog.format('SELECT (%L::%s)::text', {key}, t) INTO v; \
+         EXCEPTION WHEN others THEN v := NULL; \
+         END; \
+         IF v IS DISTINCT FROM {key} AND v IS NOT NULL THEN \
+           RAISE EXCEPTION USING ERRCODE = '{NOT_CANONICAL}', MESSAGE = t; \
+         END IF; END LOOP; END {tag}",
+        tag = dollar_tag(key),
+        key = quote_literal(key),
+        policy = quote_literal(TENANT_POLICY),
+    )
+}
+
 /// The comment pebble puts on the roles it creates for tenant logins; a
 /// role of the same name without it is someone else's and is not adopted
 /// (it may hold grants of its own, which a new password would hand out).
-const MARKER: &str = "pebble tenant login";
+pub(super) const MARKER: &str = "pebble tenant login";
 
 /// `CREATE ROLE name attributes` unless it exists; a role of that name
 /// without pebble's marker raises `foreign` (a SQLSTATE). An existing role
@@ -50,7 +96,7 @@ fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
     let login = attributes.starts_with("LOGIN");
     let inherit = attributes.ends_with(" INHERIT");
     format!(
-        "DO $pebble$ BEGIN \
+        "DO {tag} BEGIN \
          IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
            AND pg_catalog.shobj_description(oid, 'pg_authid') IS DISTINCT FROM {marker}) THEN \
          RAISE EXCEPTION USING ERRCODE = '{foreign}', \
@@ -61,7 +107,8 @@ fn ensure_role_sql(name: &str, attributes: &str, foreign: &str) -> String {
          ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
            AND (rolsuper OR rolbypassrls OR rolreplication OR rolcreaterole OR rolcreatedb \
            OR rolcanlogin <> {login} OR rolinherit <> {inherit})) THEN \
-         ALTER ROLE {role} {attributes}; END IF; END $pebble$",
+         ALTER ROLE {role} {attributes}; END IF; END {tag}",
+        tag = dollar_tag(name),
         literal = quote_literal(name),
         role = quote_ident(name),
         marker = quote_literal(MARKER),
@@ -126,6 +173,9 @@ impl Db {
     /// create is [`Error::RoleNotProvisionedByPebble`] and is left alone.
     /// A key too long for a role name is [`Error::TenantLoginNameTooLong`],
     /// the unset value [`Error::InvalidTenantId`]; nothing is sent then.
+    /// Text that is another spelling of a value of a protected tenant
+    /// column's type (`"042"` where a column is `bigint`) would be that
+    /// value's tenant: [`Error::TenantLoginKeyNotCanonical`], nothing created.
     pub async fn create_tenant_login<K: TenantKey>(
         &self,
         key: &K,
@@ -136,8 +186,10 @@ impl Db {
         let group = login::group(database);
         let verifier =
             postgres_protocol::password::scram_sha_256(secret.password(&role)?.as_bytes());
+        let tenant = Strategy::Login.tenant_context(key)?;
         let sql = [
             LOGINS_LOCK.to_owned(),
+            canonical_key_sql(tenant.as_str()),
             ensure_role_sql(&group, GROUP_ATTRIBUTES, FOREIGN_GROUP),
             ensure_role_sql(&role, LOGIN_ATTRIBUTES, FOREIGN_LOGIN),
             format!(
@@ -148,7 +200,6 @@ impl Db {
             format!("GRANT {} TO {}", quote_ident(&group), quote_ident(&role)),
         ]
         .join(";\n");
-        let tenant = Strategy::Login.tenant_context(key)?;
         self.run_login_sql(&sql, &group, Some((tenant.as_str(), &role)))
             .await?;
         tracing::info!(target: "pebble::rls", role, "tenant login created or updated");
@@ -169,13 +220,14 @@ impl Db {
         let tenant = Strategy::Login.tenant_context(key)?;
         let sql = format!(
             "{LOGINS_LOCK};\n\
-             DO $pebble$ BEGIN \
+             DO {tag} BEGIN \
              IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal} \
                AND pg_catalog.shobj_description(oid, 'pg_authid') IS DISTINCT FROM {marker}) THEN \
              RAISE EXCEPTION USING ERRCODE = '{FOREIGN_LOGIN}', \
                MESSAGE = 'role ' || {literal} || ' was not created by pebble'; END IF; \
              IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN \
-             DROP ROLE {quoted}; END IF; END $pebble$",
+             DROP ROLE {quoted}; END IF; END {tag}",
+            tag = dollar_tag(&role),
             literal = quote_literal(&role),
             quoted = quote_ident(&role),
             marker = quote_literal(MARKER),
@@ -268,6 +320,13 @@ impl Db {
                 role: role.to_owned(),
             };
             match (e.code().map(SqlState::code), login) {
+                (Some(NOT_CANONICAL), Some((id, _))) => match e {
+                    Error::Database { message, .. } => Error::TenantLoginKeyNotCanonical {
+                        id: id.to_owned(),
+                        sql_type: message,
+                    },
+                    e => e,
+                },
                 (Some(FOREIGN_LOGIN), Some((id, role))) => foreign(id, role),
                 (Some(FOREIGN_GROUP), Some((id, _))) => foreign(id, group),
                 (Some(FOREIGN_GROUP), None) => foreign("", group),
@@ -280,6 +339,15 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_tags_are_never_inside_the_text() {
+        assert_eq!(dollar_tag("acme"), "$pebble$");
+        assert_eq!(dollar_tag("a$pebble$b"), "$pebble1$");
+        assert_eq!(dollar_tag("$pebble$$pebble1$"), "$pebble2$");
+        let sql = ensure_role_sql("pebble_1_$pebble$", LOGIN_ATTRIBUTES, FOREIGN_LOGIN);
+        assert!(sql.starts_with("DO $pebble1$ ") && sql.ends_with(" END $pebble1$"));
+    }
 
     #[test]
     fn attributes_are_only_altered_when_they_drifted() {
