@@ -490,7 +490,6 @@ impl Contenders {
 type SqlxRow = (i64, i64, String, i32, Option<String>);
 type SqlxJoinRow = (i64, i64, String, i32, Option<String>, i64, i64, String, i32);
 
-
 fn sqlx_item((id, tenant_id, name, qty, note): SqlxRow) -> Item {
     Item {
         id,
