@@ -170,7 +170,7 @@ pub(crate) async fn in_tenant_context(
 /// Raw SQL inside the tenant's context. With prepared statements this is
 /// one round trip, like a builder's statement. Unnamed, the parameters'
 /// types are unknown until the server has parsed the text, so it takes
-/// two: `BEGIN` with `set_config`, and a Parse (whose named statement is
+/// two: `BEGIN` with `SET LOCAL`, and a Parse (whose named statement is
 /// closed again inside the transaction, so a pooler never sees it outlive
 /// the transaction), then the typed statement and `COMMIT`. On an error the
 /// transaction may be open: the caller discards the connection.
@@ -208,7 +208,7 @@ pub(crate) async fn raw_in_tenant_context(
     }
 }
 
-/// `BEGIN` with `set_config` (one message, see [`begin_text`]), `run` and
+/// `BEGIN` with `SET LOCAL` (one message, see [`begin_text`]), `run` and
 /// `COMMIT`, all written before the first reply is awaited: one round
 /// trip. Each must go out as one message (an already prepared statement,
 /// or an unnamed typed one): a statement still to be prepared would wait
@@ -353,7 +353,7 @@ pub(crate) async fn raw_in_transaction(
     })
 }
 
-/// `begin` (`BEGIN` with its options) and `set_config` on a transaction's
+/// `begin` (`BEGIN` with its options) and `SET LOCAL` on a transaction's
 /// connection, in one message.
 pub(crate) async fn begin_in_tenant_context(
     client: &ClientWrapper,

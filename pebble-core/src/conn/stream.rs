@@ -5,7 +5,7 @@
 //! - a pooled connection is held until the stream ends, and goes back to
 //!   the pool only when nothing of the stream is left on it;
 //! - under row-level security the rows are read inside `BEGIN`,
-//!   `set_config` (pipelined with the statement, one round trip), and the
+//!   `SET LOCAL` (pipelined with the statement, one round trip), and the
 //!   transaction is committed when the stream ends. A stream dropped or
 //!   failed before that hands its connection to a `ROLLBACK` first (see
 //!   `roll_back_in_background`): no pooled connection ever carries an open

@@ -324,7 +324,7 @@ impl TxConn {
         }))
     }
 
-    /// `begin` (`BEGIN` with its options) and `set_config` of the tenant
+    /// `begin` (`BEGIN` with its options) and `SET LOCAL` of the tenant
     /// (row-level security), in one round trip, on a transaction not yet begun.
     pub(crate) async fn begin_in_tenant_context(&self, begin: &str, tenant: &str) -> Result<()> {
         let entered = self.enter().await?;

@@ -2,7 +2,7 @@
 //!
 //! pebble installs, from model metadata, a policy per tenant table that
 //! only shows and accepts rows of the tenant set for the current
-//! transaction (`pebble.tenant_id`, set with `set_config(.., true)` by
+//! transaction (`pebble.tenant_id`, set with `SET LOCAL` by
 //! every statement of an RLS tenant handle), and a function
 //! `pebble_tenant()` that is NULL when no tenant is set, so that a
 //! statement without context sees and writes nothing: **fail-closed**.

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::sql_type::TenantKey;
 
 /// A tenant as the text `pebble_tenant()` casts back to the column type:
-/// the value `set_config('pebble.tenant_id', .., true)` sets. Only made
+/// the value `SET LOCAL pebble.tenant_id` sets. Only made
 /// for handles under row-level security (see `Strategy::raw_context`) and
 /// for keys that are set, so holding one proves the database confines
 /// what runs in it.
