@@ -628,6 +628,35 @@ async fn system_databases_are_never_tenants() {
 }
 
 #[tokio::test]
+async fn a_handle_to_a_closed_pool_never_reaches_a_recreated_tenant() {
+    let ids = Ids::new();
+    let manager = builder().build().unwrap();
+    let tenant = ids.id("reborn");
+    let old = manager.db(&tenant).await.unwrap();
+    old.insert(note("a", "first life")).exec().await.unwrap();
+    // The pool leaves the registry while `old` still holds it (closed
+    // here; evicted pools are never ones with a handle out); then the
+    // tenant is dropped and created again under the same id. Whatever
+    // `old` says, it must not reach the new database.
+    assert!(manager.close_tenant(&tenant));
+    manager.drop_tenant(&tenant).await.unwrap();
+    let new = manager.db(&tenant).await.unwrap();
+    new.insert(note("b", "second life")).exec().await.unwrap();
+    assert!(old.select::<Note>().count().await.is_err());
+    assert!(old.insert(note("a", "late")).exec().await.is_err());
+    let bodies: Vec<String> = new
+        .select::<Note>()
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(bodies, ["second life"]);
+    ids.cleanup(&manager).await;
+}
+
+#[tokio::test]
 async fn a_pool_with_a_handle_out_is_not_idle() {
     let ids = Ids::new();
     let manager = builder()

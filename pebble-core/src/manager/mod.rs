@@ -324,7 +324,18 @@ impl TenantManager {
             None => None,
         };
         if let Some(db) = inner.registry.remove(id, true) {
-            drain(&db).await?;
+            drain(db.pool()).await?;
+        }
+        // Pools of this tenant that already left the registry (evicted)
+        // while something still holds them: marked too, or such a holder
+        // would reach a database re-created under the same id. Only
+        // detached ones: a pool an open racing this drop is making is not
+        // this database's.
+        for (pool, state) in inner.live_pools() {
+            if state.id == id && state.is_detached() && !state.is_dropped() {
+                state.mark_dropped();
+                drain(&pool).await?;
+            }
         }
         admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
         if inner.settings.roles {
@@ -419,7 +430,7 @@ impl TenantManager {
             let database = inner.database(&id)?;
             let server = inner.server_of(claim.record())?;
             if let Some(db) = inner.registry.remove(&id, true) {
-                drain(&db).await?;
+                drain(db.pool()).await?;
             }
             let maintenance = &inner.servers[server].maintenance;
             admin::drop_tenant_database(&inner.connector(server), maintenance, &database, &id)
@@ -510,6 +521,14 @@ impl Inner {
             return Ok(Some(0));
         };
         match catalog.get(id).await? {
+            // A schema tenant's row names a server of `SchemaTenants`,
+            // not one of this manager's databases.
+            Some(record) if record.strategy != TenantStrategy::Database => {
+                Err(Error::StrategyMismatch {
+                    id: id.to_owned(),
+                    registered: record.strategy.to_string(),
+                })
+            }
             Some(record) => self.server_of(&record).map(Some),
             None => Ok(None),
         }
@@ -776,7 +795,7 @@ impl Inner {
                 let db = self.pool_on(server, &temporary, PoolState::new(id))?;
                 let result = setup(TenantDatabase::new(db.clone(), id), id.to_owned()).await;
                 db.close();
-                drain(&db).await?;
+                drain(db.pool()).await?;
                 result?;
             }
             if !self.settings.roles {
@@ -888,11 +907,11 @@ impl Drop for Dequeue<'_> {
 /// running statements finished). A dropped pool is not closed (so that its
 /// callers learn why), so its idle connections are closed here as they come
 /// back.
-async fn drain(db: &Db) -> Result<()> {
+async fn drain(pool: &deadpool_postgres::Pool) -> Result<()> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
-        let _ = db.pool().retain(|_, _| false);
-        if db.pool().status().size == 0 {
+        let _ = pool.retain(|_, _| false);
+        if pool.status().size == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
