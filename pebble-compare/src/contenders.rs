@@ -68,17 +68,30 @@ pub enum Contender {
     Limit,
     Sqlx,
     Pebble,
+    /// Raw tokio-postgres through a deadpool-postgres pool set up as
+    /// pebble's is: not in the table, only with `--only deadpool`, to tell
+    /// the pool's cost from pebble's own.
+    Deadpool,
 }
 
 impl Contender {
     /// In the order each round runs them.
     pub const ALL: [Contender; 3] = [Contender::Limit, Contender::Sqlx, Contender::Pebble];
 
+    /// Every contender `--only` accepts.
+    pub const NAMED: [Contender; 4] = [
+        Contender::Limit,
+        Contender::Sqlx,
+        Contender::Pebble,
+        Contender::Deadpool,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Contender::Limit => "limit",
             Contender::Sqlx => "sqlx",
             Contender::Pebble => "pebble",
+            Contender::Deadpool => "deadpool",
         }
     }
 }
@@ -124,6 +137,7 @@ pub struct Contenders {
     sqlx_app: PgPool,
     pebble: Db,
     pebble_app: RlsDb,
+    deadpool: deadpool_postgres::Pool,
     /// Per tenant (index `tenant - 1`), connected as its login: two
     /// connections for the limit (client `c` uses `c % 2`), a pool of at
     /// most two for sqlx and for pebble.
@@ -134,6 +148,26 @@ pub struct Contenders {
 
 /// Connections per tenant login (pool size), for every contender.
 const PER_LOGIN: usize = 2;
+
+/// A deadpool-postgres pool configured as pebble's `Db` configures its own.
+fn deadpool_pool(
+    config: &tokio_postgres::Config,
+    clients: usize,
+) -> Result<deadpool_postgres::Pool, BoxError> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .queue_mode(QueueMode::Lifo)
+        .max_size(clients)
+        .runtime(Runtime::Tokio1)
+        .build()?)
+}
 
 fn sqlx_options(config: &tokio_postgres::Config) -> Result<PgConnectOptions, BoxError> {
     let mut options = PgConnectOptions::new();
@@ -218,6 +252,7 @@ impl Contenders {
             sqlx: sqlx_pool(&fixture.owner, clients).await?,
             sqlx_app: sqlx_pool(&fixture.app, clients).await?,
             pebble: Db::connect_with(fixture.owner.clone(), options.clone()).await?,
+            deadpool: deadpool_pool(&fixture.owner, clients)?,
             pebble_app: RlsDb::connect_with(fixture.app.clone(), options).await?,
         })
     }
@@ -244,6 +279,7 @@ impl Contenders {
                 Contender::Limit => self.limit_op(workload, client, tenant, id, done).await?,
                 Contender::Sqlx => self.sqlx_op(workload, tenant, id, done).await?,
                 Contender::Pebble => self.pebble_op(workload, tenant, id, done).await?,
+                Contender::Deadpool => self.deadpool_op(workload, tenant, id, done).await?,
             }
             done += 1;
         }
@@ -467,6 +503,45 @@ impl Contenders {
                         .one()
                         .await?,
                 );
+            }
+        }
+        Ok(())
+    }
+
+    async fn deadpool_op(
+        &self,
+        workload: Workload,
+        tenant: i64,
+        id: i64,
+        n: u64,
+    ) -> Result<(), BoxError> {
+        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+        let qty = n as i32;
+        let client = self.deadpool.get().await?;
+        match workload {
+            Workload::Select => {
+                let stmt = client.prepare_cached(SELECT_SQL).await?;
+                let params: [Param; 3] = [&tenant, &id, &1_i64];
+                let row = client.query_one(&stmt, &params).await?;
+                black_box(limit_item(&row)?);
+            }
+            Workload::Insert => {
+                let stmt = client.prepare_cached(INSERT_SQL).await?;
+                let name = "inserted by the comparison";
+                let note: Option<&str> = None;
+                let params: [Param; 4] = [&tenant, &name, &qty, &note];
+                client.execute(&stmt, &params).await?;
+            }
+            Workload::Update => {
+                let stmt = client.prepare_cached(UPDATE_SQL).await?;
+                client.execute(&stmt, &[&qty, &tenant, &id]).await?;
+            }
+            other => {
+                return Err(format!(
+                    "deadpool runs select, insert and update, not {}",
+                    other.name()
+                )
+                .into())
             }
         }
         Ok(())

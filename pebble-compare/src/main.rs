@@ -73,7 +73,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--only" => {
                 let name = value()?;
                 args.only = Some(
-                    Contender::ALL
+                    Contender::NAMED
                         .into_iter()
                         .find(|c| c.name() == name)
                         .ok_or_else(|| format!("unknown contender {name}"))?,

@@ -142,6 +142,7 @@ fn index(contender: Contender) -> usize {
         Contender::Limit => 0,
         Contender::Sqlx => 1,
         Contender::Pebble => 2,
+        Contender::Deadpool => unreachable!("the table holds limit, sqlx and pebble only"),
     }
 }
 
