@@ -9,7 +9,7 @@ mod common;
 
 use common::User;
 use pebble::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use pebble::Db;
+use pebble::{Db, PoolOptions};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -34,16 +34,22 @@ fn execute(c: &mut Criterion) {
         .block_on(server.create_database("pebble_bench"))
         .expect("a bench database");
     let (db, pool, client, ids, tenant) = rt.block_on(async {
-        // One deadpool pool, shared by pebble and the hand-written side.
-        let manager = Manager::from_config(
-            database.config(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager).max_size(1).build().expect("a pool");
-        let db = Db::from_pool(pool.clone());
+        // pebble and the hand-written side each get a deadpool pool of one
+        // connection, set up alike (pebble pools its own connection type).
+        let manager = || {
+            Manager::from_config(
+                database.config(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            )
+        };
+        let pool = Pool::builder(manager())
+            .max_size(1)
+            .build()
+            .expect("a pool");
+        let db = Db::from_manager(manager(), PoolOptions::default().max_size(1)).expect("a pool");
         db.create_table::<User>().await.expect("table");
         let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
         let ids: Vec<Uuid> = db

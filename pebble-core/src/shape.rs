@@ -10,6 +10,8 @@
 //! same builder state, and the cache compares the full sequence on every
 //! hit, so no two shapes share an entry.
 
+use std::any::TypeId;
+
 use sea_query::{ArrayType, OptionEnum, Value};
 use sea_query_postgres::PostgresValue;
 
@@ -20,6 +22,10 @@ pub(crate) trait KeySink {
     fn num(&mut self, n: u64);
     /// A name (table, column, schema, enum type), compared by content.
     fn str(&mut self, s: &str);
+    /// The model a statement is on. Its table and columns are constants of
+    /// the type, so one token stands for all of them: cheaper to hash and
+    /// compare than their names on every statement.
+    fn model(&mut self, model: TypeId);
 }
 
 /// Tags: one per kind of node a shape is made of. Numbers, not strings,
@@ -46,6 +52,8 @@ pub(crate) mod tag {
     pub(crate) const SCOPE_SCHEMA: u64 = 32;
     pub(crate) const SCOPE_CROSS: u64 = 33;
     pub(crate) const END: u64 = 40;
+    /// Every column of the statement's model, in field order.
+    pub(crate) const ALL_COLUMNS: u64 = 41;
 }
 
 /// The tokens of a bind value: only a native enum changes the text (sea-query

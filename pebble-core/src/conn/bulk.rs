@@ -5,7 +5,7 @@
 use std::pin::pin;
 use std::sync::Arc;
 
-use deadpool_postgres::ClientWrapper;
+use super::client::PooledClient;
 use sea_query::Value;
 use sea_query_postgres::PostgresValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -119,7 +119,7 @@ impl Conn {
 /// exactly. No statement is prepared to learn them, which behind a pooler
 /// in transaction mode could not be kept (see `StatementMode::Unnamed`).
 async fn copy(
-    client: &ClientWrapper,
+    client: &PooledClient,
     scope: &Scope,
     table: &str,
     columns: &[&str],

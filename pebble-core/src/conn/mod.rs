@@ -4,6 +4,7 @@
 //! [`send`]'s concern, the transaction's state machine [`tx`]'s.
 
 pub(crate) mod bulk;
+pub(crate) mod client;
 pub(crate) mod options;
 pub(crate) mod pool;
 pub(crate) mod send;
@@ -16,7 +17,7 @@ pub(crate) mod tx;
 
 use std::sync::Arc;
 
-use deadpool_postgres::{ClientWrapper, Object};
+use client::{Object, PooledClient};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -90,13 +91,9 @@ impl Conn {
             Output::Rows(rows) => rows.len() as u64,
             Output::Count(n) => *n,
         };
-        trace::statement(
-            stmt,
-            scope,
-            self.log_values(),
-            rows,
-            self.run_untraced(stmt, scope, joined, want),
-        )
+        trace::statement(stmt, scope, self.log_values(), rows, || {
+            self.run_untraced(stmt, scope, joined, want)
+        })
         .await
     }
 
@@ -112,18 +109,24 @@ impl Conn {
                 let client = pool.get().await?;
                 check_table(pool.tables(), &client, pool.mode(), scope, joined).await?;
                 match scope.tenant_context() {
+                    // Boxed: its pipelined transaction's futures would
+                    // triple the size of every statement's future, and
+                    // each move of one copies all of it.
                     Some(tenant) => {
-                        let flight = InFlight::new(client);
-                        let output = send::in_tenant_context(
-                            flight.client()?,
-                            pool.mode(),
-                            tenant.as_str(),
-                            stmt,
-                            want,
-                        )
-                        .await;
-                        flight.done();
-                        output
+                        Box::pin(async {
+                            let flight = InFlight::new(client);
+                            let output = send::in_tenant_context(
+                                flight.client()?,
+                                pool.mode(),
+                                tenant.as_str(),
+                                stmt,
+                                want,
+                            )
+                            .await;
+                            flight.done();
+                            output
+                        })
+                        .await
                     }
                     None => plain(&client, pool.mode(), stmt, want).await,
                 }
@@ -267,7 +270,7 @@ impl Conn {
 
 /// A statement outside any tenant context.
 async fn plain(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     stmt: &Statement,
     want: Want,
@@ -287,7 +290,7 @@ async fn reset_session(client: Object, result: Result<()>) -> Result<()> {
     match client.batch_execute("DISCARD ALL").await {
         Ok(()) => {
             // The server forgot every prepared statement; so must the cache.
-            client.statement_cache.clear();
+            client.forget_statements();
             result
         }
         Err(reset) => {
@@ -307,9 +310,13 @@ async fn reset_session(client: Object, result: Result<()>) -> Result<()> {
 
 /// Checks the scope's model, and a join's other models, against their
 /// live tables, once per model and pool. `cross_tenant()` checks none.
+/// Once every model passed (every statement but a pool's first of each
+/// model), nothing is awaited: the checks' queries live in a boxed future
+/// of their own, so that a statement's future stays the size of what it
+/// sends.
 async fn check_table(
     tables: &TableChecks,
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     scope: &Scope,
     joined: &[Target],
@@ -317,13 +324,23 @@ async fn check_table(
     let Some(target) = scope.target() else {
         return Ok(());
     };
-    tables
-        .ensure(client, mode, target, scope.schema_arc())
-        .await?;
-    for target in joined {
-        // A joined shared model's table is the shared one, not the schema's.
-        let schema = scope.schema_arc().filter(|_| target.per_tenant);
-        tables.ensure(client, mode, target, schema).await?;
+    let schema = scope.schema_arc();
+    let joined_schema = |target: &Target| schema.filter(|_| target.per_tenant).map(|s| &**s);
+    if tables.has_passed(target, schema.map(|s| &**s))
+        && joined
+            .iter()
+            .all(|target| tables.has_passed(target, joined_schema(target)))
+    {
+        return Ok(());
     }
-    Ok(())
+    Box::pin(async {
+        tables.ensure(client, mode, target, schema).await?;
+        for target in joined {
+            // A joined shared model's table is the shared one, not the schema's.
+            let schema = schema.filter(|_| target.per_tenant);
+            tables.ensure(client, mode, target, schema).await?;
+        }
+        Ok(())
+    })
+    .await
 }

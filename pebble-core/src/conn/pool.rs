@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::client::{Object, PgManager, Pool};
 use super::send::StatementMode;
 use super::table_check::TableChecks;
 use super::tls::{ConnectConfig, TlsOptions};
 use crate::error::{Error, Result};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Runtime,
-    TimeoutType, Timeouts,
+    Manager, ManagerConfig, PoolError, QueueMode, RecyclingMethod, Runtime, TimeoutType, Timeouts,
 };
 
 /// Where to connect: a URL (`postgres://user@host:5432/db?sslmode=verify-full`),
@@ -198,7 +198,13 @@ impl PoolOptions {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        Pool::builder(manager)
+        self.build_on(manager)
+    }
+
+    /// A pool of connections `manager` opens (its own TLS and `Connect`;
+    /// this pool's size and timeouts).
+    pub(crate) fn build_on(&self, manager: Manager) -> Result<Pool> {
+        Pool::builder(PgManager::new(manager))
             // The most recently returned connection first: one client
             // keeps reusing one warm connection (its socket, its task, its
             // statements in the CPU's caches) instead of cycling through
@@ -275,16 +281,24 @@ impl SharedPool {
     /// take it without arming the wait timeout's timer (which reads the
     /// clock and registers with the runtime's timer wheel on every
     /// checkout); only a checkout that has to wait pays for it.
+    ///
+    /// Boxed: deadpool's checkout future holds the whole of opening a
+    /// connection (about 2 KB), which would otherwise be part of every
+    /// statement's future and copied each time that future moves. One
+    /// small allocation costs less than those copies.
     pub(crate) async fn get(&self) -> std::result::Result<Object, PoolError> {
-        let configured = self.pool.timeouts();
-        let at_once = Timeouts {
-            wait: Some(Duration::ZERO),
-            ..configured
-        };
-        match self.pool.timeout_get(&at_once).await {
-            Err(PoolError::Timeout(TimeoutType::Wait)) => self.pool.get().await,
-            other => other,
-        }
+        Box::pin(async {
+            let configured = self.pool.timeouts();
+            let at_once = Timeouts {
+                wait: Some(Duration::ZERO),
+                ..configured
+            };
+            match self.pool.timeout_get(&at_once).await {
+                Err(PoolError::Timeout(TimeoutType::Wait)) => self.pool.get().await,
+                other => other,
+            }
+        })
+        .await
     }
 
     pub(crate) fn mode(&self) -> StatementMode {

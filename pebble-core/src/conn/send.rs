@@ -6,7 +6,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 
-use deadpool_postgres::{ClientWrapper, Object};
+use super::client::{Object, PooledClient};
 use futures_util::{Stream, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -34,33 +34,18 @@ pub enum StatementMode {
     Unnamed,
 }
 
-/// How many prepared statements one pooled connection keeps. Statement
-/// texts are per query shape, but under schema handles also per tenant
-/// (`"tenant_acme"."tasks"`), so without a bound a long-lived connection
-/// would keep `shapes × tenants` statements, each holding memory on the
-/// server and in the client.
-pub(crate) const STATEMENT_CACHE_LIMIT: usize = 512;
-
-/// `sql` prepared on `client`, from its statement cache when it is there.
-/// A cache at [`STATEMENT_CACHE_LIMIT`] is emptied first: the statements it
-/// held are closed on the server as they are dropped, and the hot shapes
-/// are prepared again on their next use (one extra round trip each).
-/// Cheaper than least-recently-used bookkeeping on every statement, and
-/// only paid by workloads that cycle through more shapes than the limit.
+/// `sql` prepared on `client`, from its statement cache when it is there
+/// (see [`PooledClient::prepare_cached`]).
 pub(crate) async fn prepare(
-    client: &ClientWrapper,
+    client: &PooledClient,
     sql: &str,
 ) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    let cache = &client.statement_cache;
-    if cache.size() >= STATEMENT_CACHE_LIMIT {
-        cache.clear();
-    }
     client.prepare_cached(sql).await
 }
 
 /// The rows of `stmt`.
 pub(crate) async fn query(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     stmt: &Statement,
 ) -> Result<Vec<Row>> {
@@ -76,7 +61,7 @@ pub(crate) async fn query(
 
 /// The number of rows `stmt` wrote.
 pub(crate) async fn execute(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     stmt: &Statement,
 ) -> Result<u64> {
@@ -92,7 +77,7 @@ pub(crate) async fn execute(
 /// `execute` for an unnamed statement: tokio-postgres only offers typed
 /// statements as a row stream, whose end carries the row count.
 async fn execute_typed(
-    client: &ClientWrapper,
+    client: &PooledClient,
     sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<u64> {
@@ -138,7 +123,7 @@ pub(crate) enum Want {
 /// Runs `stmt` inside the tenant's transaction in one round trip (see
 /// [`pipelined`]).
 pub(crate) async fn in_tenant_context(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     tenant: &str,
     stmt: &Statement,
@@ -175,7 +160,7 @@ pub(crate) async fn in_tenant_context(
 /// the transaction), then the typed statement and `COMMIT`. On an error the
 /// transaction may be open: the caller discards the connection.
 pub(crate) async fn raw_in_tenant_context(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     tenant: &str,
     sql: &str,
@@ -216,7 +201,7 @@ pub(crate) async fn raw_in_tenant_context(
 /// polled with `join!`, never `try_join!`: an early return could leave
 /// `COMMIT` unsent.
 async fn pipelined(
-    client: &ClientWrapper,
+    client: &PooledClient,
     tenant: &str,
     run: impl Future<Output = Result<Output>>,
 ) -> Result<Output> {
@@ -235,7 +220,7 @@ SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 /// [`pipelined`], with [`SESSION_RESET`] between the statement and
 /// `COMMIT` when `reset`.
 async fn pipelined_then(
-    client: &ClientWrapper,
+    client: &PooledClient,
     tenant: &str,
     run: impl Future<Output = Result<Output>>,
     reset: bool,
@@ -303,7 +288,7 @@ fn begin_text_with(begin: &str, tenant: &str) -> String {
 }
 
 async fn run_prepared<'a>(
-    client: &ClientWrapper,
+    client: &PooledClient,
     prepared: &tokio_postgres::Statement,
     params: impl ExactSizeIterator<Item = &'a (dyn ToSql + Sync)>,
     want: Want,
@@ -321,7 +306,7 @@ async fn run_prepared<'a>(
 }
 
 async fn run_typed(
-    client: &ClientWrapper,
+    client: &PooledClient,
     sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
     want: Want,
@@ -334,7 +319,7 @@ async fn run_typed(
 
 /// Raw SQL inside a transaction that already carries its tenant.
 pub(crate) async fn raw_in_transaction(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -356,7 +341,7 @@ pub(crate) async fn raw_in_transaction(
 /// `begin` (`BEGIN` with its options) and `SET LOCAL` on a transaction's
 /// connection, in one message.
 pub(crate) async fn begin_in_tenant_context(
-    client: &ClientWrapper,
+    client: &PooledClient,
     begin: &str,
     tenant: &str,
     also: &str,
@@ -377,7 +362,7 @@ impl InFlight {
         InFlight(Some(client))
     }
 
-    pub(crate) fn client(&self) -> Result<&ClientWrapper> {
+    pub(crate) fn client(&self) -> Result<&PooledClient> {
         self.0.as_deref().ok_or(Error::TransactionEnded)
     }
 

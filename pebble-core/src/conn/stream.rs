@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use deadpool_postgres::{ClientWrapper, Object};
+use super::client::{Object, PooledClient};
 use futures_util::stream::{self, Stream};
 use tokio_postgres::{Row, RowStream};
 
@@ -84,7 +84,7 @@ enum Holder {
 }
 
 impl Holder {
-    fn client(&self) -> Result<&ClientWrapper> {
+    fn client(&self) -> Result<&PooledClient> {
         match self {
             Holder::Pool {
                 client: Some(client),
@@ -242,7 +242,7 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
 }
 
 /// Sends `stmt`; its rows as they arrive.
-async fn start(client: &ClientWrapper, mode: StatementMode, stmt: &Statement) -> Result<RowStream> {
+async fn start(client: &PooledClient, mode: StatementMode, stmt: &Statement) -> Result<RowStream> {
     Ok(match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(stmt.sql()).await?;

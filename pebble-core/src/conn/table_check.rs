@@ -10,10 +10,12 @@
 //! tenant column is trusted (their types are still checked).
 
 use std::any::TypeId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use deadpool_postgres::ClientWrapper;
+use rustc_hash::FxBuildHasher;
+
+use super::client::PooledClient;
 
 use crate::error::{Error, Result};
 use crate::ident::quote;
@@ -60,22 +62,67 @@ pub(crate) fn parse_record(comment: &str) -> Option<Option<&str>> {
 /// `search_path`.
 #[derive(Default)]
 pub(crate) struct TableChecks {
-    passed: RwLock<HashSet<(TypeId, Option<Arc<str>>)>>,
+    passed: RwLock<Passed>,
+}
+
+/// Looked up on every statement: FxHash, and a schema looked up by `&str`,
+/// so that a lookup neither hashes with SipHash nor clones the schema's
+/// `Arc` (a reference count every task of the pool would write).
+#[derive(Default)]
+struct Passed {
+    default_path: HashSet<TypeId, FxBuildHasher>,
+    schemas: HashMap<TypeId, HashSet<Arc<str>, FxBuildHasher>, FxBuildHasher>,
+}
+
+impl Passed {
+    fn contains(&self, model: TypeId, schema: Option<&str>) -> bool {
+        match schema {
+            None => self.default_path.contains(&model),
+            Some(schema) => self
+                .schemas
+                .get(&model)
+                .is_some_and(|schemas| schemas.contains(schema)),
+        }
+    }
+
+    fn insert(&mut self, model: TypeId, schema: Option<&Arc<str>>) {
+        match schema {
+            None => {
+                self.default_path.insert(model);
+            }
+            Some(schema) => {
+                self.schemas
+                    .entry(model)
+                    .or_default()
+                    .insert(Arc::clone(schema));
+            }
+        }
+    }
 }
 
 impl TableChecks {
+    /// Whether `target` passed its check in `schema` before: no statement
+    /// needs sending. The hot path, so it is not `async`: a statement's
+    /// future does not carry [`TableChecks::ensure`]'s state when every
+    /// model passed.
+    pub(crate) fn has_passed(&self, target: &Target, schema: Option<&str>) -> bool {
+        self.passed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(target.type_id, schema)
+    }
+
     /// Checks `target` against its table through `client`, unless it passed
     /// before. Failures are not cached: after the table is fixed, the next
     /// statement passes.
     pub(crate) async fn ensure(
         &self,
-        client: &ClientWrapper,
+        client: &PooledClient,
         mode: StatementMode,
         target: &Target,
         schema: Option<&Arc<str>>,
     ) -> Result<()> {
-        let key = (target.type_id, schema.cloned());
-        if self.has_passed(&key) {
+        if self.has_passed(target, schema.map(|s| &**s)) {
             return Ok(());
         }
         let name = match schema {
@@ -89,25 +136,18 @@ impl TableChecks {
             self.passed
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
+                .insert(target.type_id, schema);
         }
         Ok(())
-    }
-
-    fn has_passed(&self, key: &(TypeId, Option<Arc<str>>)) -> bool {
-        self.passed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
     }
 
     /// Forgets what passed in `schema` (a dropped tenant's schema may be
     /// created again with other tables).
     pub(crate) fn forget_schema(&self, schema: &str) {
-        self.passed
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(_, s)| s.as_deref() != Some(schema));
+        let mut passed = self.passed.write().unwrap_or_else(|e| e.into_inner());
+        for schemas in passed.schemas.values_mut() {
+            schemas.remove(schema);
+        }
     }
 }
 
@@ -140,7 +180,7 @@ WHERE c.oid = to_regclass($1)";
 impl LiveTable {
     /// `quoted`: the table's quoted, possibly schema-qualified name.
     async fn load(
-        client: &ClientWrapper,
+        client: &PooledClient,
         mode: StatementMode,
         quoted: &str,
     ) -> Result<Option<LiveTable>> {

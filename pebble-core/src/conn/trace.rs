@@ -21,16 +21,25 @@ use crate::scope::Scope;
 /// The target of every event here.
 pub(crate) const TARGET: &str = "pebble::sql";
 
-/// Runs `fut` (the statement `stmt` under `scope`) and records it.
-pub(crate) async fn statement<T>(
+/// Runs the future `run` makes (the statement `stmt` under `scope`) and
+/// records it.
+///
+/// Takes a maker, not the future: a future passed in would be kept in
+/// this one's state beside the copy each branch awaits, doubling the size
+/// of every statement's future (measured: 11.7 KB for a point select),
+/// and every move of it on the hot path is a copy of that size.
+pub(crate) async fn statement<T, F>(
     stmt: &Statement,
     scope: &Scope,
     log_values: bool,
     rows: impl FnOnce(&T) -> u64,
-    fut: impl Future<Output = Result<T>>,
-) -> Result<T> {
+    run: impl FnOnce() -> F,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
     if !tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
-        return fut.await;
+        return run().await;
     }
     let (tenant, strategy) = scope.describe();
     let table = scope.table();
@@ -39,7 +48,7 @@ pub(crate) async fn statement<T>(
     }
     let span = tracing::debug_span!(target: TARGET, "pebble.statement", table, tenant = tenant.as_deref(), strategy);
     let started = Instant::now();
-    let result = fut.instrument(span).await;
+    let result = run().instrument(span).await;
     let elapsed_us = elapsed_us(started);
     match &result {
         Ok(output) => tracing::debug!(

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::{ClientWrapper, Object};
+use super::client::{Object, PooledClient};
 use tokio::sync::RwLockReadGuard;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -201,7 +201,7 @@ impl TxConn {
     /// otherwise. Whatever runs next on the connection would then be
     /// outside the transaction: everything is refused, and the connection
     /// is discarded.
-    pub(crate) async fn still_ours(&self, client: &ClientWrapper) -> Result<()> {
+    pub(crate) async fn still_ours(&self, client: &PooledClient) -> Result<()> {
         let messages = client
             .simple_query("SELECT pg_catalog.current_setting('pebble.tx', true)")
             .await?;
@@ -273,7 +273,7 @@ pub(crate) struct Entered<'a> {
 }
 
 impl Entered<'_> {
-    pub(crate) fn client(&self) -> &ClientWrapper {
+    pub(crate) fn client(&self) -> &PooledClient {
         &self.client
     }
 
@@ -510,7 +510,7 @@ impl TxCore {
     }
 
     /// See `roll_back_dropped`; the caller holds the gate exclusively.
-    async fn roll_back_dropped_on(&self, client: &ClientWrapper) {
+    async fn roll_back_dropped_on(&self, client: &PooledClient) {
         let marks = std::mem::take(&mut *lock(&self.to_roll_back));
         self.has_rollbacks.store(false, Ordering::Release);
         for mark in marks {
@@ -527,7 +527,7 @@ impl TxCore {
 /// transaction is as it was when the savepoint began, errors included.
 async fn roll_back_to(
     core: &TxCore,
-    client: &ClientWrapper,
+    client: &PooledClient,
     mark: SavepointMark,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let name = savepoint_name(mark.id);
@@ -552,7 +552,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Whether the server has aborted the transaction. Known from the outcomes
 /// of its statements, unless one was dropped before its outcome arrived:
 /// then a probe statement asks (it fails in an aborted transaction).
-async fn is_aborted(tx: &TxCore, client: &ClientWrapper) -> bool {
+async fn is_aborted(tx: &TxCore, client: &PooledClient) -> bool {
     if tx.aborted.load(Ordering::Acquire) {
         return true;
     }
@@ -562,7 +562,7 @@ async fn is_aborted(tx: &TxCore, client: &ClientWrapper) -> bool {
 /// Resets a session raw text may have changed, or closes the connection.
 async fn reset_after_raw(client: Object) {
     match client.batch_execute("DISCARD ALL").await {
-        Ok(()) => client.statement_cache.clear(),
+        Ok(()) => client.forget_statements(),
         Err(_) => drop(Object::take(client)),
     }
 }

@@ -4,8 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
-
+use crate::conn::client::Pool;
 use crate::conn::options::TransactionOptions;
 use crate::conn::pool::{IntoConfig, PoolOptions, SharedPool};
 use crate::conn::send::StatementMode;
@@ -69,20 +68,53 @@ impl Db {
 
     /// A handle whose pool opens connections only when statements need them.
     pub fn connect_lazy(config: impl IntoConfig, options: PoolOptions) -> Result<Db> {
-        let pool = options.build(config.into_connect()?)?;
-        let db = Db::from_pool(pool).statement_mode(options.statement_mode);
-        Ok(Db {
-            shared: db.shared.with_log_values(options.log_values),
-        })
+        Ok(Db::with_options(
+            options.build(config.into_connect()?)?,
+            &options,
+        ))
     }
 
-    /// Wraps an existing deadpool-postgres pool.
+    /// A handle whose pool opens its connections with `manager`: for a
+    /// connection the other constructors cannot describe (your own
+    /// [`deadpool_postgres::Connect`], a TLS connector of your own). The
+    /// pool's size, timeouts and statement mode come from `options` (its
+    /// TLS settings are not used: the manager connects). Opens no
+    /// connection until one is needed.
     ///
-    /// Every connection pebble takes from it goes back clean. Connections
-    /// you take from your own clone of `pool` bypass pebble entirely (no
-    /// tenant confinement, no logging) and must be handed back as you found
-    /// them: outside any transaction and with no changed session setting.
-    pub fn from_pool(pool: Pool) -> Db {
+    /// pebble pools its own connection type (a client with pebble's
+    /// per-connection statement cache), so it takes a manager, not a
+    /// `deadpool_postgres::Pool`: connections of a pool of yours would not
+    /// have that cache.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pebble_core::Result<()> {
+    /// use pebble_core::deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+    /// use pebble_core::{Db, PoolOptions};
+    /// use tokio_postgres::NoTls;
+    ///
+    /// let config: tokio_postgres::Config = "host=localhost dbname=app".parse()?;
+    /// let manager = Manager::from_config(
+    ///     config,
+    ///     NoTls,
+    ///     ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    /// );
+    /// let db = Db::from_manager(manager, PoolOptions::default().max_size(4))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_manager(manager: deadpool_postgres::Manager, options: PoolOptions) -> Result<Db> {
+        Ok(Db::with_options(options.build_on(manager)?, &options))
+    }
+
+    /// A handle on `pool` sending and tracing statements as `options` say.
+    fn with_options(pool: Pool, options: &PoolOptions) -> Db {
+        let db = Db::from_pool(pool).statement_mode(options.statement_mode);
+        Db {
+            shared: db.shared.with_log_values(options.log_values),
+        }
+    }
+
+    /// Wraps a pool of pebble's connections.
+    pub(crate) fn from_pool(pool: Pool) -> Db {
         Db {
             shared: SharedPool::new(pool),
         }

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, ManagerConfig, RecyclingMethod, Runtime};
+use crate::conn::client::{Hook, PgManager, Pool, WeakPool};
+use deadpool_postgres::{HookError, ManagerConfig, RecyclingMethod, Runtime};
 use tokio::time::Instant;
 
 pub use builder::TenantManagerBuilder;
@@ -104,7 +105,7 @@ pub(crate) struct Inner {
     /// The connection bound shared by every pool of this manager.
     budget: Arc<Budget>,
     /// Every pool this manager made that still exists, open or not.
-    pools: Mutex<Vec<(deadpool_postgres::WeakPool, Arc<PoolState>)>>,
+    pools: Mutex<Vec<(WeakPool, Arc<PoolState>)>>,
     /// How many pools `pools` held after its last sweep.
     pools_swept: AtomicUsize,
     /// Openers waiting for room under `max_open_pools`, first come first served.
@@ -653,7 +654,7 @@ impl Inner {
             },
         );
         let dropped = Arc::clone(&state);
-        let pool = deadpool_postgres::Pool::builder(manager)
+        let pool = Pool::builder(PgManager::new(manager))
             .max_size(options.max_size)
             .wait_timeout(options.wait_timeout)
             // The connector applies the create timeout itself, after
@@ -684,7 +685,7 @@ impl Inner {
     }
 
     /// The pools of this manager that still exist.
-    fn live_pools(&self) -> Vec<(deadpool_postgres::Pool, Arc<PoolState>)> {
+    fn live_pools(&self) -> Vec<(Pool, Arc<PoolState>)> {
         let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools
             .iter()
@@ -907,7 +908,7 @@ impl Drop for Dequeue<'_> {
 /// running statements finished). A dropped pool is not closed (so that its
 /// callers learn why), so its idle connections are closed here as they come
 /// back.
-async fn drain(pool: &deadpool_postgres::Pool) -> Result<()> {
+async fn drain(pool: &Pool) -> Result<()> {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
         let _ = pool.retain(|_, _| false);

@@ -256,7 +256,7 @@ impl Registry {
 
     /// The open pools, least recently used first. As deadpool pools, not
     /// handles: a handle held would make its pool look busy to eviction.
-    pub(crate) fn by_recency(&self) -> Vec<deadpool_postgres::Pool> {
+    pub(crate) fn by_recency(&self) -> Vec<crate::conn::client::Pool> {
         let slots = self.read();
         let mut open: Vec<(u64, &Db)> = slots
             .values()

@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{ClientWrapper, Object};
+use crate::conn::client::{Object, PooledClient};
 
 use crate::error::{Error, Result};
 use crate::handle::db::Db;
@@ -415,20 +415,22 @@ impl Claim {
 /// when done; closed before `commit`, the server rolls back (and releases
 /// the row).
 struct Held {
-    client: Option<ClientWrapper>,
+    // Boxed: a client with its statement cache would make every `Claimed`
+    // the size of one.
+    client: Option<Box<PooledClient>>,
 }
 
 impl Held {
     async fn begin(client: Object) -> Result<Held> {
         let held = Held {
-            client: Some(Object::take(client)),
+            client: Some(Box::new(Object::take(client))),
         };
         held.client()?.batch_execute("BEGIN").await?;
         Ok(held)
     }
 
-    fn client(&self) -> Result<&ClientWrapper> {
-        self.client.as_ref().ok_or(Error::TransactionEnded)
+    fn client(&self) -> Result<&PooledClient> {
+        self.client.as_deref().ok_or(Error::TransactionEnded)
     }
 
     async fn commit(mut self) -> Result<()> {

@@ -310,9 +310,9 @@ pub(crate) fn all_columns<M: Model>() -> ReturningClause {
 
 /// Every column name of `M`, as tokens: the select list, `RETURNING` and
 /// an insert's column list are all of them, in this order.
+/// The shape's own model's columns: the model is a token of every shape
+/// (see [`KeySink::model`](crate::shape::KeySink::model)), which fixes
+/// their names and order.
 pub(crate) fn columns_key<M: Model>(key: &mut impl crate::shape::KeySink) {
-    key.num(M::COLUMNS.len() as u64);
-    for column in M::COLUMNS {
-        key.str(column.name);
-    }
+    key.num(crate::shape::tag::ALL_COLUMNS);
 }

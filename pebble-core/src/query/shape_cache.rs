@@ -18,6 +18,7 @@
 //! bounded whatever the application does (schema handles name their
 //! tenant's schema in the text, so their shapes are per tenant).
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
@@ -153,7 +154,9 @@ impl<M: Model, P: Plan> Shape<'_, M, P> {
             Scope::CrossTenant { .. } => key.num(tag::SCOPE_CROSS),
             Scope::UnsetTenant { .. } | Scope::TenantModelThroughDb { .. } => key.num(tag::END),
         }
-        key.str(M::TABLE);
+        // The model, not its table's name: its columns are part of the
+        // text too, and two models may share a table.
+        key.model(TypeId::of::<M>());
         self.plan.key::<M>(key);
         key.num(tag::END);
     }
@@ -180,6 +183,7 @@ static CACHE: Cache = Cache::new();
 enum Token {
     Num(u64),
     Str(Box<str>),
+    Model(TypeId),
 }
 
 struct Entry {
@@ -287,6 +291,13 @@ impl KeySink for FxSink {
         word[..rest.len()].copy_from_slice(rest);
         self.mix(u64::from_le_bytes(word));
     }
+
+    fn model(&mut self, model: TypeId) {
+        use std::hash::{Hash, Hasher as _};
+        let mut hasher = rustc_hash::FxHasher::default();
+        model.hash(&mut hasher);
+        self.mix(hasher.finish());
+    }
 }
 
 /// Compares a shape's tokens with a stored key, one by one.
@@ -306,6 +317,11 @@ impl KeySink for Matcher<'_> {
         self.same &= matches!(self.key.get(self.at), Some(Token::Str(t)) if **t == *s);
         self.at += 1;
     }
+
+    fn model(&mut self, model: TypeId) {
+        self.same &= matches!(self.key.get(self.at), Some(Token::Model(m)) if *m == model);
+        self.at += 1;
+    }
 }
 
 /// Records a shape's tokens, to store them as the key of a new entry.
@@ -318,6 +334,10 @@ impl KeySink for Recorder {
 
     fn str(&mut self, s: &str) {
         self.0.push(Token::Str(s.into()));
+    }
+
+    fn model(&mut self, model: TypeId) {
+        self.0.push(Token::Model(model));
     }
 }
 
@@ -351,6 +371,7 @@ mod tests {
                 match token {
                     Token::Num(n) => sink.num(*n),
                     Token::Str(s) => sink.str(s),
+                    Token::Model(m) => sink.model(*m),
                 }
             }
         }

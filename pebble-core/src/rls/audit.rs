@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use deadpool_postgres::ClientWrapper;
+use crate::conn::client::PooledClient;
 
 use super::install::{function_body, policy_marker, POLICY_DIGEST};
 use super::logins::MARKER;
@@ -525,7 +525,7 @@ FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)")
 });
 
 pub(crate) async fn run(
-    client: &ClientWrapper,
+    client: &PooledClient,
     mode: StatementMode,
     tables: &[RlsTable],
 ) -> Result<AuditReport> {
