@@ -356,7 +356,10 @@ impl TenantManager {
     ///
     /// With several servers, a tenant the registry already places stays on
     /// its server; a new one goes where the
-    /// [`placement`](TenantManagerBuilder::placement) policy says.
+    /// [`placement`](TenantManagerBuilder::placement) policy says. A
+    /// tenant whose row names a server this manager was not given is
+    /// [`Error::UnknownServer`] (with one server too), and nothing is
+    /// created.
     pub async fn create_tenant(&self, id: &str) -> Result<Option<TenantRole>> {
         let inner = &self.inner;
         let database = inner.database(id)?;
@@ -410,9 +413,10 @@ impl TenantManager {
     /// servers: database tenants whose registry row is `pending` or
     /// `dropping` and held by no one (their database, if pebble marked it,
     /// and their row), and `pebble_new_*` staging databases whose tenant is
-    /// not being provisioned right now. A provisioning in progress holds
-    /// its row and is never touched. Returns what was removed (tenant ids
-    /// and staging database names).
+    /// not being provisioned right now. Rows placing a tenant on a server
+    /// this manager was not given are left for a manager that has it. A
+    /// provisioning in progress holds its row and is never touched.
+    /// Returns what was removed (tenant ids and staging database names).
     ///
     /// Needs the [`registry`](TenantManagerBuilder::registry): without it a
     /// staging database in use cannot be told from an abandoned one
@@ -428,7 +432,16 @@ impl TenantManager {
         for claim in catalog.abandoned(TenantStrategy::Database).await? {
             let id = claim.record().id.clone();
             let database = inner.database(&id)?;
-            let server = inner.server_of(claim.record())?;
+            let server = match inner.server_of(claim.record()) {
+                Ok(server) => server,
+                // On a server this manager does not know: a manager that
+                // knows it cleans it up. Dropping the claim lets it go as is.
+                Err(Error::UnknownServer { server, .. }) => {
+                    tracing::debug!(target: "pebble::manager", tenant = %id, server = %server, "cleanup leaves a tenant of another server");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(db) = inner.registry.remove(&id, true) {
                 drain(db.pool()).await?;
             }
@@ -511,12 +524,10 @@ impl Inner {
             .collect()
     }
 
-    /// The server tenant `id` lives on: with one server, that one; with
-    /// several, where its registry row places it (`None`: not registered).
+    /// The server tenant `id` lives on: where its registry row places it;
+    /// without a row (`None` with several servers), a one-server manager's
+    /// own server, as without a registry.
     async fn locate(&self, id: &str) -> Result<Option<usize>> {
-        if self.servers.len() == 1 {
-            return Ok(Some(0));
-        }
         let Some(catalog) = &self.catalog else {
             return Ok(Some(0));
         };
@@ -530,16 +541,27 @@ impl Inner {
                 })
             }
             Some(record) => self.server_of(&record).map(Some),
+            // A database this manager reaches without a row (made before
+            // the registry, or by hand) stays reachable with one server;
+            // with several, nothing says which server it would be on.
+            None if self.servers.len() == 1 => Ok(Some(0)),
             None => Ok(None),
         }
     }
 
-    /// The server a registry row places its tenant on. With one server,
-    /// every tenant is there (rows written by pebble-migrate name the
-    /// database instead of a server). [`Error::UnknownServer`] for a
-    /// server this manager was not given.
+    /// The server a registry row places its tenant on.
+    /// [`Error::UnknownServer`] for a server this manager was not given:
+    /// a manager that shares its registry with one over more servers must
+    /// never take another server's tenant for its own (it would open, or
+    /// with `create_missing` create, an empty database of that name).
+    ///
+    /// With one server, a row naming the tenant's database is its too:
+    /// that is what pebble-migrate records as a database tenant's
+    /// placement. (Rows the manager wrote before it had several servers
+    /// name the registry's server name, which is the base server's.)
     fn server_of(&self, record: &TenantRecord) -> Result<usize> {
-        if self.servers.len() == 1 {
+        if self.servers.len() == 1 && (self.settings.database_name)(&record.id) == record.placement
+        {
             return Ok(0);
         }
         index_of(&self.server_names(), &record.id, &record.placement)

@@ -1,0 +1,260 @@
+//! `TenantManager` routing when other processes move tenants between
+//! servers: every operation goes where the registry row it acts on says,
+//! a cached pool whose database went away is forgotten, and a one-server
+//! manager refuses tenants the registry places elsewhere. Two real
+//! throwaway servers; other managers over the same registry stand in for
+//! other processes, and where an interleaving must be forced, it is forced
+//! by holding a registry row lock or the manager's connection budget and
+//! observing the waiter, never by sleeping.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
+use pebble_testkit::TempServer;
+use tokio_postgres::NoTls;
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[pebble(table = "notes", per_tenant)]
+struct Note {
+    #[pebble(primary_key, default)]
+    id: i64,
+    body: String,
+}
+
+/// The two servers, started once for this test binary.
+fn servers() -> &'static (TempServer, TempServer) {
+    static SERVERS: OnceLock<(TempServer, TempServer)> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        (
+            TempServer::start().expect("server one"),
+            TempServer::start().expect("server two"),
+        )
+    })
+}
+
+/// Names unique to one test of one run (tenant ids, the home database).
+fn ids() -> impl Fn(&str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!(
+        "rt{}n{}_",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    move |name| format!("{prefix}{name}")
+}
+
+async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// Whether `database` exists on the server of `config`.
+async fn exists(config: tokio_postgres::Config, database: &str) -> bool {
+    raw(config)
+        .await
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Every database (tenant or staging) of the test's tenants on a server.
+async fn databases(
+    config: tokio_postgres::Config,
+    id: &impl Fn(&str) -> String,
+) -> BTreeSet<String> {
+    raw(config)
+        .await
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) \
+             OR (starts_with(datname, 'pebble_new_') \
+                 AND starts_with(shobj_description(oid, 'pg_database'), 'pebble tenant ' || $2))",
+            &[&format!("tenant_{}", id("")), &id("")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// A registry of the test's own, in a fresh database on server one, and
+/// the name of that database.
+async fn home(id: &impl Fn(&str) -> String) -> (Db, String) {
+    let (one, _) = servers();
+    let name = id("home");
+    raw(one.config())
+        .await
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    (Db::connect(one.config_for(&name)).await.unwrap(), name)
+}
+
+/// A raw connection to the registry's database.
+async fn registry_client(home: &str) -> tokio_postgres::Client {
+    raw(servers().0.config_for(home)).await
+}
+
+/// Tenant `id`'s registry row: (status, placement).
+async fn row(home: &str, id: &str) -> Option<(String, String)> {
+    registry_client(home)
+        .await
+        .query_opt(
+            "SELECT status, placement FROM public.pebble_tenants WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)))
+}
+
+/// A manager over both servers ("one", the base, and "two") that creates
+/// missing tenants where `placed` says.
+fn manager(home: &Db, placed: &'static str) -> TenantManagerBuilder {
+    let (one, two) = servers();
+    TenantManager::builder(one.config())
+        .registry(home.clone(), "one")
+        .server("two", two.config())
+        .create_missing(true)
+        .placement(Placement::custom(move |_, _| placed.to_owned()))
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
+}
+
+/// A manager that knows server "one" only, registered under that name.
+fn one_server(home: &Db) -> TenantManagerBuilder {
+    TenantManager::builder(servers().0.config())
+        .registry(home.clone(), "one")
+        .create_missing(true)
+        .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
+}
+
+fn note(body: &str) -> Note {
+    Note {
+        id: 0,
+        body: body.to_owned(),
+    }
+}
+
+async fn bodies(db: &TenantDatabase) -> Vec<String> {
+    let mut found: Vec<String> = db
+        .select::<Note>()
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    found.sort();
+    found
+}
+
+/// Defect: a manager given one server took every registry row as its own,
+/// so with `create_missing` it made a second, empty database on its server
+/// for a tenant that lives on another one (and `cleanup` deleted rows of
+/// other servers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_server_manager_refuses_tenants_placed_on_another_server() {
+    let id = ids();
+    let (home, home_name) = home(&id).await;
+    let (one, two) = servers();
+    let on_two = manager(&home, "two").build().unwrap();
+    let on_one = manager(&home, "one").build().unwrap();
+    let (far, near) = (id("far"), id("near"));
+    on_two
+        .db(&far)
+        .await
+        .unwrap()
+        .insert(note("far"))
+        .exec()
+        .await
+        .unwrap();
+    on_one
+        .db(&near)
+        .await
+        .unwrap()
+        .insert(note("near"))
+        .exec()
+        .await
+        .unwrap();
+
+    let single = one_server(&home).build().unwrap();
+    for err in [
+        single.db(&far).await.map(|_| ()).unwrap_err(),
+        single.create_tenant(&far).await.map(|_| ()).unwrap_err(),
+        single.drop_tenant(&far).await.unwrap_err(),
+        single
+            .reset_role_password(&far)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::UnknownServer { id, server } if *id == far && server == "two"),
+            "{err:?}"
+        );
+    }
+    // Nothing was made on server one, and far's tenant is as it was.
+    assert!(!exists(one.config(), &format!("tenant_{far}")).await);
+    assert_eq!(
+        row(&home_name, &far).await,
+        Some(("ready".into(), "two".into()))
+    );
+    assert_eq!(bodies(&on_two.db(&far).await.unwrap()).await, ["far"]);
+
+    // Its own server's tenant it serves as before, and only that one's rows.
+    let near_db = single.db(&near).await.unwrap();
+    assert_eq!(bodies(&near_db).await, ["near"]);
+    near_db.insert(note("near again")).exec().await.unwrap();
+    assert_eq!(bodies(&on_two.db(&far).await.unwrap()).await, ["far"]);
+
+    // A row as pebble-migrate writes it (the placement is the database)
+    // is on the only server there is.
+    let legacy = id("legacy");
+    single.create_tenant(&legacy).await.unwrap();
+    registry_client(&home_name)
+        .await
+        .execute(
+            "UPDATE public.pebble_tenants SET placement = $2 WHERE id = $1",
+            &[&legacy, &format!("tenant_{legacy}")],
+        )
+        .await
+        .unwrap();
+    let legacy_db = single.db(&legacy).await.unwrap();
+    legacy_db.insert(note("legacy")).exec().await.unwrap();
+    assert_eq!(bodies(&legacy_db).await, ["legacy"]);
+
+    // A crashed provisioning on server two is not this manager's to clean.
+    let crashed = id("crashed");
+    registry_client(&home_name)
+        .await
+        .execute(
+            "INSERT INTO public.pebble_tenants (id, strategy, status, placement) \
+             VALUES ($1, 'database', 'pending', 'two')",
+            &[&crashed],
+        )
+        .await
+        .unwrap();
+    let removed = single.cleanup().await.unwrap();
+    assert!(!removed.contains(&crashed), "{removed:?}");
+    assert_eq!(
+        row(&home_name, &crashed).await,
+        Some(("pending".into(), "two".into()))
+    );
+    // The manager that knows server two cleans it up.
+    assert!(on_two.cleanup().await.unwrap().contains(&crashed));
+    assert_eq!(row(&home_name, &crashed).await, None);
+
+    drop((near_db, legacy_db));
+    single.close_all();
+    on_one.close_all();
+    on_two.close_all();
+    single.drop_tenant(&legacy).await.unwrap();
+    single.drop_tenant(&near).await.unwrap();
+    on_two.drop_tenant(&far).await.unwrap();
+    assert!(databases(one.config(), &id).await.is_empty());
+    assert!(databases(two.config(), &id).await.is_empty());
+}
