@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
 use pebble_testkit::TempServer;
@@ -110,6 +111,36 @@ async fn row(home: &str, id: &str) -> Option<(String, String)> {
         .await
         .unwrap()
         .map(|row| (row.get(0), row.get(1)))
+}
+
+/// How many sessions on the registry's database wait for a lock.
+async fn lock_waiters(client: &tokio_postgres::Client, home: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND wait_event_type = 'Lock'",
+            &[&home],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Polls `condition` (an observation, never a guess at timing) until it
+/// holds; fails the test after two minutes.
+async fn until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A manager over both servers ("one", the base, and "two") that creates
@@ -255,6 +286,100 @@ async fn a_one_server_manager_refuses_tenants_placed_on_another_server() {
     single.drop_tenant(&legacy).await.unwrap();
     single.drop_tenant(&near).await.unwrap();
     on_two.drop_tenant(&far).await.unwrap();
+    assert!(databases(one.config(), &id).await.is_empty());
+    assert!(databases(two.config(), &id).await.is_empty());
+}
+
+/// Defect: an open that found the tenant's database missing where it first
+/// looked, and then found the registry row (written by another process)
+/// placing it on another server, still opened its pool on the first one.
+///
+/// The row is rewritten while this manager waits for it: that stands for
+/// another process dropping the tenant and re-creating it on server two
+/// between this manager's lookup and its claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_goes_where_the_row_it_claims_says() {
+    let id = ids();
+    let (home, home_name) = home(&id).await;
+    let (one, two) = servers();
+    let other = manager(&home, "two").build().unwrap();
+    let moved = id("moved");
+    other
+        .db(&moved)
+        .await
+        .unwrap()
+        .insert(note("on two"))
+        .exec()
+        .await
+        .unwrap();
+    other.close_all();
+    let this = manager(&home, "one").build().unwrap();
+    let neighbour = id("neighbour");
+    this.db(&neighbour)
+        .await
+        .unwrap()
+        .insert(note("neighbour"))
+        .exec()
+        .await
+        .unwrap();
+
+    // What this manager reads first: the tenant on server one.
+    let mut lock = registry_client(&home_name).await;
+    lock.execute(
+        "UPDATE public.pebble_tenants SET placement = 'one' WHERE id = $1",
+        &[&moved],
+    )
+    .await
+    .unwrap();
+    let tx = lock.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM public.pebble_tenants WHERE id = $1 FOR UPDATE",
+        &[&moved],
+    )
+    .await
+    .unwrap();
+    let opening = {
+        let this = this.clone();
+        let moved = moved.clone();
+        tokio::spawn(async move { this.db(&moved).await })
+    };
+    let watcher = registry_client(&home_name).await;
+    until("the open waits for the tenant's row", || async {
+        lock_waiters(&watcher, &home_name).await == 1
+    })
+    .await;
+    // ...and what it finds once it holds the row: server two.
+    tx.execute(
+        "UPDATE public.pebble_tenants SET placement = 'two' WHERE id = $1",
+        &[&moved],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let db = opening.await.unwrap().expect("opened on server two");
+    assert_eq!(bodies(&db).await, ["on two"]);
+    db.insert(note("written through the open"))
+        .exec()
+        .await
+        .unwrap();
+    // Nothing was created on server one; the neighbour there is untouched.
+    assert!(!exists(one.config(), &format!("tenant_{moved}")).await);
+    assert!(exists(two.config(), &format!("tenant_{moved}")).await);
+    assert_eq!(
+        bodies(&this.db(&neighbour).await.unwrap()).await,
+        ["neighbour"]
+    );
+    assert_eq!(
+        bodies(&other.db(&moved).await.unwrap()).await,
+        ["on two", "written through the open"]
+    );
+
+    drop(db);
+    this.close_all();
+    other.close_all();
+    this.drop_tenant(&moved).await.unwrap();
+    this.drop_tenant(&neighbour).await.unwrap();
     assert!(databases(one.config(), &id).await.is_empty());
     assert!(databases(two.config(), &id).await.is_empty());
 }

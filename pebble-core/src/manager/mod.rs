@@ -631,7 +631,8 @@ impl Inner {
             }
             None => return Err(Error::UnknownTenant { id: id.to_owned() }),
         };
-        let db = self.pool_on(server, database, Arc::clone(state))?;
+        let mut db = self.pool_on(server, database, Arc::clone(state))?;
+        let mut server = server;
         if let Err(e) = db.pool().get().await {
             let e = Error::from(e);
             if !(self.settings.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME))
@@ -640,7 +641,15 @@ impl Inner {
             }
             // A role made here has a password nobody was given:
             // `reset_role_password` hands one out.
-            let _role = self.provision(id, database, server).await?;
+            let (placed, _role) = self.provision(id, database, server).await?;
+            if placed != server {
+                // The row provisioning claimed (another process wrote it
+                // since we looked) places the tenant elsewhere: the pool
+                // goes there. The first one never connected.
+                db.close();
+                db = self.pool_on(placed, database, Arc::clone(state))?;
+                server = placed;
+            }
             drop(db.pool().get().await?);
         }
         if let Err(e) = self.refuse_dropping(id).await {
