@@ -383,3 +383,80 @@ async fn an_open_goes_where_the_row_it_claims_says() {
     assert!(databases(one.config(), &id).await.is_empty());
     assert!(databases(two.config(), &id).await.is_empty());
 }
+
+/// Defect: a pool cached by one manager kept pointing at the old server
+/// after another process dropped the tenant and re-created it elsewhere;
+/// every statement failed with `3D000` until the pool was evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_pool_whose_database_went_away_is_forgotten() {
+    let id = ids();
+    let (home, _) = home(&id).await;
+    let (one, two) = servers();
+    let this = manager(&home, "one").build().unwrap();
+    let (moved, neighbour) = (id("moved"), id("neighbour"));
+    let held = this.db(&moved).await.unwrap();
+    held.insert(note("old")).exec().await.unwrap();
+    let neighbour_db = this.db(&neighbour).await.unwrap();
+    neighbour_db.insert(note("neighbour")).exec().await.unwrap();
+    let opened = this.pools_opened();
+
+    // The server ends this manager's sessions on the tenant's database (as
+    // idle_session_timeout or an operator would), so another process can
+    // drop it.
+    let database = format!("tenant_{moved}");
+    raw(one.config())
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap();
+    // The neighbour's connection is all this manager has open once the
+    // terminated one has closed on both ends.
+    until("the terminated connection closed", || async {
+        this.status().connections_open == 1
+    })
+    .await;
+    let other = manager(&home, "two").build().unwrap();
+    other.drop_tenant(&moved).await.unwrap();
+    other.create_tenant(&moved).await.unwrap();
+    other
+        .db(&moved)
+        .await
+        .unwrap()
+        .insert(note("new"))
+        .exec()
+        .await
+        .unwrap();
+    other.close_all();
+
+    // The held handle's database is gone: a clear error, and the write is
+    // not retried anywhere.
+    let err = held.insert(note("lost write")).exec().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::TenantDatabaseGone { id } if *id == moved),
+        "{err:?}"
+    );
+    assert!(!this.tenants().contains(&moved), "the pool was forgotten");
+    let err = held.select::<Note>().count().await.unwrap_err();
+    assert!(matches!(err, Error::TenantDatabaseGone { .. }), "{err:?}");
+
+    // The next db(id) reads the registry again and finds it on server two,
+    // with the new database's rows only.
+    let fresh = this.db(&moved).await.unwrap();
+    assert_eq!(bodies(&fresh).await, ["new"]);
+    assert_eq!(this.pools_opened(), opened + 1);
+    assert!(!exists(one.config(), &database).await);
+    assert!(exists(two.config(), &database).await);
+    // The neighbour's pool was neither forgotten nor touched.
+    assert_eq!(bodies(&neighbour_db).await, ["neighbour"]);
+    assert!(this.tenants().contains(&neighbour));
+
+    drop((held, fresh, neighbour_db));
+    this.close_all();
+    this.drop_tenant(&moved).await.unwrap();
+    this.drop_tenant(&neighbour).await.unwrap();
+    assert!(databases(one.config(), &id).await.is_empty());
+    assert!(databases(two.config(), &id).await.is_empty());
+}

@@ -72,7 +72,14 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 /// - With [`server`](TenantManagerBuilder::server) (and the registry),
 ///   tenant databases are placed over several servers: a new one where the
 ///   [`Placement`] policy says, every later operation on the server its
-///   registry row names.
+///   registry row names. A manager with a registry only ever takes a
+///   tenant for its own when the row places it on one of its servers;
+///   other rows are [`Error::UnknownServer`].
+/// - A pool whose database went away (another process dropped the tenant,
+///   perhaps re-creating it on another server) is forgotten at its first
+///   failed connect; statements through it fail with
+///   [`Error::TenantDatabaseGone`] and the next `db(id)` reads the
+///   registry again.
 ///
 /// Cheap to clone; clones share the pools.
 ///
@@ -168,8 +175,23 @@ impl TenantManager {
     /// server that is down is [`Error::Connection`], and the next call tries
     /// again. With several servers, a tenant the registry does not know is
     /// [`Error::UnknownTenant`] unless `create_missing` (then it is placed
-    /// and provisioned), and one whose row names a server this manager was
-    /// not given is [`Error::UnknownServer`].
+    /// and provisioned). With a registry, a tenant whose row names a server
+    /// this manager was not given is [`Error::UnknownServer`], also for a
+    /// manager of one server: it never opens, or creates, a database of
+    /// that name on its own server.
+    ///
+    /// The pool goes to the server of the row the open acts on: if
+    /// provisioning finds that another process registered the tenant
+    /// meanwhile, on another server, the pool is opened there.
+    ///
+    /// A handle stays bound to the database it was opened on. If that
+    /// database goes away (another process drops the tenant and perhaps
+    /// re-creates it elsewhere), statements through the handle fail with
+    /// [`Error::TenantDatabaseGone`] without being sent or retried, the
+    /// manager forgets the pool, and the next `db(id)` reads the registry
+    /// again and opens the tenant where it is now. (A statement on a
+    /// connection the server ended meanwhile fails as the connection does,
+    /// [`Error::Connection`] say; the next one gets `TenantDatabaseGone`.)
     ///
     /// The handle is a [`TenantDatabase`]: it queries `#[pebble(per_tenant)]`
     /// (and shared) models, which a plain [`Db`] refuses.
@@ -672,10 +694,7 @@ impl Inner {
         let mut config = self.servers[server].base.clone();
         config.dbname(database);
         let options = &self.settings.pool;
-        let connect = PoolConnect {
-            connector: self.connector(server),
-            state: Arc::clone(&state),
-        };
+        let connect = PoolConnect::new(self.connector(server), Arc::clone(&state));
         let manager = deadpool_postgres::Manager::from_connect(
             config,
             connect,
@@ -712,6 +731,13 @@ impl Inner {
         }
         pools.push((pool.weak(), state));
         Ok(Db::from_pool(pool))
+    }
+
+    /// Forgets the open pool whose connector shares `state` (its
+    /// database is gone), if it is still the tenant's open pool.
+    pub(crate) fn forget_pool(&self, state: &Arc<PoolState>) {
+        // Dropped outside the map's lock.
+        let _forgotten = self.registry.forget(state);
     }
 
     /// The pools of this manager that still exist.
