@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
+use pebble::{
+    Db, Error, Model, Placement, PoolOptions, TenantDatabase, TenantManager, TenantManagerBuilder,
+};
 use pebble_testkit::TempServer;
 use tokio_postgres::NoTls;
 
@@ -457,6 +459,98 @@ async fn a_cached_pool_whose_database_went_away_is_forgotten() {
     this.close_all();
     this.drop_tenant(&moved).await.unwrap();
     this.drop_tenant(&neighbour).await.unwrap();
+    assert!(databases(one.config(), &id).await.is_empty());
+    assert!(databases(two.config(), &id).await.is_empty());
+}
+
+/// Defect: `drop_tenant` read the tenant's server before it claimed the
+/// registry row. A drop and re-create of the same id on another server in
+/// between made it drop on the old server and delete the new row, leaving
+/// the new database on the other server without a row.
+///
+/// The drop is held between its steps by the manager's connection budget
+/// (its one connection is busy), while another process drops and
+/// re-creates the tenant on server two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drop_takes_the_server_from_the_row_it_claims() {
+    let id = ids();
+    let (home, home_name) = home(&id).await;
+    let (one, two) = servers();
+    let (moved, busy) = (id("moved"), id("busy"));
+    // One connection in all, kept busy by a transaction on another tenant.
+    let this = manager(&home, "one")
+        .max_open_pools(1)
+        .pool(
+            PoolOptions::default()
+                .max_size(1)
+                .wait_timeout(Some(Duration::from_secs(120))),
+        )
+        .build()
+        .unwrap();
+    this.create_tenant(&moved).await.unwrap();
+    let busy_db = this.db(&busy).await.unwrap();
+    busy_db.insert(note("busy")).exec().await.unwrap();
+    let tx = busy_db.begin().await.unwrap();
+
+    let dropping = {
+        let this = this.clone();
+        let moved = moved.clone();
+        tokio::spawn(async move { this.drop_tenant(&moved).await })
+    };
+    until("the drop waits for a connection", || async {
+        this.status().connections_waiting == 1
+    })
+    .await;
+    // Another process drops the tenant and creates it again on server two.
+    let other = {
+        let home = home.clone();
+        let moved = moved.clone();
+        tokio::spawn(async move {
+            let first: TenantManager = manager(&home, "one").build()?;
+            first.drop_tenant(&moved).await?;
+            let second = manager(&home, "two").build()?;
+            second.create_tenant(&moved).await?;
+            second.db(&moved).await?.insert(note("new")).exec().await?;
+            second.close_all();
+            Ok::<(), Error>(())
+        })
+    };
+    let watcher = registry_client(&home_name).await;
+    until(
+        "the other process finished or waits for the row",
+        || async { other.is_finished() || lock_waiters(&watcher, &home_name).await > 0 },
+    )
+    .await;
+    tx.rollback().await.unwrap();
+    dropping.await.unwrap().expect("dropped");
+    other.await.unwrap().expect("dropped and re-created");
+
+    // Whatever the order, the registry and the servers agree: the tenant
+    // is on server two with its row, or gone with its row; never a
+    // database without a row, and nothing left on server one.
+    let database = format!("tenant_{moved}");
+    assert!(!exists(one.config(), &database).await);
+    let on_two = exists(two.config(), &database).await;
+    match row(&home_name, &moved).await {
+        Some((status, placement)) => {
+            assert!(on_two, "a row without its database");
+            assert_eq!((status.as_str(), placement.as_str()), ("ready", "two"));
+            let check = manager(&home, "two").create_missing(false).build().unwrap();
+            assert_eq!(bodies(&check.db(&moved).await.unwrap()).await, ["new"]);
+            check.close_all();
+        }
+        None => assert!(!on_two, "a database on server two without its row"),
+    }
+    // The busy tenant is untouched.
+    assert_eq!(bodies(&busy_db).await, ["busy"]);
+
+    drop(busy_db);
+    this.close_all();
+    let cleaner = manager(&home, "one").build().unwrap();
+    cleaner.drop_tenant(&busy).await.unwrap();
+    if row(&home_name, &moved).await.is_some() {
+        cleaner.drop_tenant(&moved).await.unwrap();
+    }
     assert!(databases(one.config(), &id).await.is_empty());
     assert!(databases(two.config(), &id).await.is_empty());
 }

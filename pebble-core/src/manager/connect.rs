@@ -73,6 +73,11 @@ impl Budget {
         self.limit - self.semaphore.available_permits()
     }
 
+    /// Callers waiting for a permit right now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
     }

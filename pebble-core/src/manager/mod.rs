@@ -149,6 +149,10 @@ pub struct ManagerStatus {
     /// Connections of the manager's pools checked out by a statement (or
     /// about to be, for a caller waiting on that pool).
     pub connections_in_use: usize,
+    /// Callers (statements, and the manager's own maintenance work)
+    /// waiting for a connection because `connections_open` is at
+    /// `max_connections`.
+    pub connections_waiting: usize,
     /// The bound on `connections_open`: `max_open_pools × pool max_size`.
     pub max_connections: usize,
     /// Tenant pools opened since the manager was built (re-opening an
@@ -274,6 +278,7 @@ impl TenantManager {
             max_open_pools: inner.settings.max_open_pools,
             connections_open: inner.budget.in_use(),
             connections_in_use,
+            connections_waiting: inner.budget.waiting(),
             max_connections: inner.budget.limit(),
             pools_opened: self.pools_opened(),
             connections_opened: inner.budget.opened(),
@@ -321,29 +326,55 @@ impl TenantManager {
     /// Then `DROP DATABASE`. A database that does not exist is not an
     /// error. Refuses an invalid id without touching anything.
     ///
-    /// With several servers, the drop goes to the server the registry
-    /// places the tenant on; a tenant the registry does not know has
-    /// nothing to drop.
+    /// With a registry, the drop first takes the tenant's row and goes to
+    /// the server *that row* names (read in the transaction that holds it,
+    /// so a drop and re-create by another process meanwhile is never
+    /// mixed up with it); a row naming a server this manager was not given
+    /// is [`Error::UnknownServer`], and nothing is touched. With several
+    /// servers, a tenant the registry does not know has nothing to drop
+    /// (pools of it this manager still has are closed as dropped).
     pub async fn drop_tenant(&self, id: &str) -> Result<()> {
         let inner = &self.inner;
         let database = inner.database(id)?;
-        let Some(server) = inner.locate(id).await? else {
-            return Ok(());
-        };
-        let connector = inner.connector(server);
-        let maintenance = &inner.servers[server].maintenance;
-        if admin::marker(&connector, maintenance, &database, id).await? == admin::Marker::Foreign {
-            return Err(Error::NotProvisionedByPebble {
-                id: id.to_owned(),
-                database,
-            });
-        }
-        // Marked `dropping` (and held) before the pool goes: an open racing
-        // this drop then sees it and refuses instead of handing out (or
-        // re-creating) the database.
-        let claim = match &inner.catalog {
-            Some(catalog) => catalog.claim_drop(id, TenantStrategy::Database).await?,
-            None => None,
+        // Where the tenant is comes from the row this drop holds, read in
+        // the transaction that holds it: a row read before taking it may be
+        // stale by then (another process dropped the tenant and created it
+        // again on another server), and dropping on the server it named
+        // would miss the database and delete the new tenant's row.
+        let target = match &inner.catalog {
+            Some(catalog) => match catalog.lock_for_drop(id).await? {
+                Some(lock) => {
+                    let record = lock.record();
+                    // A schema tenant's row names a server of
+                    // `SchemaTenants`, not one of this manager's.
+                    if record.strategy != TenantStrategy::Database {
+                        return Err(Error::StrategyMismatch {
+                            id: id.to_owned(),
+                            registered: record.strategy.to_string(),
+                        });
+                    }
+                    let server = inner.server_of(record)?;
+                    // Refused while the row is still as it was.
+                    inner.refuse_foreign(server, &database, id).await?;
+                    // Marked `dropping` (and held) before the pool goes: an
+                    // open racing this drop then sees it and refuses
+                    // instead of handing out (or re-creating) the database.
+                    // `None`: another drop finished it meanwhile.
+                    lock.mark().await?.map(|claim| (server, Some(claim)))
+                }
+                // Without a row, a one-server manager still drops the
+                // database it would open (made before the registry, or by
+                // hand); with several, nothing says where one would be.
+                None if inner.servers.len() == 1 => {
+                    inner.refuse_foreign(0, &database, id).await?;
+                    Some((0, None))
+                }
+                None => None,
+            },
+            None => {
+                inner.refuse_foreign(0, &database, id).await?;
+                Some((0, None))
+            }
         };
         if let Some(db) = inner.registry.remove(id, true) {
             drain(db.pool()).await?;
@@ -359,6 +390,11 @@ impl TenantManager {
                 drain(&pool).await?;
             }
         }
+        let Some((server, claim)) = target else {
+            return Ok(());
+        };
+        let connector = inner.connector(server);
+        let maintenance = &inner.servers[server].maintenance;
         admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
         if inner.settings.roles {
             admin::drop_role(&connector, maintenance, &database).await?;
@@ -526,6 +562,26 @@ impl Inner {
             });
         }
         Ok(database)
+    }
+
+    /// Refuses (with [`Error::NotProvisionedByPebble`]) a `database` on
+    /// `server` that pebble did not provision for `id`.
+    async fn refuse_foreign(
+        self: &Arc<Self>,
+        server: usize,
+        database: &str,
+        id: &str,
+    ) -> Result<()> {
+        let maintenance = &self.servers[server].maintenance;
+        if admin::marker(&self.connector(server), maintenance, database, id).await?
+            == admin::Marker::Foreign
+        {
+            return Err(Error::NotProvisionedByPebble {
+                id: id.to_owned(),
+                database: database.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// What opens connections to `server`, counted against the budget.
