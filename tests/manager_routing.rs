@@ -443,6 +443,8 @@ async fn a_cached_pool_whose_database_went_away_is_forgotten() {
     assert!(!this.tenants().contains(&moved), "the pool was forgotten");
     let err = held.select::<Note>().count().await.unwrap_err();
     assert!(matches!(err, Error::TenantDatabaseGone { .. }), "{err:?}");
+    let err = held.begin().await.map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::TenantDatabaseGone { .. }), "{err:?}");
 
     // The next db(id) reads the registry again and finds it on server two,
     // with the new database's rows only.
