@@ -378,6 +378,25 @@ pub enum Error {
         id: String,
     },
 
+    /// The database a [`TenantManager`](crate::TenantManager) pool was
+    /// opened on no longer exists (SQLSTATE `3D000` on a pool that had
+    /// connected before): another process dropped the tenant, perhaps
+    /// re-creating it on another server. The manager has forgotten that
+    /// pool, so the next [`TenantManager::db`](crate::TenantManager::db)
+    /// reads the registry again and opens the tenant where it is now.
+    /// The statement was not sent anywhere and is not retried: a handle is
+    /// bound to one database, and a write meant for the old one must not
+    /// land silently in a new one. Later statements through the same
+    /// handle fail the same way; ask `db(id)` for a new handle.
+    #[error(
+        "tenant {id:?}: the database this handle was opened on no longer exists \
+         (dropped or moved by another process); nothing was sent: call db(id) again"
+    )]
+    TenantDatabaseGone {
+        /// The tenant id.
+        id: String,
+    },
+
     /// [`TenantManager::drop_tenant`](crate::TenantManager::drop_tenant)
     /// refused to drop a database pebble did not provision (it carries no
     /// pebble marker comment). Nothing was touched.

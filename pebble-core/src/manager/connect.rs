@@ -29,7 +29,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, NoTls};
 
 use crate::conn::tls::MakeTls;
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 
 use super::Inner;
 
@@ -71,6 +71,11 @@ impl Budget {
     /// Connections open (or opening, or closing) right now.
     pub(crate) fn in_use(&self) -> usize {
         self.limit - self.semaphore.available_permits()
+    }
+
+    /// Callers waiting for a permit right now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     pub(crate) fn opened(&self) -> u64 {
@@ -219,7 +224,25 @@ impl Connector {
 /// The [`deadpool_postgres::Connect`] of one tenant pool.
 pub(crate) struct PoolConnect {
     pub(crate) connector: Connector,
+    /// Shared by every pool opened for one slot of the manager (an open
+    /// that failed and the retry after it).
     pub(crate) state: Arc<PoolState>,
+    /// Set once this pool has connected to its database.
+    connected: AtomicBool,
+    /// Set when the database this pool had connected to no longer exists:
+    /// it hands out no connection any more.
+    gone: AtomicBool,
+}
+
+impl PoolConnect {
+    pub(crate) fn new(connector: Connector, state: Arc<PoolState>) -> PoolConnect {
+        PoolConnect {
+            connector,
+            state,
+            connected: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+        }
+    }
 }
 
 impl deadpool_postgres::Connect for PoolConnect {
@@ -233,7 +256,28 @@ impl deadpool_postgres::Connect for PoolConnect {
                 let refusal = Refusal::TenantDropped(self.state.id.clone());
                 return Err(smuggle(refusal.into()).await);
             }
-            let (client, connection) = self.connector.connect(&config).await?;
+            if self.gone.load(Ordering::SeqCst) {
+                let refusal = Refusal::DatabaseGone(self.state.id.clone());
+                return Err(smuggle(refusal.into()).await);
+            }
+            let (client, connection) = match self.connector.connect(&config).await {
+                Ok(connected) => connected,
+                // The database this pool reached before no longer exists:
+                // dropped by another process (perhaps re-created on another
+                // server). Only a pool that connected before: a first
+                // connect to a missing database is how `create_missing`
+                // finds out it must create it.
+                Err(e)
+                    if e.code() == Some(&SqlState::INVALID_CATALOG_NAME)
+                        && self.connected.load(Ordering::SeqCst) =>
+                {
+                    self.database_gone();
+                    let refusal = Refusal::DatabaseGone(self.state.id.clone());
+                    return Err(smuggle(refusal.into()).await);
+                }
+                Err(e) => return Err(e),
+            };
+            self.connected.store(true, Ordering::SeqCst);
             let task = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(target: "pebble::manager", error = %e, "connection ended");
@@ -244,12 +288,28 @@ impl deadpool_postgres::Connect for PoolConnect {
     }
 }
 
+impl PoolConnect {
+    /// Marks the pool's database gone, and makes the manager forget the
+    /// pool if it is still the tenant's open one, so that the next
+    /// `db(id)` reads the registry again instead of finding this pool.
+    fn database_gone(&self) {
+        if self.gone.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::info!(target: "pebble::manager", tenant = %self.state.id, "the tenant's database is gone; forgetting its pool");
+        if let Some(manager) = self.connector.manager.upgrade() {
+            manager.forget_pool(&self.state);
+        }
+    }
+}
+
 /// Why the manager refused to open a connection, carried through deadpool
 /// and tokio-postgres (whose errors only pebble can build from an I/O error)
 /// and turned back into an [`Error`] by [`refusal`].
 #[derive(Debug, Clone)]
 pub(crate) enum Refusal {
     TenantDropped(String),
+    DatabaseGone(String),
     AtCapacity,
     CreateTimeout,
 }
@@ -258,6 +318,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::TenantDropped(id) => write!(f, "tenant {id:?} was dropped"),
+            Refusal::DatabaseGone(id) => write!(f, "tenant {id:?}'s database no longer exists"),
             Refusal::AtCapacity => f.write_str("the tenant manager's connection limit was reached"),
             Refusal::CreateTimeout => f.write_str("opening a connection timed out"),
         }
@@ -277,6 +338,7 @@ pub(crate) fn refusal(e: &tokio_postgres::Error) -> Option<Error> {
     let io = std::error::Error::source(e)?.downcast_ref::<io::Error>()?;
     Some(match io.get_ref()?.downcast_ref::<Refusal>()? {
         Refusal::TenantDropped(id) => Error::TenantDropped { id: id.clone() },
+        Refusal::DatabaseGone(id) => Error::TenantDatabaseGone { id: id.clone() },
         Refusal::AtCapacity => Error::Timeout(
             "the tenant manager's connection limit (max_open_pools × pool max_size) was \
              reached and no connection was freed within the pool's wait timeout",
@@ -557,6 +619,8 @@ mod tests {
     async fn refusals_survive_the_trip_through_the_driver() {
         let e = smuggle(Refusal::TenantDropped("acme".into()).into()).await;
         assert!(matches!(refusal(&e), Some(Error::TenantDropped { id }) if id == "acme"));
+        let e = smuggle(Refusal::DatabaseGone("acme".into()).into()).await;
+        assert!(matches!(refusal(&e), Some(Error::TenantDatabaseGone { id }) if id == "acme"));
         let e = smuggle(Refusal::AtCapacity.into()).await;
         assert!(matches!(refusal(&e), Some(Error::Timeout(_))));
         // A plain I/O error stays a connection error.

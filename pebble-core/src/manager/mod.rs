@@ -73,7 +73,14 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 /// - With [`server`](TenantManagerBuilder::server) (and the registry),
 ///   tenant databases are placed over several servers: a new one where the
 ///   [`Placement`] policy says, every later operation on the server its
-///   registry row names.
+///   registry row names. A manager with a registry only ever takes a
+///   tenant for its own when the row places it on one of its servers;
+///   other rows are [`Error::UnknownServer`].
+/// - A pool whose database went away (another process dropped the tenant,
+///   perhaps re-creating it on another server) is forgotten at its first
+///   failed connect; statements through it fail with
+///   [`Error::TenantDatabaseGone`] and the next `db(id)` reads the
+///   registry again.
 ///
 /// Cheap to clone; clones share the pools.
 ///
@@ -143,6 +150,10 @@ pub struct ManagerStatus {
     /// Connections of the manager's pools checked out by a statement (or
     /// about to be, for a caller waiting on that pool).
     pub connections_in_use: usize,
+    /// Callers (statements, and the manager's own maintenance work)
+    /// waiting for a connection because `connections_open` is at
+    /// `max_connections`.
+    pub connections_waiting: usize,
     /// The bound on `connections_open`: `max_open_pools × pool max_size`.
     pub max_connections: usize,
     /// Tenant pools opened since the manager was built (re-opening an
@@ -169,8 +180,23 @@ impl TenantManager {
     /// server that is down is [`Error::Connection`], and the next call tries
     /// again. With several servers, a tenant the registry does not know is
     /// [`Error::UnknownTenant`] unless `create_missing` (then it is placed
-    /// and provisioned), and one whose row names a server this manager was
-    /// not given is [`Error::UnknownServer`].
+    /// and provisioned). With a registry, a tenant whose row names a server
+    /// this manager was not given is [`Error::UnknownServer`], also for a
+    /// manager of one server: it never opens, or creates, a database of
+    /// that name on its own server.
+    ///
+    /// The pool goes to the server of the row the open acts on: if
+    /// provisioning finds that another process registered the tenant
+    /// meanwhile, on another server, the pool is opened there.
+    ///
+    /// A handle stays bound to the database it was opened on. If that
+    /// database goes away (another process drops the tenant and perhaps
+    /// re-creates it elsewhere), statements through the handle fail with
+    /// [`Error::TenantDatabaseGone`] without being sent or retried, the
+    /// manager forgets the pool, and the next `db(id)` reads the registry
+    /// again and opens the tenant where it is now. (A statement on a
+    /// connection the server ended meanwhile fails as the connection does,
+    /// [`Error::Connection`] say; the next one gets `TenantDatabaseGone`.)
     ///
     /// The handle is a [`TenantDatabase`]: it queries `#[pebble(per_tenant)]`
     /// (and shared) models, which a plain [`Db`] refuses.
@@ -253,6 +279,7 @@ impl TenantManager {
             max_open_pools: inner.settings.max_open_pools,
             connections_open: inner.budget.in_use(),
             connections_in_use,
+            connections_waiting: inner.budget.waiting(),
             max_connections: inner.budget.limit(),
             pools_opened: self.pools_opened(),
             connections_opened: inner.budget.opened(),
@@ -300,29 +327,55 @@ impl TenantManager {
     /// Then `DROP DATABASE`. A database that does not exist is not an
     /// error. Refuses an invalid id without touching anything.
     ///
-    /// With several servers, the drop goes to the server the registry
-    /// places the tenant on; a tenant the registry does not know has
-    /// nothing to drop.
+    /// With a registry, the drop first takes the tenant's row and goes to
+    /// the server *that row* names (read in the transaction that holds it,
+    /// so a drop and re-create by another process meanwhile is never
+    /// mixed up with it); a row naming a server this manager was not given
+    /// is [`Error::UnknownServer`], and nothing is touched. With several
+    /// servers, a tenant the registry does not know has nothing to drop
+    /// (pools of it this manager still has are closed as dropped).
     pub async fn drop_tenant(&self, id: &str) -> Result<()> {
         let inner = &self.inner;
         let database = inner.database(id)?;
-        let Some(server) = inner.locate(id).await? else {
-            return Ok(());
-        };
-        let connector = inner.connector(server);
-        let maintenance = &inner.servers[server].maintenance;
-        if admin::marker(&connector, maintenance, &database, id).await? == admin::Marker::Foreign {
-            return Err(Error::NotProvisionedByPebble {
-                id: id.to_owned(),
-                database,
-            });
-        }
-        // Marked `dropping` (and held) before the pool goes: an open racing
-        // this drop then sees it and refuses instead of handing out (or
-        // re-creating) the database.
-        let claim = match &inner.catalog {
-            Some(catalog) => catalog.claim_drop(id, TenantStrategy::Database).await?,
-            None => None,
+        // Where the tenant is comes from the row this drop holds, read in
+        // the transaction that holds it: a row read before taking it may be
+        // stale by then (another process dropped the tenant and created it
+        // again on another server), and dropping on the server it named
+        // would miss the database and delete the new tenant's row.
+        let target = match &inner.catalog {
+            Some(catalog) => match catalog.lock_for_drop(id).await? {
+                Some(lock) => {
+                    let record = lock.record();
+                    // A schema tenant's row names a server of
+                    // `SchemaTenants`, not one of this manager's.
+                    if record.strategy != TenantStrategy::Database {
+                        return Err(Error::StrategyMismatch {
+                            id: id.to_owned(),
+                            registered: record.strategy.to_string(),
+                        });
+                    }
+                    let server = inner.server_of(record)?;
+                    // Refused while the row is still as it was.
+                    inner.refuse_foreign(server, &database, id).await?;
+                    // Marked `dropping` (and held) before the pool goes: an
+                    // open racing this drop then sees it and refuses
+                    // instead of handing out (or re-creating) the database.
+                    // `None`: another drop finished it meanwhile.
+                    lock.mark().await?.map(|claim| (server, Some(claim)))
+                }
+                // Without a row, a one-server manager still drops the
+                // database it would open (made before the registry, or by
+                // hand); with several, nothing says where one would be.
+                None if inner.servers.len() == 1 => {
+                    inner.refuse_foreign(0, &database, id).await?;
+                    Some((0, None))
+                }
+                None => None,
+            },
+            None => {
+                inner.refuse_foreign(0, &database, id).await?;
+                Some((0, None))
+            }
         };
         if let Some(db) = inner.registry.remove(id, true) {
             drain(db.pool()).await?;
@@ -338,6 +391,11 @@ impl TenantManager {
                 drain(&pool).await?;
             }
         }
+        let Some((server, claim)) = target else {
+            return Ok(());
+        };
+        let connector = inner.connector(server);
+        let maintenance = &inner.servers[server].maintenance;
         admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
         if inner.settings.roles {
             admin::drop_role(&connector, maintenance, &database).await?;
@@ -357,7 +415,10 @@ impl TenantManager {
     ///
     /// With several servers, a tenant the registry already places stays on
     /// its server; a new one goes where the
-    /// [`placement`](TenantManagerBuilder::placement) policy says.
+    /// [`placement`](TenantManagerBuilder::placement) policy says. A
+    /// tenant whose row names a server this manager was not given is
+    /// [`Error::UnknownServer`] (with one server too), and nothing is
+    /// created.
     pub async fn create_tenant(&self, id: &str) -> Result<Option<TenantRole>> {
         let inner = &self.inner;
         let database = inner.database(id)?;
@@ -411,9 +472,10 @@ impl TenantManager {
     /// servers: database tenants whose registry row is `pending` or
     /// `dropping` and held by no one (their database, if pebble marked it,
     /// and their row), and `pebble_new_*` staging databases whose tenant is
-    /// not being provisioned right now. A provisioning in progress holds
-    /// its row and is never touched. Returns what was removed (tenant ids
-    /// and staging database names).
+    /// not being provisioned right now. Rows placing a tenant on a server
+    /// this manager was not given are left for a manager that has it. A
+    /// provisioning in progress holds its row and is never touched.
+    /// Returns what was removed (tenant ids and staging database names).
     ///
     /// Needs the [`registry`](TenantManagerBuilder::registry): without it a
     /// staging database in use cannot be told from an abandoned one
@@ -429,7 +491,16 @@ impl TenantManager {
         for claim in catalog.abandoned(TenantStrategy::Database).await? {
             let id = claim.record().id.clone();
             let database = inner.database(&id)?;
-            let server = inner.server_of(claim.record())?;
+            let server = match inner.server_of(claim.record()) {
+                Ok(server) => server,
+                // On a server this manager does not know: a manager that
+                // knows it cleans it up. Dropping the claim lets it go as is.
+                Err(Error::UnknownServer { server, .. }) => {
+                    tracing::debug!(target: "pebble::manager", tenant = %id, server = %server, "cleanup leaves a tenant of another server");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(db) = inner.registry.remove(&id, true) {
                 drain(db.pool()).await?;
             }
@@ -494,6 +565,26 @@ impl Inner {
         Ok(database)
     }
 
+    /// Refuses (with [`Error::NotProvisionedByPebble`]) a `database` on
+    /// `server` that pebble did not provision for `id`.
+    async fn refuse_foreign(
+        self: &Arc<Self>,
+        server: usize,
+        database: &str,
+        id: &str,
+    ) -> Result<()> {
+        let maintenance = &self.servers[server].maintenance;
+        if admin::marker(&self.connector(server), maintenance, database, id).await?
+            == admin::Marker::Foreign
+        {
+            return Err(Error::NotProvisionedByPebble {
+                id: id.to_owned(),
+                database: database.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// What opens connections to `server`, counted against the budget.
     fn connector(self: &Arc<Self>, server: usize) -> Connector {
         Connector {
@@ -512,12 +603,10 @@ impl Inner {
             .collect()
     }
 
-    /// The server tenant `id` lives on: with one server, that one; with
-    /// several, where its registry row places it (`None`: not registered).
+    /// The server tenant `id` lives on: where its registry row places it;
+    /// without a row (`None` with several servers), a one-server manager's
+    /// own server, as without a registry.
     async fn locate(&self, id: &str) -> Result<Option<usize>> {
-        if self.servers.len() == 1 {
-            return Ok(Some(0));
-        }
         let Some(catalog) = &self.catalog else {
             return Ok(Some(0));
         };
@@ -531,16 +620,27 @@ impl Inner {
                 })
             }
             Some(record) => self.server_of(&record).map(Some),
+            // A database this manager reaches without a row (made before
+            // the registry, or by hand) stays reachable with one server;
+            // with several, nothing says which server it would be on.
+            None if self.servers.len() == 1 => Ok(Some(0)),
             None => Ok(None),
         }
     }
 
-    /// The server a registry row places its tenant on. With one server,
-    /// every tenant is there (rows written by pebble-migrate name the
-    /// database instead of a server). [`Error::UnknownServer`] for a
-    /// server this manager was not given.
+    /// The server a registry row places its tenant on.
+    /// [`Error::UnknownServer`] for a server this manager was not given:
+    /// a manager that shares its registry with one over more servers must
+    /// never take another server's tenant for its own (it would open, or
+    /// with `create_missing` create, an empty database of that name).
+    ///
+    /// With one server, a row naming the tenant's database is its too:
+    /// that is what pebble-migrate records as a database tenant's
+    /// placement. (Rows the manager wrote before it had several servers
+    /// name the registry's server name, which is the base server's.)
     fn server_of(&self, record: &TenantRecord) -> Result<usize> {
-        if self.servers.len() == 1 {
+        if self.servers.len() == 1 && (self.settings.database_name)(&record.id) == record.placement
+        {
             return Ok(0);
         }
         index_of(&self.server_names(), &record.id, &record.placement)
@@ -610,7 +710,8 @@ impl Inner {
             }
             None => return Err(Error::UnknownTenant { id: id.to_owned() }),
         };
-        let db = self.pool_on(server, database, Arc::clone(state))?;
+        let mut db = self.pool_on(server, database, Arc::clone(state))?;
+        let mut server = server;
         if let Err(e) = db.pool().get().await {
             let e = Error::from(e);
             if !(self.settings.create_missing && e.code() == Some(&SqlState::INVALID_CATALOG_NAME))
@@ -619,7 +720,15 @@ impl Inner {
             }
             // A role made here has a password nobody was given:
             // `reset_role_password` hands one out.
-            let _role = self.provision(id, database, server).await?;
+            let (placed, _role) = self.provision(id, database, server).await?;
+            if placed != server {
+                // The row provisioning claimed (another process wrote it
+                // since we looked) places the tenant elsewhere: the pool
+                // goes there. The first one never connected.
+                db.close();
+                db = self.pool_on(placed, database, Arc::clone(state))?;
+                server = placed;
+            }
             drop(db.pool().get().await?);
         }
         if let Err(e) = self.refuse_dropping(id).await {
@@ -642,10 +751,7 @@ impl Inner {
         let mut config = self.servers[server].base.clone();
         config.dbname(database);
         let options = &self.settings.pool;
-        let connect = PoolConnect {
-            connector: self.connector(server),
-            state: Arc::clone(&state),
-        };
+        let connect = PoolConnect::new(self.connector(server), Arc::clone(&state));
         let manager = deadpool_postgres::Manager::from_connect(
             config,
             connect,
@@ -682,6 +788,13 @@ impl Inner {
         }
         pools.push((pool.weak(), state));
         Ok(Db::from_pool(pool))
+    }
+
+    /// Forgets the open pool whose connector shares `state` (its
+    /// database is gone), if it is still the tenant's open pool.
+    pub(crate) fn forget_pool(&self, state: &Arc<PoolState>) {
+        // Dropped outside the map's lock.
+        let _forgotten = self.registry.forget(state);
     }
 
     /// The pools of this manager that still exist.

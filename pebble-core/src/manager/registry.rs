@@ -239,6 +239,21 @@ impl Registry {
         Some(db)
     }
 
+    /// Removes the open pool whose slot shares `state`, if it is still
+    /// the one registered for its tenant; that pool. An evicted pool, or
+    /// one a newer slot replaced, is left alone.
+    pub(crate) fn forget(&self, state: &Arc<PoolState>) -> Option<Db> {
+        let mut slots = self.write();
+        let current = slots.get(&state.id)?;
+        if !Arc::ptr_eq(&current.state, state) {
+            return None;
+        }
+        let db = current.db.get()?.clone();
+        let slot = slots.remove(&state.id)?;
+        slot.state.mark_detached();
+        Some(db)
+    }
+
     /// Removes every open pool (slots still opening stay); those pools.
     pub(crate) fn drain(&self) -> Vec<Db> {
         let mut slots = self.write();

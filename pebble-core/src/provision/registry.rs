@@ -297,6 +297,27 @@ impl Registry {
         }
     }
 
+    /// Takes `id`'s row (of any strategy) for a drop and holds it, as it
+    /// is: the caller learns where the tenant is from the row it holds,
+    /// checks what it must, then [`DropLock::mark`]s it. Waits for a
+    /// provisioning holding the row to finish. `None` if it has no row.
+    pub(crate) async fn lock_for_drop(&self, id: &str) -> Result<Option<DropLock>> {
+        let held = Held::begin(self.client().await?).await?;
+        let row = held
+            .client()?
+            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE"), &[&id])
+            .await?;
+        match row {
+            // Dropping `held` ends its (empty) transaction.
+            None => Ok(None),
+            Some(row) => Ok(Some(DropLock {
+                record: record(&row)?,
+                held,
+                id: id.to_owned(),
+            })),
+        }
+    }
+
     /// Whether a provisioning or drop holds `id`'s row right now.
     pub(crate) async fn is_held(&self, id: &str) -> Result<bool> {
         let held = Held::begin(self.client().await?).await?;
@@ -406,6 +427,59 @@ impl Claim {
             )
             .await?;
         self.held.commit().await
+    }
+}
+
+/// A tenant's registry row held for a drop, unchanged yet (from
+/// [`Registry::lock_for_drop`]). Dropped without [`DropLock::mark`], the
+/// row is let go as it was.
+pub(crate) struct DropLock {
+    held: Held,
+    id: String,
+    record: TenantRecord,
+}
+
+impl DropLock {
+    /// The row as held: where the tenant is.
+    pub(crate) fn record(&self) -> &TenantRecord {
+        &self.record
+    }
+
+    /// Marks the row `dropping` and commits that, so a drop that crashes
+    /// from here on leaves it for `cleanup`, then holds it again for the
+    /// drop. `None` if, in between, another drop (or `cleanup`) took the
+    /// row and finished: the tenant this lock was taken on is gone. The
+    /// row held again is the one marked: still `dropping`, on the same
+    /// server (a row re-created since is never `dropping` before some drop
+    /// holds it, and a drop that holds it leaves it gone or `dropping` on
+    /// its own server).
+    pub(crate) async fn mark(self) -> Result<Option<Claim>> {
+        let client = self.held.client()?;
+        client
+            .execute(
+                "UPDATE public.pebble_tenants SET status = 'dropping' WHERE id = $1",
+                &[&self.id],
+            )
+            .await?;
+        client.batch_execute("COMMIT").await?;
+        client.batch_execute("BEGIN").await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "{SELECT_RECORD} WHERE id = $1 AND status = 'dropping' AND placement = $2 \
+                     FOR UPDATE"
+                ),
+                &[&self.id, &self.record.placement],
+            )
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(Claim {
+                record: record(&row)?,
+                held: self.held,
+                id: self.id,
+            })),
+        }
     }
 }
 
