@@ -313,6 +313,6 @@ pub(crate) fn all_columns<M: Model>() -> ReturningClause {
 /// The shape's own model's columns: the model is a token of every shape
 /// (see [`KeySink::model`](crate::shape::KeySink::model)), which fixes
 /// their names and order.
-pub(crate) fn columns_key<M: Model>(key: &mut impl crate::shape::KeySink) {
+pub(crate) fn columns_key(key: &mut impl crate::shape::KeySink) {
     key.num(crate::shape::tag::ALL_COLUMNS);
 }

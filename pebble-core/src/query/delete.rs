@@ -105,7 +105,7 @@ impl Plan for DeletePlan {
         self.filters.key(key);
         key.num(u64::from(self.returning));
         if self.returning {
-            columns_key::<M>(key);
+            columns_key(key);
         }
     }
 

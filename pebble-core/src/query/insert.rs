@@ -442,7 +442,7 @@ impl Plan for InsertPlan {
 
     fn key<M: Model>(&self, key: &mut impl KeySink) {
         key.num(tag::INSERT);
-        columns_key::<M>(key);
+        columns_key(key);
         key.num(self.width as u64);
         let mut given = self.given.iter();
         for column in 0..self.width {

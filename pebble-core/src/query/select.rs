@@ -277,7 +277,7 @@ impl Plan for SelectPlan {
     fn key<M: Model>(&self, key: &mut impl KeySink) {
         key.num(tag::SELECT);
         key.num(self.wrap as u64);
-        columns_key::<M>(key);
+        columns_key(key);
         self.filters.key(key);
         if self.ordered() {
             key.num(self.order.len() as u64);
