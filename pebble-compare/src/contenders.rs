@@ -69,14 +69,17 @@ pub enum Contender {
     Sqlx,
     Pebble,
     /// Raw tokio-postgres through a deadpool-postgres pool set up as
-    /// pebble's is: not in the table, only with `--only deadpool`, to tell
-    /// the pool's cost from pebble's own.
+    /// pebble's is (`--pool`, `--only deadpool`): tells the pool's cost
+    /// from pebble's own.
     Deadpool,
 }
 
 impl Contender {
     /// In the order each round runs them.
     pub const ALL: [Contender; 3] = [Contender::Limit, Contender::Sqlx, Contender::Pebble];
+
+    /// `--pool`'s line-up: the limit, the same pool used by hand, pebble.
+    pub const POOL: [Contender; 3] = [Contender::Limit, Contender::Deadpool, Contender::Pebble];
 
     /// Every contender `--only` accepts.
     pub const NAMED: [Contender; 4] = [

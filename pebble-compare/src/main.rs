@@ -7,6 +7,7 @@
 //!                                          [--workloads select,insert,update,rls,rls-login]
 //! cargo run --release -p pebble-compare -- --active-tenants 8 ...   (operations on the first 8 tenants only)
 //! cargo run --release -p pebble-compare -- --only pebble ...   (one contender alone, to profile it)
+//! cargo run --release -p pebble-compare -- --pool ...   (limit, deadpool-postgres by hand, pebble)
 //! cargo run --release -p pebble-compare -- scale [--tenants 1000]
 //! ```
 //!
@@ -42,6 +43,8 @@ struct Args {
     active_tenants: i64,
     /// Only this contender, for profiling it alone (no table then).
     only: Option<Contender>,
+    /// Limit, deadpool by hand and pebble, instead of limit, sqlx, pebble.
+    pool: bool,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -54,12 +57,17 @@ fn parse_args() -> Result<Args, BoxError> {
         tenants: 1000,
         active_tenants: setup::TENANTS,
         only: None,
+        pool: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "scale" => args.scale = true,
+            "--pool" => {
+                args.pool = true;
+                args.workloads = vec![Workload::Select, Workload::Insert, Workload::Update];
+            }
             "--rounds" => args.rounds = value()?.parse()?,
             "--seconds" => args.seconds = value()?.parse()?,
             "--tenants" => args.tenants = value()?.parse()?,
@@ -145,20 +153,26 @@ async fn compare(args: Args) -> Result<(), BoxError> {
                 }
                 continue;
             }
-            for contender in Contender::ALL {
+            let lineup = if args.pool {
+                Contender::POOL.to_vec()
+            } else {
+                Contender::ALL.to_vec()
+            };
+            for &contender in &lineup {
                 timed(&contenders, contender, workload, clients, warm_up).await?;
             }
             let mut series = Series {
                 workload,
                 clients,
+                contenders: lineup.clone(),
                 samples: Vec::new(),
             };
             for round in 0..args.rounds {
-                let mut samples = Vec::with_capacity(3);
-                for contender in Contender::ALL {
+                let mut samples = Vec::with_capacity(lineup.len());
+                for &contender in &lineup {
                     samples.push(timed(&contenders, contender, workload, clients, duration).await?);
                 }
-                series.samples.push([samples[0], samples[1], samples[2]]);
+                series.samples.push(samples);
                 eprintln!("{}", series.line(round));
             }
             all.push(series);
@@ -174,7 +188,11 @@ async fn compare(args: Args) -> Result<(), BoxError> {
         "\n{} rounds of {} s per contender, interleaved; limit = tokio-postgres, statements prepared once per connection\n",
         args.rounds, args.seconds
     );
-    println!("{}", measure::table(&all));
+    if args.pool {
+        println!("{}", measure::pool_table(&all));
+    } else {
+        println!("{}", measure::table(&all));
+    }
     drop(fixture);
     Ok(())
 }

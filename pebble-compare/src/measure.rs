@@ -130,20 +130,13 @@ impl Sample {
     }
 }
 
-/// The rounds of one workload at one client count: `samples[round][contender]`.
+/// The rounds of one workload at one client count: `samples[round][i]` is
+/// `contenders[i]`'s, and the limit is always first.
 pub struct Series {
     pub workload: Workload,
     pub clients: usize,
-    pub samples: Vec<[Sample; 3]>,
-}
-
-fn index(contender: Contender) -> usize {
-    match contender {
-        Contender::Limit => 0,
-        Contender::Sqlx => 1,
-        Contender::Pebble => 2,
-        Contender::Deadpool => unreachable!("the table holds limit, sqlx and pebble only"),
-    }
+    pub contenders: Vec<Contender>,
+    pub samples: Vec<Vec<Sample>>,
 }
 
 /// Median, min and max.
@@ -159,41 +152,91 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
 }
 
 impl Series {
-    fn of(&self, contender: Contender, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
-        self.samples
+    fn index(&self, contender: Contender) -> usize {
+        self.contenders
             .iter()
-            .map(|r| f(&r[index(contender)]))
-            .collect()
+            .position(|c| *c == contender)
+            .unwrap_or(0)
     }
 
-    /// `contender`'s ops/s over the limit's, round by round.
-    fn ratio(&self, contender: Contender) -> (f64, f64, f64) {
+    fn of(&self, contender: Contender, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        let i = self.index(contender);
+        self.samples.iter().map(|r| f(&r[i])).collect()
+    }
+
+    fn median(&self, contender: Contender, f: impl Fn(&Sample) -> f64) -> f64 {
+        spread(self.of(contender, f)).0
+    }
+
+    /// `contender`'s ops/s over `base`'s, round by round.
+    fn ratio_to(&self, contender: Contender, base: Contender) -> (f64, f64, f64) {
+        let (i, b) = (self.index(contender), self.index(base));
         spread(
             self.samples
                 .iter()
-                .map(|r| r[index(contender)].ops_per_sec() / r[0].ops_per_sec())
+                .map(|r| r[i].ops_per_sec() / r[b].ops_per_sec())
                 .collect(),
         )
     }
 
+    fn ratio(&self, contender: Contender) -> (f64, f64, f64) {
+        self.ratio_to(contender, Contender::Limit)
+    }
+
     pub fn line(&self, round: usize) -> String {
-        let r = &self.samples[round];
-        format!(
-            "{:<7} {:>2} clients round {}: limit {:>7.0}/s {:>5.1} µs ({:>5.1})  sqlx {:>7.0}/s {:>5.1} µs ({:>5.1})  pebble {:>7.0}/s {:>5.1} µs ({:>5.1})",
+        let mut line = format!(
+            "{:<7} {:>2} clients round {}:",
             self.workload.name(),
             self.clients,
-            round + 1,
-            r[0].ops_per_sec(),
-            r[0].cpu_us_per_op(),
-            r[0].server_us_per_op(),
-            r[1].ops_per_sec(),
-            r[1].cpu_us_per_op(),
-            r[1].server_us_per_op(),
-            r[2].ops_per_sec(),
-            r[2].cpu_us_per_op(),
-            r[2].server_us_per_op(),
-        )
+            round + 1
+        );
+        for (contender, sample) in self.contenders.iter().zip(&self.samples[round]) {
+            let _ = write!(
+                line,
+                "  {} {:>7.0}/s {:>5.1} µs ({:>5.1})",
+                contender.name(),
+                sample.ops_per_sec(),
+                sample.cpu_us_per_op(),
+                sample.server_us_per_op(),
+            );
+        }
+        line
     }
+}
+
+/// `--pool`: pebble against the same pool used by hand (deadpool-postgres
+/// set up as pebble's, statements through its cache) and the limit.
+pub fn pool_table(series: &[Series]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| workload | clients | limit ops/s | deadpool ops/s | pebble ops/s | deadpool / limit | pebble / limit | pebble / deadpool, median (min–max) | client CPU µs/op: limit / deadpool / pebble | allocations/op: limit / deadpool / pebble |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in series {
+        let (d, p) = (Contender::Deadpool, Contender::Pebble);
+        let (pd, pdmin, pdmax) = s.ratio_to(p, d);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.1} / {:.1} / {:.1} | {:.0} / {:.0} / {:.0} |",
+            s.workload.describe(),
+            s.clients,
+            s.median(Contender::Limit, Sample::ops_per_sec),
+            s.median(d, Sample::ops_per_sec),
+            s.median(p, Sample::ops_per_sec),
+            s.ratio(d).0,
+            s.ratio(p).0,
+            pd,
+            pdmin,
+            pdmax,
+            s.median(Contender::Limit, Sample::cpu_us_per_op),
+            s.median(d, Sample::cpu_us_per_op),
+            s.median(p, Sample::cpu_us_per_op),
+            s.median(Contender::Limit, Sample::allocations_per_op),
+            s.median(d, Sample::allocations_per_op),
+            s.median(p, Sample::allocations_per_op),
+        );
+    }
+    out
 }
 
 /// The markdown table: medians over the rounds, ratios per round.
@@ -204,10 +247,10 @@ pub fn table(series: &[Series]) -> String {
     );
     out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for s in series {
-        let ops = |c| spread(s.of(c, Sample::ops_per_sec)).0;
-        let cpu = |c| spread(s.of(c, Sample::cpu_us_per_op)).0;
-        let allocations = |c| spread(s.of(c, Sample::allocations_per_op)).0;
-        let server = |c| spread(s.of(c, Sample::server_us_per_op)).0;
+        let ops = |c| s.median(c, Sample::ops_per_sec);
+        let cpu = |c| s.median(c, Sample::cpu_us_per_op);
+        let allocations = |c| s.median(c, Sample::allocations_per_op);
+        let server = |c| s.median(c, Sample::server_us_per_op);
         let (pm, pmin, pmax) = s.ratio(Contender::Pebble);
         let (sm, smin, smax) = s.ratio(Contender::Sqlx);
         let _ = writeln!(
