@@ -10,8 +10,9 @@ use sqlx::PgPool;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::setup::{
-    aggregate_query, begin_rls, join_query, login_secret, new_item, Fixture, Item, AGGREGATE_SQL,
-    INSERT_SQL, JOIN_ONE_SQL, SELECT_SQL, TENANTS, UPDATE_SQL,
+    aggregate_query, begin_rls, join_query, login_secret, new_item, new_loads, Fixture, Item,
+    AGGREGATE_SQL, COPY_SQL, INSERT_SQL, JOIN_ONE_SQL, LOAD_ROWS, SELECT_SQL, TENANTS, UNNEST_SQL,
+    UPDATE_SQL,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,10 +26,11 @@ pub enum Workload {
     RlsLogin,
     Join,
     Aggregate,
+    Bulk,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Select,
         Workload::Insert,
         Workload::Update,
@@ -36,6 +38,7 @@ impl Workload {
         Workload::RlsLogin,
         Workload::Join,
         Workload::Aggregate,
+        Workload::Bulk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Workload {
             Workload::RlsLogin => "rls-login",
             Workload::Join => "join",
             Workload::Aggregate => "aggregate",
+            Workload::Bulk => "bulk",
         }
     }
 
@@ -59,6 +63,7 @@ impl Workload {
             Workload::RlsLogin => "point select under row-level security, as the tenant's login",
             Workload::Join => "an item joined with its stock row, by key",
             Workload::Aggregate => "count and sum over 50 keys of a tenant",
+            Workload::Bulk => "load 1,000 rows of a tenant (sqlx: INSERT of arrays)",
         }
     }
 }
@@ -354,6 +359,24 @@ impl Contenders {
                     .await?;
                 black_box((row.try_get::<_, i64>(0)?, row.try_get::<_, Option<i64>>(1)?));
             }
+            Workload::Bulk => {
+                use tokio_postgres::binary_copy::BinaryCopyInWriter;
+                use tokio_postgres::types::Type;
+                let conn = &self.limit[client];
+                let sink = conn.client.copy_in(COPY_SQL).await?;
+                let types = [Type::INT8, Type::TEXT, Type::INT4, Type::TEXT];
+                let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+                let name = "loaded by the comparison";
+                let note: Option<&str> = None;
+                for i in 0..LOAD_ROWS {
+                    let qty = i as i32;
+                    writer
+                        .as_mut()
+                        .write(&[&tenant, &name, &qty, &note])
+                        .await?;
+                }
+                writer.as_mut().finish().await?;
+            }
             Workload::RlsLogin => {
                 // The login confines it: the statement alone, one exchange.
                 let conn = &self.limit_login[(tenant - 1) as usize][client % PER_LOGIN];
@@ -438,6 +461,16 @@ impl Contenders {
                     .await?;
                 black_box(row);
             }
+            Workload::Bulk => {
+                let rows: Vec<_> = new_loads().collect();
+                sqlx::query(UNNEST_SQL)
+                    .bind(vec![tenant; rows.len()])
+                    .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|r| r.qty).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|r| r.note.clone()).collect::<Vec<_>>())
+                    .execute(&self.sqlx)
+                    .await?;
+            }
             Workload::RlsLogin => {
                 let row: SqlxRow = sqlx::query_as(SELECT_SQL)
                     .bind(tenant)
@@ -496,6 +529,13 @@ impl Contenders {
                         .one()
                         .await?,
                 );
+            }
+            Workload::Bulk => {
+                self.pebble
+                    .tenant(tenant)
+                    .copy_in(new_loads())
+                    .exec()
+                    .await?;
             }
             Workload::RlsLogin => {
                 black_box(

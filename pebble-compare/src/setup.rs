@@ -21,6 +21,44 @@ pub struct Item {
     pub note: Option<String>,
 }
 
+/// What the bulk workload loads: the shape of [`Item`], in a table of its
+/// own, so that the other workloads' table does not grow by thousands of
+/// rows per second.
+#[derive(Model, Debug, Clone)]
+#[pebble(table = "loads")]
+pub struct Load {
+    #[pebble(primary_key, default)]
+    pub id: i64,
+    #[tenant_id]
+    pub tenant_id: i64,
+    pub name: String,
+    pub qty: i32,
+    pub note: Option<String>,
+}
+
+/// Rows per bulk load.
+pub const LOAD_ROWS: usize = 1_000;
+
+/// The `COPY` pebble sends for a load of [`Load`] rows (their `id` left to
+/// the identity column).
+pub const COPY_SQL: &str =
+    r#"COPY "loads" ("tenant_id", "name", "qty", "note") FROM STDIN (FORMAT binary)"#;
+
+/// sqlx has no binary `COPY` writer: its users load many rows with one
+/// `INSERT` of arrays.
+pub const UNNEST_SQL: &str = r#"INSERT INTO "loads" ("tenant_id", "name", "qty", "note") SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int4[], $4::text[])"#;
+
+/// The rows of one bulk load (unstamped: the tenant handle stamps them).
+pub fn new_loads() -> impl Iterator<Item = Load> {
+    (0..LOAD_ROWS).map(|i| Load {
+        id: 0,
+        tenant_id: 0,
+        name: String::from("loaded by the comparison"),
+        qty: i as i32,
+        note: None,
+    })
+}
+
 /// The SQL pebble renders for each workload, used verbatim by the other
 /// contenders so that the server does the same work for all three
 /// (checked against pebble's own rendering in [`Fixture::load`]).
@@ -94,6 +132,7 @@ impl Fixture {
         let db = Db::connect_with(owner.clone(), PoolOptions::default().max_size(2)).await?;
         db.create_table::<Item>().await?;
         db.create_table::<Stock>().await?;
+        db.create_table::<Load>().await?;
         db.install_rls::<Item>().await?;
         let password = db
             .create_app_role("compare_app", &[RlsTable::of::<Item>()])

@@ -145,12 +145,22 @@ async fn copy(
     for row in rows {
         values.clear();
         values.extend(row.into_iter().map(PostgresValue));
-        let params: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        // A failure drops the writer, which aborts the COPY: nothing is written.
-        writer.as_mut().write(&params).await?;
+        // `write_raw` takes the values as an iterator: no `Vec` of
+        // references per row. A failure drops the writer, which aborts the
+        // COPY: nothing is written.
+        writer
+            .as_mut()
+            .write_raw(values.iter().map(as_param))
+            .await?;
     }
     Ok(writer.as_mut().finish().await?)
+}
+
+/// A value as a parameter. A function, not a closure: a closure's
+/// inferred lifetimes would make the future that awaits the write not
+/// `Send` for every lifetime, as spawned tasks need.
+fn as_param(value: &PostgresValue) -> &(dyn ToSql + Sync) {
+    value
 }
 
 /// A quoted identifier. Model names are validated by the derive; quoting
