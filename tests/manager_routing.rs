@@ -556,3 +556,64 @@ async fn a_drop_takes_the_server_from_the_row_it_claims() {
     assert!(databases(one.config(), &id).await.is_empty());
     assert!(databases(two.config(), &id).await.is_empty());
 }
+
+/// A held handle whose database was dropped and created again under the
+/// same name on the same server (by another process) must not write into
+/// the new database: the pool remembers the database it first reached.
+/// (Found by a review of the routing fixes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_handle_does_not_write_into_a_database_recreated_on_the_same_server() {
+    let id = ids();
+    let (home, _) = home(&id).await;
+    let (one, _two) = servers();
+    let this = manager(&home, "one").build().unwrap();
+    let moved = id("recreated");
+    let neighbour = id("recreated_neighbour");
+    let held = this.db(&moved).await.unwrap();
+    held.insert(note("old")).exec().await.unwrap();
+    let beside = this.db(&neighbour).await.unwrap();
+    beside.insert(note("neighbour's")).exec().await.unwrap();
+
+    let database = format!("tenant_{moved}");
+    raw(one.config())
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .unwrap();
+    until("the terminated connection closed", || async {
+        held.status().size == 0 || this.status().connections_open <= 1
+    })
+    .await;
+    // Another process drops the tenant and creates it again, on server one.
+    let other = manager(&home, "one").build().unwrap();
+    other.drop_tenant(&moved).await.unwrap();
+    other.create_tenant(&moved).await.unwrap();
+    other.close_all();
+
+    // The first statement may meet the connection the server ended.
+    let mut result = held.insert(note("meant for the old database")).exec().await;
+    if matches!(result, Err(Error::Connection(_))) {
+        result = held.insert(note("meant for the old database")).exec().await;
+    }
+    let fresh = other.db(&moved).await.unwrap();
+    let landed = bodies(&fresh).await;
+    assert!(
+        matches!(&result, Err(Error::TenantDatabaseGone { .. })),
+        "the held handle's write: {result:?}; the new database now holds {landed:?}"
+    );
+    assert!(landed.is_empty(), "{landed:?}");
+    // The neighbour's pool and rows are untouched.
+    assert_eq!(bodies(&beside).await, vec!["neighbour's".to_owned()]);
+    // The manager forgot the pool: the tenant's next handle reaches the new database.
+    let again = this.db(&moved).await.unwrap();
+    again.insert(note("new")).exec().await.unwrap();
+    assert_eq!(bodies(&fresh).await, vec!["new".to_owned()]);
+    drop((held, fresh, again, beside));
+    this.close_all();
+    other.close_all();
+    this.drop_tenant(&moved).await.unwrap();
+    this.drop_tenant(&neighbour).await.unwrap();
+}

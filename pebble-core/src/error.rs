@@ -390,7 +390,7 @@ pub enum Error {
     /// handle fail the same way; ask `db(id)` for a new handle.
     #[error(
         "tenant {id:?}: the database this handle was opened on no longer exists \
-         (dropped or moved by another process); nothing was sent: call db(id) again"
+         (dropped, moved or re-created by another process); nothing was sent: call db(id) again"
     )]
     TenantDatabaseGone {
         /// The tenant id.

@@ -84,6 +84,13 @@ impl PooledClient {
         Ok(statement)
     }
 
+    /// Forgets the statement prepared for `sql`: the server no longer has
+    /// it, or it can no longer give its result type (see
+    /// `send::stale_statement`). The next use prepares it again.
+    pub(crate) fn forget_statement(&self, sql: &str) {
+        self.statements().remove(sql);
+    }
+
     /// Forgets every prepared statement, after the server forgot them
     /// (`DISCARD ALL`).
     pub(crate) fn forget_statements(&self) {

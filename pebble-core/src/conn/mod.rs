@@ -128,7 +128,7 @@ impl Conn {
                         })
                         .await
                     }
-                    None => plain(&client, pool.mode(), stmt, want).await,
+                    None => plain(&client, pool.mode(), stmt, want, send::Retry::Once).await,
                 }
             }
             // Under row-level security the transaction's tenant was set
@@ -137,7 +137,7 @@ impl Conn {
                 let entered = tx.enter().await?;
                 let result = async {
                     check_table(tx.tables(), entered.client(), tx.mode(), scope, joined).await?;
-                    plain(entered.client(), tx.mode(), stmt, want).await
+                    plain(entered.client(), tx.mode(), stmt, want, send::Retry::No).await
                 }
                 .await;
                 entered.finish(result)
@@ -205,12 +205,14 @@ impl Conn {
                     want,
                 )
                 .await;
-                if output.is_ok() {
+                // On an error the transaction may still be open, and after
+                // raw SQL that touched the session's prepared statements
+                // the next tenant's statements could run its text: `flight`
+                // closes the connection instead of handing it back.
+                if let Ok((_, send::Reuse::Keep)) = &output {
                     flight.done();
                 }
-                // On an error the transaction may still be open: `flight`
-                // closes the connection instead of handing it back.
-                output
+                output.map(|(output, _)| output)
             }
             Conn::Transaction(tx) => {
                 tx.mark_raw();
@@ -274,10 +276,15 @@ async fn plain(
     mode: StatementMode,
     stmt: &Statement,
     want: Want,
+    retry: send::Retry,
 ) -> Result<Output> {
     match want {
-        Want::Rows => send::query(client, mode, stmt).await.map(Output::Rows),
-        Want::Count => send::execute(client, mode, stmt).await.map(Output::Count),
+        Want::Rows => send::query(client, mode, stmt, retry)
+            .await
+            .map(Output::Rows),
+        Want::Count => send::execute(client, mode, stmt, retry)
+            .await
+            .map(Output::Count),
     }
 }
 

@@ -9,10 +9,10 @@ use std::pin::pin;
 use super::client::{Object, PooledClient};
 use futures_util::{Stream, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::Statement;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The setting that carries the tenant of the current transaction, read by
 /// the `pebble_tenant()` function the row-level security policies call.
@@ -43,17 +43,73 @@ pub(crate) async fn prepare(
     client.prepare_cached(sql).await
 }
 
+/// Whether `error` says that a cached statement is stale: the server no
+/// longer has it (`26000`: a `DEALLOCATE`), or its plan can no longer give
+/// the result type it was prepared with (`0A000` after a column's type
+/// changed, say `text` to `varchar`, which the model still reads). Either
+/// way the statement did not run (the server refuses it at Bind).
+pub(crate) fn stale_statement(error: &Error) -> bool {
+    match error {
+        Error::Database { code, message, .. } => {
+            *code == SqlState::INVALID_SQL_STATEMENT_NAME
+                || (*code == SqlState::FEATURE_NOT_SUPPORTED
+                    && message.contains("cached plan must not change result type"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `run` with `sql` prepared on `client`. A stale statement (see
+/// [`stale_statement`]) is forgotten, so that the connection's next use
+/// prepares it again, and, when `retry` (outside a transaction, where the
+/// refused statement aborted nothing), run once more, prepared afresh.
+async fn with_prepared<'a, T, F, Fut>(
+    client: &'a PooledClient,
+    sql: &str,
+    retry: Retry,
+    run: F,
+) -> Result<T>
+where
+    F: Fn(tokio_postgres::Statement) -> Fut,
+    Fut: Future<Output = Result<T>> + 'a,
+{
+    let prepared = prepare(client, sql).await?;
+    match run(prepared).await {
+        Err(e) if stale_statement(&e) => {
+            client.forget_statement(sql);
+            if retry == Retry::No {
+                return Err(e);
+            }
+            tracing::debug!(target: "pebble::sql", sql, error = %e, "stale prepared statement: prepared again");
+            let prepared = prepare(client, sql).await?;
+            run(prepared).await
+        }
+        other => other,
+    }
+}
+
+/// Whether a statement refused as stale may be sent again: not inside a
+/// transaction the caller holds (the refusal aborted it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    Once,
+    No,
+}
+
 /// The rows of `stmt`.
 pub(crate) async fn query(
     client: &PooledClient,
     mode: StatementMode,
     stmt: &Statement,
+    retry: Retry,
 ) -> Result<Vec<Row>> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = prepare(client, stmt.sql()).await?;
-            let rows = client.query_raw(&prepared, stmt.param_iter()).await?;
-            Ok(rows.try_collect().await?)
+            with_prepared(client, stmt.sql(), retry, |prepared| async move {
+                let rows = client.query_raw(&prepared, stmt.param_iter()).await?;
+                Ok(rows.try_collect().await?)
+            })
+            .await
         }
         StatementMode::Unnamed => Ok(client.query_typed(stmt.sql(), &stmt.typed_params()).await?),
     }
@@ -64,11 +120,14 @@ pub(crate) async fn execute(
     client: &PooledClient,
     mode: StatementMode,
     stmt: &Statement,
+    retry: Retry,
 ) -> Result<u64> {
     match mode {
         StatementMode::Prepared => {
-            let prepared = prepare(client, stmt.sql()).await?;
-            Ok(client.execute_raw(&prepared, stmt.param_iter()).await?)
+            with_prepared(client, stmt.sql(), retry, |prepared| async move {
+                Ok(client.execute_raw(&prepared, stmt.param_iter()).await?)
+            })
+            .await
         }
         StatementMode::Unnamed => execute_typed(client, stmt.sql(), &stmt.typed_params()).await,
     }
@@ -130,10 +189,13 @@ pub(crate) async fn in_tenant_context(
     want: Want,
 ) -> Result<Output> {
     match mode {
+        // The whole transaction is sent again: the refusal rolled it back.
         StatementMode::Prepared => {
-            let prepared = prepare(client, stmt.sql()).await?;
-            let run = run_prepared(client, &prepared, stmt.param_iter(), want);
-            pipelined(client, tenant, run).await
+            with_prepared(client, stmt.sql(), Retry::Once, |prepared| async move {
+                let run = run_prepared(client, &prepared, stmt.param_iter(), want);
+                pipelined(client, tenant, run).await
+            })
+            .await
         }
         StatementMode::Unnamed => {
             let params = stmt.typed_params();
@@ -159,6 +221,10 @@ pub(crate) async fn in_tenant_context(
 /// closed again inside the transaction, so a pooler never sees it outlive
 /// the transaction), then the typed statement and `COMMIT`. On an error the
 /// transaction may be open: the caller discards the connection.
+///
+/// With the output, whether the connection may go back to the pool: not
+/// when the raw SQL touched the session's prepared statements (see
+/// [`STATEMENTS_CHECK`]). Then the caller closes it.
 pub(crate) async fn raw_in_tenant_context(
     client: &PooledClient,
     mode: StatementMode,
@@ -166,29 +232,91 @@ pub(crate) async fn raw_in_tenant_context(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
     want: Want,
-) -> Result<Output> {
+) -> Result<(Output, Reuse)> {
     match mode {
         StatementMode::Prepared => {
             let prepared = prepare(client, sql).await?;
             let run = run_prepared(client, &prepared, params.iter().copied(), want);
-            pipelined_then(client, tenant, run, true).await
+            let (output, checks) = pipelined_then(client, tenant, run, true).await?;
+            let reuse = match checks {
+                Some((before, after)) => Reuse::after(&before, &after),
+                None => Reuse::Close,
+            };
+            Ok((output, reuse))
         }
         StatementMode::Unnamed => {
-            let begin = begin_text(tenant);
-            let (begin, parsed) = tokio::join!(client.batch_execute(&begin), client.prepare(sql));
-            begin?;
+            let begin = format!("{}; {STATEMENTS_CHECK}", begin_text(tenant));
+            let (before, parsed) = tokio::join!(client.simple_query(&begin), client.prepare(sql));
+            let before = before?;
             let types = parsed?.params().to_vec(); // dropping it sends Close, in the transaction
             let typed: Vec<(&(dyn ToSql + Sync), Type)> =
                 params.iter().copied().zip(types).collect();
-            let (output, reset, commit) = tokio::join!(
+            let (output, statements, commit) = tokio::join!(
                 run_typed(client, sql, &typed, want),
-                client.batch_execute(SESSION_RESET),
+                client.simple_query(&CHECK_AND_RESET),
                 client.batch_execute("COMMIT"),
             );
             let output = output?;
-            reset?;
+            let after = statements?;
             commit?;
-            Ok(output)
+            Ok((output, Reuse::after(&before, &after)))
+        }
+    }
+}
+
+/// What raw SQL may have done to the session's prepared statements: how
+/// many SQL made (`PREPARE`), and the names of those the protocol made
+/// (pebble's and tokio-postgres's). Raw SQL under row-level security runs
+/// on a pooled connection that the next tenant gets, and the session reset
+/// keeps prepared statements (so that the statement cache still hits):
+/// raw SQL could `DEALLOCATE` a statement pebble cached for a builder
+/// shape and `PREPARE` its own text under the same name, which the next
+/// tenant's statement of that shape would then run in its own tenant
+/// context (reading that tenant's rows into a session setting, or
+/// rewriting them). SQL can remove protocol statements but never make one,
+/// so the check is read before and after the raw SQL, inside its
+/// transaction, in the same round trip: the connection goes back to the
+/// pool only if SQL made none and the protocol's are the same.
+const STATEMENTS_CHECK: &str = "SELECT count(*) FILTER (WHERE from_sql), \
+string_agg(name, ',' ORDER BY name) FILTER (WHERE NOT from_sql) \
+FROM pg_catalog.pg_prepared_statements";
+
+/// [`STATEMENTS_CHECK`], then [`SESSION_RESET`], as one message: both go
+/// out before `COMMIT` (a message still to be sent after a reply would
+/// follow it). The reset does not touch prepared statements.
+static CHECK_AND_RESET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{STATEMENTS_CHECK}; {SESSION_RESET}"));
+
+/// Whether a connection may go back to the pool after raw SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// The session's prepared statements are the ones it had before.
+    Keep,
+    /// Raw SQL prepared or deallocated a statement: close the connection
+    /// (a fresh one has no statement pebble did not make).
+    Close,
+}
+
+impl Reuse {
+    /// From [`STATEMENTS_CHECK`]'s rows before and after the raw SQL: the
+    /// first row of each reply (the other statements of those messages
+    /// return none but the reset's advisory unlock, which comes after).
+    fn after(before: &[SimpleQueryMessage], after: &[SimpleQueryMessage]) -> Reuse {
+        let check = |reply: &[SimpleQueryMessage]| {
+            reply.iter().find_map(|message| match message {
+                SimpleQueryMessage::Row(row) => {
+                    Some((row.get(0).map(str::to_owned), row.get(1).map(str::to_owned)))
+                }
+                _ => None,
+            })
+        };
+        match (check(before), check(after)) {
+            (Some((Some(made_before), names_before)), Some((Some(made_after), names_after)))
+                if made_before == "0" && made_after == "0" && names_before == names_after =>
+            {
+                Reuse::Keep
+            }
+            _ => Reuse::Close,
         }
     }
 }
@@ -205,48 +333,56 @@ async fn pipelined(
     tenant: &str,
     run: impl Future<Output = Result<Output>>,
 ) -> Result<Output> {
-    pipelined_then(client, tenant, run, false).await
+    Ok(pipelined_then(client, tenant, run, false).await?.0)
 }
 
 /// Everything `DISCARD ALL` resets but prepared statements: the
 /// connection keeps its statement cache (with `DISCARD ALL` every raw
 /// statement, and every builder statement after it, would be prepared again,
-/// a round trip each). A statement the raw SQL itself `PREPARE`d stays; it
-/// can only make a later prepare of the same name fail, never carry state
-/// to another tenant.
+/// a round trip each). Prepared statements are what raw SQL could still
+/// change for the next tenant: [`STATEMENTS_CHECK`] closes a connection
+/// whose statements it changed.
 const SESSION_RESET: &str = "RESET ALL; CLOSE ALL; UNLISTEN *; \
 SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
-/// [`pipelined`], with [`SESSION_RESET`] between the statement and
-/// `COMMIT` when `reset`.
+/// The replies of [`STATEMENTS_CHECK`] before and after raw SQL.
+type Checks = (Vec<SimpleQueryMessage>, Vec<SimpleQueryMessage>);
+
+/// [`pipelined`]; when `reset`, with [`STATEMENTS_CHECK`] in the `BEGIN`
+/// message, and the check again and [`SESSION_RESET`] between the
+/// statement and `COMMIT` (their replies with the output).
 async fn pipelined_then(
     client: &PooledClient,
     tenant: &str,
     run: impl Future<Output = Result<Output>>,
     reset: bool,
-) -> Result<Output> {
+) -> Result<(Output, Option<Checks>)> {
     let begin = begin_text(tenant);
-    let discard = async {
-        if reset {
-            client.batch_execute(SESSION_RESET).await
-        } else {
-            Ok(())
-        }
+    let (begin, output, after, commit) = if reset {
+        let begin = format!("{begin}; {STATEMENTS_CHECK}");
+        let (begin, output, after, commit) = tokio::join!(
+            client.simple_query(&begin),
+            run,
+            client.simple_query(&CHECK_AND_RESET),
+            client.batch_execute("COMMIT"),
+        );
+        (begin.map(Some), output, after.map(Some), commit)
+    } else {
+        let (begin, output, commit) = tokio::join!(
+            client.batch_execute(&begin),
+            run,
+            client.batch_execute("COMMIT"),
+        );
+        (begin.map(|()| None), output, Ok(None), commit)
     };
-    let (begin, output, reset, commit) = tokio::join!(
-        client.batch_execute(&begin),
-        run,
-        discard,
-        client.batch_execute("COMMIT"),
-    );
-    // First failure first: a failed `BEGIN` or `set_config` explains the
+    // First failure first: a failed `BEGIN` or `SET LOCAL` explains the
     // statement's failure, not the reverse; a failed statement aborted the
     // transaction, which fails the reset too, and rolls back what it set.
-    begin?;
+    let before = begin?;
     let output = output?;
-    reset?;
+    let after = after?;
     commit?;
-    Ok(output)
+    Ok((output, before.zip(after)))
 }
 
 /// `BEGIN` and `SET LOCAL pebble.tenant_id = <tenant>` as one simple-query

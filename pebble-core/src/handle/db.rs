@@ -84,7 +84,13 @@ impl Db {
     /// pebble pools its own connection type (a client with pebble's
     /// per-connection statement cache), so it takes a manager, not a
     /// `deadpool_postgres::Pool`: connections of a pool of yours would not
-    /// have that cache.
+    /// have that cache. Where you used pool hooks (`post_create`), connect
+    /// with your own [`deadpool_postgres::Connect`] instead. Keep the
+    /// manager's recycling method `Fast`, `Verified` or `Clean`: a `Custom`
+    /// query that deallocates statements (`DISCARD ALL`) would leave every
+    /// cached statement stale at each checkout (each is prepared again when
+    /// the server refuses it, but inside a transaction that refusal fails
+    /// the transaction).
     ///
     /// ```no_run
     /// # async fn demo() -> pebble_core::Result<()> {

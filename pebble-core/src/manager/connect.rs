@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::Host;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Connection, NoTls};
+use tokio_postgres::{Client, Connection, NoTls, SimpleQueryMessage};
 
 use crate::conn::tls::MakeTls;
 use crate::error::{Error, SqlState};
@@ -232,6 +232,11 @@ pub(crate) struct PoolConnect {
     /// Set when the database this pool had connected to no longer exists:
     /// it hands out no connection any more.
     gone: AtomicBool,
+    /// The oid of the database this pool first connected to (0 before).
+    /// A database dropped and created again under the same name (on the
+    /// same server, by another process) has another: the pool's handles
+    /// must not reach it, as they would a missing one.
+    database: AtomicI64,
 }
 
 impl PoolConnect {
@@ -241,6 +246,7 @@ impl PoolConnect {
             state,
             connected: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            database: AtomicI64::new(0),
         }
     }
 }
@@ -277,12 +283,40 @@ impl deadpool_postgres::Connect for PoolConnect {
                 }
                 Err(e) => return Err(e),
             };
-            self.connected.store(true, Ordering::SeqCst);
             let task = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(target: "pebble::manager", error = %e, "connection ended");
                 }
             });
+            // A simple query: one message, no named statement (a pooler in
+            // transaction mode could send a Bind to another server).
+            let reply = client
+                .simple_query(
+                    "SELECT oid FROM pg_catalog.pg_database \
+                     WHERE datname = pg_catalog.current_database()",
+                )
+                .await?;
+            let oid = reply
+                .iter()
+                .find_map(|message| match message {
+                    SimpleQueryMessage::Row(row) => row.get(0)?.parse::<i64>().ok(),
+                    _ => None,
+                })
+                .unwrap_or(-1);
+            match self
+                .database
+                .compare_exchange(0, oid, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {}
+                Err(first) if first == oid => {}
+                // Dropping `client` closes the connection.
+                Err(_) => {
+                    self.database_gone();
+                    let refusal = Refusal::DatabaseGone(self.state.id.clone());
+                    return Err(smuggle(refusal.into()).await);
+                }
+            }
+            self.connected.store(true, Ordering::SeqCst);
             Ok((client, task))
         })
     }

@@ -77,8 +77,9 @@ const IDLE_POLL: Duration = Duration::from_millis(5);
 ///   tenant for its own when the row places it on one of its servers;
 ///   other rows are [`Error::UnknownServer`].
 /// - A pool whose database went away (another process dropped the tenant,
-///   perhaps re-creating it on another server) is forgotten at its first
-///   failed connect; statements through it fail with
+///   perhaps re-creating it on another server or under the same name on
+///   the same one: a pool remembers the oid of the database it first
+///   reached) is forgotten at its first failed connect; statements through it fail with
 ///   [`Error::TenantDatabaseGone`] and the next `db(id)` reads the
 ///   registry again.
 ///
@@ -191,7 +192,7 @@ impl TenantManager {
     ///
     /// A handle stays bound to the database it was opened on. If that
     /// database goes away (another process drops the tenant and perhaps
-    /// re-creates it elsewhere), statements through the handle fail with
+    /// re-creates it, elsewhere or on the same server), statements through the handle fail with
     /// [`Error::TenantDatabaseGone`] without being sent or retried, the
     /// manager forgets the pool, and the next `db(id)` reads the registry
     /// again and opens the tenant where it is now. (A statement on a
