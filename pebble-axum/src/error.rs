@@ -40,6 +40,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// | `Pool` (no connection in time, pool closed) | 503 + `Retry-After: 1` | `unavailable` |
 /// | `Connection` (`is_connection_error`) | 503 + `Retry-After: 1` | `unavailable` |
 /// | `Timeout` | 503 + `Retry-After: 1` | `unavailable` |
+/// | `TenantDatabaseGone` (moved or re-created by another process; the next request's handle finds it) | 503 + `Retry-After: 1` | `unavailable` |
 /// | anything else | 500 | `internal` |
 ///
 /// The body never carries SQL, server messages, constraint or table names:
@@ -105,7 +106,9 @@ impl ApiError {
             Error::InvalidTenantId { reason, .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_tenant_id", reason)
             }
-            Error::Pool(_) | Error::Timeout(_) => unavailable(),
+            // The manager forgot the pool: the next request's handle reads
+            // the registry again and reaches the tenant where it is now.
+            Error::Pool(_) | Error::Timeout(_) | Error::TenantDatabaseGone { .. } => unavailable(),
             e if e.is_connection_error() => unavailable(),
             _ => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,6 +220,7 @@ mod tests {
         assert_eq!(status(elsewhere), 500);
         assert_eq!(status(Error::Pool(PoolError::Closed)), 503);
         assert_eq!(status(Error::Timeout("x")), 503);
+        assert_eq!(status(Error::TenantDatabaseGone { id: "a".into() }), 503);
         assert_eq!(status(Error::TransactionAborted), 500);
         assert_eq!(status(Error::NothingToSet { table: "t" }), 500);
         assert_eq!(status(Error::Config("secret://url".into())), 500);
