@@ -81,9 +81,9 @@ impl Conn {
         }
     }
 
-    /// `COPY "table" (columns) FROM STDIN (FORMAT binary)` of `rows` (each
-    /// `columns.len()` values, in column order): one statement, so all or
-    /// nothing. Not under row-level security (PostgreSQL refuses `COPY
+    /// `COPY "table" (columns) FROM STDIN (FORMAT binary)` of `rows` (row
+    /// after row, `columns.len()` values each, in column order): one
+    /// statement, so all or nothing. Not under row-level security (PostgreSQL refuses `COPY
     /// FROM` to a role subject to it); the caller checks.
     pub(crate) async fn copy_in(
         &self,
@@ -91,7 +91,7 @@ impl Conn {
         table: &str,
         columns: &[&str],
         types: &[Type],
-        rows: Vec<Vec<Value>>,
+        rows: Vec<Value>,
     ) -> Result<u64> {
         scope.check()?;
         scope.trace(table);
@@ -124,7 +124,7 @@ async fn copy(
     table: &str,
     columns: &[&str],
     types: &[Type],
-    rows: Vec<Vec<Value>>,
+    rows: Vec<Value>,
 ) -> Result<u64> {
     let list = columns
         .iter()
@@ -141,10 +141,12 @@ async fn copy(
     tracing::debug!(target: "pebble::sql", sql = %sql, rows = rows.len());
     let sink = client.copy_in(&sql).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
-    let mut values: Vec<PostgresValue> = Vec::with_capacity(columns.len());
-    for row in rows {
+    let width = columns.len().max(1);
+    let mut values: Vec<PostgresValue> = Vec::with_capacity(width);
+    let mut rows = rows.into_iter();
+    while rows.len() > 0 {
         values.clear();
-        values.extend(row.into_iter().map(PostgresValue));
+        values.extend(rows.by_ref().take(width).map(PostgresValue));
         // `write_raw` takes the values as an iterator: no `Vec` of
         // references per row. A failure drops the writer, which aborts the
         // COPY: nothing is written.

@@ -63,6 +63,8 @@ impl<M: Model> CopyIn<M> {
             rows: Vec::new(),
             refused: None,
         };
+        let rows = rows.into_iter();
+        load.rows.reserve(rows.size_hint().0);
         for row in rows {
             match row {
                 Ok(row) => load.rows.push(row),
@@ -99,16 +101,17 @@ impl<M: Model> CopyIn<M> {
     }
 }
 
-/// The columns to copy and each row's values for them: every column but
-/// the `#[pebble(default)]` ones that every row leaves unset.
-fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Vec<Value>>)> {
+/// The columns to copy and the rows' values for them, row after row in
+/// one `Vec` (one allocation for the load, not one per row): every column
+/// but the `#[pebble(default)]` ones that every row leaves unset.
+fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Value>)> {
     let width = M::COLUMNS.len();
     let (mut unset, mut set) = (vec![false; width], vec![false; width]);
-    let mut values = Vec::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.len() * width);
     for row in rows {
-        let mut row_values = Vec::with_capacity(width);
+        let start = values.len();
         row.into_values(|value, is_unset| {
-            let i = row_values.len();
+            let i = values.len() - start;
             if M::COLUMNS.get(i).is_some_and(|c| c.default.is_some()) {
                 if is_unset {
                     unset[i] = true;
@@ -116,16 +119,15 @@ fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Vec<V
                     set[i] = true;
                 }
             }
-            row_values.push(value);
+            values.push(value);
         });
-        if row_values.len() != width {
+        if values.len() - start != width {
             return Err(Error::MalformedRow {
                 table: M::TABLE,
                 columns: width,
-                values: row_values.len(),
+                values: values.len() - start,
             });
         }
-        values.push(row_values);
     }
     if let Some(mixed) = (0..width).find(|&i| unset[i] && set[i]) {
         return Err(Error::CopyMixedDefaults {
@@ -136,14 +138,12 @@ fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Vec<V
     let keep: Vec<usize> = (0..width).filter(|&i| !unset[i]).collect();
     let columns = keep.iter().map(|&i| M::COLUMNS[i].name).collect();
     if keep.len() < width {
-        for row in &mut values {
-            let mut i = 0;
-            row.retain(|_| {
-                let kept = !unset[i];
-                i += 1;
-                kept
-            });
-        }
+        let mut i = 0;
+        values.retain(|_| {
+            let kept = !unset[i % width];
+            i += 1;
+            kept
+        });
     }
     Ok((columns, values))
 }
@@ -152,8 +152,8 @@ fn copied_values<M: Model>(rows: Vec<M>) -> Result<(Vec<&'static str>, Vec<Vec<V
 /// the field (which the table check holds the table to), or, for a custom
 /// [`SqlType`](crate::SqlType) whose SQL type is not one of pebble's, the
 /// type its values bind as.
-fn column_types<M: Model>(columns: &[&'static str], rows: &[Vec<Value>]) -> Vec<Type> {
-    let first = rows.first();
+fn column_types<M: Model>(columns: &[&'static str], rows: &[Value]) -> Vec<Type> {
+    let first = rows.get(..columns.len());
     columns
         .iter()
         .enumerate()
