@@ -6,11 +6,23 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
-use pebble_testkit::TempServer;
 use tokio_postgres::NoTls;
+
+mod common;
+use common::servers::raw;
+
+/// The two servers of this binary.
+fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer) {
+    common::servers::two()
+}
+
+/// Names unique to one test of this binary.
+fn ids() -> impl Fn(&str) -> String {
+    common::servers::ids("pl")
+}
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[pebble(table = "notes", per_tenant)]
@@ -18,34 +30,6 @@ struct Note {
     #[pebble(primary_key, default)]
     id: i64,
     body: String,
-}
-
-/// The two servers, started once for this test binary.
-fn servers() -> &'static (TempServer, TempServer) {
-    static SERVERS: OnceLock<(TempServer, TempServer)> = OnceLock::new();
-    SERVERS.get_or_init(|| {
-        (
-            TempServer::start().expect("server one"),
-            TempServer::start().expect("server two"),
-        )
-    })
-}
-
-/// Names unique to one test of one run (tenant ids, the home database).
-fn ids() -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "pl{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
-}
-
-async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
-    tokio::spawn(connection);
-    client
 }
 
 /// The databases on a server whose names start with `prefix`.

@@ -8,15 +8,24 @@
 //! observing the waiter, never by sleeping.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use pebble::{
     Db, Error, Model, Placement, PoolOptions, TenantDatabase, TenantManager, TenantManagerBuilder,
 };
-use pebble_testkit::TempServer;
-use tokio_postgres::NoTls;
+
+mod common;
+use common::servers::raw;
+
+/// The two servers of this binary.
+fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer) {
+    common::servers::two()
+}
+
+/// Names unique to one test of this binary.
+fn ids() -> impl Fn(&str) -> String {
+    common::servers::ids("rt")
+}
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[pebble(table = "notes", per_tenant)]
@@ -24,34 +33,6 @@ struct Note {
     #[pebble(primary_key, default)]
     id: i64,
     body: String,
-}
-
-/// The two servers, started once for this test binary.
-fn servers() -> &'static (TempServer, TempServer) {
-    static SERVERS: OnceLock<(TempServer, TempServer)> = OnceLock::new();
-    SERVERS.get_or_init(|| {
-        (
-            TempServer::start().expect("server one"),
-            TempServer::start().expect("server two"),
-        )
-    })
-}
-
-/// Names unique to one test of one run (tenant ids, the home database).
-fn ids() -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "rt{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
-}
-
-async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
-    tokio::spawn(connection);
-    client
 }
 
 /// Whether `database` exists on the server of `config`.

@@ -4,13 +4,20 @@
 //! placed over two servers.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pebble::{
     Db, Error, Model, SchemaTenants, TenantDatabase, TenantManager, TenantStatus, TenantStrategy,
 };
 use tokio_postgres::NoTls;
+
+mod common;
+use common::servers::raw;
+
+/// Names unique to one test of this binary.
+fn ids() -> impl Fn(&str) -> String {
+    common::servers::ids("r")
+}
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[pebble(table = "notes", per_tenant)]
@@ -25,23 +32,6 @@ fn note(body: &str) -> Note {
         id: 0,
         body: body.to_owned(),
     }
-}
-
-/// Tenant ids unique to this process and test (databases are server-wide).
-fn ids() -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "r{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
-}
-
-async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
-    let (client, connection) = config.connect(NoTls).await.expect("raw connect");
-    tokio::spawn(connection);
-    client
 }
 
 async fn databases(client: &tokio_postgres::Client, like: &str) -> BTreeSet<String> {

@@ -28,6 +28,18 @@ async fn cached_select(a: &pebble::TenantDb<uuid::Uuid, pebble::RlsDb>) -> (Stri
     (row.get(0), row.get(1))
 }
 
+/// Through tenant A's raw SQL: deallocates the statement pebble cached
+/// for the select of `users` and prepares `text` under its name, with its
+/// parameter types. Either may fail once pebble guards against it: what
+/// matters is what B's statement does next.
+async fn plant(a: &pebble::TenantDb<uuid::Uuid, pebble::RlsDb>, text: &str) {
+    let (name, types) = cached_select(a).await;
+    let _ = a.execute(&format!("DEALLOCATE {name}"), &[]).await;
+    let _ = a
+        .execute(&format!("PREPARE {name} ({types}) AS {text}"), &[])
+        .await;
+}
+
 /// Tenant A's raw SQL replaces a statement pebble cached for a builder
 /// shape; tenant B's next builder statement must not run A's text inside
 /// B's transaction (B's tenant context, B's rows).
@@ -39,19 +51,12 @@ async fn raw_sql_of_one_tenant_cannot_plant_a_statement_another_tenant_runs() {
     let b = f.app.tenant(f.b);
     assert_eq!(b.select::<User>().all().await.unwrap().len(), 2);
 
-    let (name, types) = cached_select(&a).await;
-    // Either may fail once pebble guards against it: what matters is what
-    // B's statement does next.
-    let _ = a.execute(&format!("DEALLOCATE {name}"), &[]).await;
-    let _ = a
-        .execute(
-            &format!(
-                "PREPARE {name} ({types}) AS UPDATE users SET name = 'planted by A' \
-                 RETURNING id, tenant_id, email, name, age, nickname"
-            ),
-            &[],
-        )
-        .await;
+    plant(
+        &a,
+        "UPDATE users SET name = 'planted by A' \
+         RETURNING id, tenant_id, email, name, age, nickname",
+    )
+    .await;
 
     let seen = b.select::<User>().all().await;
     let after = f.users_of(f.b).await;
@@ -73,19 +78,14 @@ async fn raw_sql_of_one_tenant_cannot_read_another_tenants_rows_through_the_stat
     let b = f.app.tenant(f.b);
     b.select::<User>().all().await.unwrap();
 
-    let (name, types) = cached_select(&a).await;
-    let _ = a.execute(&format!("DEALLOCATE {name}"), &[]).await;
-    let _ = a
-        .execute(
-            &format!(
-                "PREPARE {name} ({types}) AS SELECT id, tenant_id, email, name, age, nickname \
-                 FROM users WHERE set_config('loot.rows', \
-                 (SELECT string_agg(tenant_id::text || ' ' || email, ',') FROM users), false) \
-                 IS NOT NULL"
-            ),
-            &[],
-        )
-        .await;
+    plant(
+        &a,
+        "SELECT id, tenant_id, email, name, age, nickname \
+         FROM users WHERE set_config('loot.rows', \
+         (SELECT string_agg(tenant_id::text || ' ' || email, ',') FROM users), false) \
+         IS NOT NULL",
+    )
+    .await;
 
     let seen = b.select::<User>().all().await.unwrap();
     assert_eq!(seen.len(), 2);

@@ -4,6 +4,7 @@
 
 pub mod rls;
 pub mod schema;
+pub mod servers;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pebble::{Db, Model};
