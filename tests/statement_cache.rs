@@ -299,3 +299,128 @@ async fn a_column_type_change_under_row_level_security_is_prepared_again() {
     }
     f.cleanup().await;
 }
+
+/// The check of the session's prepared statements cannot be fooled by
+/// raw SQL that shadows the aggregates it calls (a `count` and a
+/// `string_agg` of its own, reached through a `search_path` it set) while
+/// it plants a statement. (Found by a second review.)
+#[tokio::test]
+async fn shadowed_aggregates_do_not_fool_the_statements_check() {
+    let f = Fixture::with_pool(PoolOptions::default().max_size(1)).await;
+    f.owner
+        .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {}", f.role))
+        .await
+        .unwrap();
+    let a = f.app.tenant(f.a);
+    let b = f.app.tenant(f.b);
+    assert_eq!(b.select::<User>().all().await.unwrap().len(), 2);
+    let (name, types) = cached_select(&a).await;
+    for sql in [
+        "CREATE FUNCTION public.zero_sfunc(bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT 0::bigint'",
+        "CREATE AGGREGATE public.count(*) (SFUNC = public.zero_sfunc, STYPE = bigint, INITCOND = '0')",
+        "CREATE FUNCTION public.names_sfunc(text, text, text) RETURNS text LANGUAGE sql AS 'SELECT NULL::text'",
+        "CREATE FUNCTION public.names_final(text) RETURNS text LANGUAGE sql STABLE AS $$SELECT current_setting('loot.names')$$",
+        "CREATE AGGREGATE public.string_agg(text, text) (SFUNC = public.names_sfunc, STYPE = text, FINALFUNC = public.names_final)",
+        "CREATE FUNCTION public.plant(victim text, types text) RETURNS text LANGUAGE plpgsql AS $f$ \
+         BEGIN \
+           PERFORM pg_catalog.set_config('loot.names', (SELECT pg_catalog.string_agg(name, ',' ORDER BY name) \
+             FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql), false); \
+           PERFORM pg_catalog.set_config('search_path', 'public, pg_catalog', false); \
+           EXECUTE pg_catalog.format('DEALLOCATE %I', victim); \
+           EXECUTE pg_catalog.format('PREPARE %I (%s) AS UPDATE public.users SET name = %L \
+             RETURNING id, tenant_id, email, name, age, nickname', victim, types, 'planted by A'); \
+           RETURN 'planted'; \
+         END $f$",
+    ] {
+        a.execute(sql, &[]).await.unwrap();
+    }
+    let planted: String = a
+        .query_one("SELECT public.plant($1, $2)", &[&name, &types])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(planted, "planted");
+    let seen = b.select::<User>().all().await;
+    let after = f.users_of(f.b).await;
+    assert!(
+        after.iter().all(|u| u.name != "planted by A"),
+        "the check was fooled: tenant A's text ran as tenant B's select: \
+         B's rows are now {after:?} (B saw {seen:?})"
+    );
+    assert_eq!(seen.unwrap().len(), 2);
+    f.cleanup().await;
+}
+
+/// A `SET ROLE` in one tenant's raw SQL does not survive into the next
+/// tenant's statements on the connection (`RESET ALL` alone keeps it).
+#[tokio::test]
+async fn set_role_in_raw_sql_does_not_survive_the_session_reset() {
+    let f = Fixture::with_pool(PoolOptions::default().max_size(1)).await;
+    let other = format!("{}_reports", f.role);
+    f.owner
+        .batch_execute(&format!(
+            "CREATE ROLE {other} NOLOGIN; GRANT {other} TO {}; GRANT SELECT ON users TO {other}",
+            f.role
+        ))
+        .await
+        .unwrap();
+    let a = f.app.tenant(f.a);
+    let b = f.app.tenant(f.b);
+    a.execute(&format!("SET ROLE {other}"), &[]).await.unwrap();
+    let who: String = b
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let insert = b.insert(User::new("carl", 50)).exec().await;
+    f.owner
+        .batch_execute(&format!(
+            "REVOKE {other} FROM {}; DROP OWNED BY {other}; DROP ROLE {other}",
+            f.role
+        ))
+        .await
+        .unwrap();
+    assert_eq!(who, f.role, "tenant B ran as {who}; B's insert: {insert:?}");
+    assert_eq!(insert.unwrap(), 1);
+    f.cleanup().await;
+}
+
+/// Streams meet stale statements too: after a compatible column type
+/// change a stream's statement is prepared again, not failed until its
+/// connection closes.
+#[tokio::test]
+async fn a_stream_after_a_compatible_column_type_change() {
+    use futures_util::StreamExt;
+    let (test_db, owner) = common::setup().await;
+    let one = pebble::Db::connect_with(test_db.config(), PoolOptions::default().max_size(1))
+        .await
+        .unwrap();
+    let (tenant, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    one.tenant(tenant)
+        .insert(User::new("ann", 31))
+        .exec()
+        .await
+        .unwrap();
+    one.tenant(other)
+        .insert(User::new("bob", 40))
+        .exec()
+        .await
+        .unwrap();
+    let first: Vec<_> = one.tenant(tenant).select::<User>().stream().collect().await;
+    assert!(first.iter().all(|r| r.is_ok()));
+    owner
+        .batch_execute("ALTER TABLE users ALTER COLUMN nickname TYPE varchar(100)")
+        .await
+        .unwrap();
+    for attempt in 0..3 {
+        let rows: Vec<_> = one.tenant(tenant).select::<User>().stream().collect().await;
+        let names: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|u| u.name.clone()))
+            .collect();
+        assert!(
+            rows.len() == 1 && names == ["ann"],
+            "attempt {attempt}: {rows:?}"
+        );
+    }
+}

@@ -50,10 +50,21 @@ pub(crate) async fn prepare(
 /// way the statement did not run (the server refuses it at Bind).
 pub(crate) fn stale_statement(error: &Error) -> bool {
     match error {
-        Error::Database { code, message, .. } => {
+        Error::Database {
+            code,
+            message,
+            source,
+        } => {
             *code == SqlState::INVALID_SQL_STATEMENT_NAME
                 || (*code == SqlState::FEATURE_NOT_SUPPORTED
-                    && message.contains("cached plan must not change result type"))
+                    // The function that raises it, whatever the server's
+                    // `lc_messages`; the English text for a server that
+                    // does not send it.
+                    && (source
+                        .as_db_error()
+                        .and_then(|e| e.routine())
+                        .is_some_and(|r| r == "RevalidateCachedQuery")
+                        || message.contains("cached plan must not change result type")))
         }
         _ => false,
     }
@@ -276,9 +287,12 @@ pub(crate) async fn raw_in_tenant_context(
 /// rewriting them). SQL can remove protocol statements but never make one,
 /// so the check is read before and after the raw SQL, inside its
 /// transaction, in the same round trip: the connection goes back to the
-/// pool only if SQL made none and the protocol's are the same.
-const STATEMENTS_CHECK: &str = "SELECT count(*) FILTER (WHERE from_sql), \
-string_agg(name, ',' ORDER BY name) FILTER (WHERE NOT from_sql) \
+/// pool only if SQL made none and the protocol's are the same. Every name
+/// in it is schema-qualified: raw SQL may set `search_path` (and the role's
+/// default one) to a schema where it created a `count` or `string_agg` of
+/// its own that would report "nothing changed".
+const STATEMENTS_CHECK: &str = "SELECT pg_catalog.count(*) FILTER (WHERE from_sql), \
+pg_catalog.string_agg(name, ',' ORDER BY name) FILTER (WHERE NOT from_sql) \
 FROM pg_catalog.pg_prepared_statements";
 
 /// [`STATEMENTS_CHECK`], then [`SESSION_RESET`], as one message: both go
@@ -342,8 +356,12 @@ async fn pipelined(
 /// a round trip each). Prepared statements are what raw SQL could still
 /// change for the next tenant: [`STATEMENTS_CHECK`] closes a connection
 /// whose statements it changed.
-const SESSION_RESET: &str = "RESET ALL; CLOSE ALL; UNLISTEN *; \
-SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+///
+/// `SET SESSION AUTHORIZATION DEFAULT` first, as `DISCARD ALL` does: `RESET
+/// ALL` leaves a `SET ROLE` in place, and the next tenant's statements
+/// would run as that role.
+const SESSION_RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; \
+UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 /// The replies of [`STATEMENTS_CHECK`] before and after raw SQL.
 type Checks = (Vec<SimpleQueryMessage>, Vec<SimpleQueryMessage>);

@@ -198,7 +198,10 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
                                 client.query_raw(&prepared, stmt.params())
                             );
                             begun?;
-                            rows?
+                            // A stale statement is prepared again on the
+                            // next use; this transaction is aborted (the
+                            // drop of `holder` rolls it back).
+                            rows.map_err(|e| forget_if_stale(client, stmt, e))?
                         }
                         StatementMode::Unnamed => {
                             let (begun, rows) = tokio::join!(
@@ -210,7 +213,7 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
                         }
                     }
                 }
-                None => start(client, pool.mode(), stmt).await?,
+                None => start(client, pool.mode(), stmt, send::Retry::Once).await?,
             };
             Ok(Running {
                 rows: Box::pin(rows),
@@ -228,7 +231,7 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
                     tx: Arc::clone(tx),
                     complete: false,
                 };
-                let rows = start(entered.client(), tx.mode(), stmt).await?;
+                let rows = start(entered.client(), tx.mode(), stmt, send::Retry::No).await?;
                 Ok((rows, holder))
             }
             .await;
@@ -241,12 +244,30 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
     }
 }
 
-/// Sends `stmt`; its rows as they arrive.
-async fn start(client: &PooledClient, mode: StatementMode, stmt: &Statement) -> Result<RowStream> {
+/// Sends `stmt`; its rows as they arrive. A stale statement (see
+/// [`send::stale_statement`]) is forgotten, and sent once more prepared
+/// afresh when `retry` (no transaction held: the server refused it before
+/// any row).
+async fn start(
+    client: &PooledClient,
+    mode: StatementMode,
+    stmt: &Statement,
+    retry: send::Retry,
+) -> Result<RowStream> {
     Ok(match mode {
         StatementMode::Prepared => {
             let prepared = client.prepare_cached(stmt.sql()).await?;
-            client.query_raw(&prepared, stmt.params()).await?
+            match client.query_raw(&prepared, stmt.params()).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let e = forget_if_stale(client, stmt, e);
+                    if retry == send::Retry::No || !send::stale_statement(&e) {
+                        return Err(e);
+                    }
+                    let prepared = client.prepare_cached(stmt.sql()).await?;
+                    client.query_raw(&prepared, stmt.params()).await?
+                }
+            }
         }
         StatementMode::Unnamed => {
             client
@@ -254,4 +275,14 @@ async fn start(client: &PooledClient, mode: StatementMode, stmt: &Statement) -> 
                 .await?
         }
     })
+}
+
+/// `error` as pebble's, the statement forgotten when the server refused
+/// it as stale.
+fn forget_if_stale(client: &PooledClient, stmt: &Statement, error: tokio_postgres::Error) -> Error {
+    let error = Error::from(error);
+    if send::stale_statement(&error) {
+        client.forget_statement(stmt.sql());
+    }
+    error
 }
