@@ -128,6 +128,12 @@ where
         self.conn.execute(stmt, &self.scope).await
     }
 
+    /// Where this builder's statement goes and how it is confined, without
+    /// the rest of the builder (for a future that should not carry it).
+    pub(crate) fn into_target(self) -> (Conn, Scope) {
+        (self.conn, self.scope)
+    }
+
     /// Runs `stmt` (this builder's, possibly reshaped); its rows.
     pub(crate) async fn rows(&self, stmt: &Statement) -> Result<Vec<Row>> {
         self.conn.rows(stmt, &self.scope).await

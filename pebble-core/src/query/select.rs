@@ -1,4 +1,7 @@
 use std::fmt;
+use std::future::Future;
+
+use futures_util::FutureExt;
 
 use sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement, Value};
 use sea_query_postgres::PostgresValue;
@@ -133,23 +136,33 @@ impl<M: Model> Select<M> {
     }
 
     /// The first matching row, or [`Error::NotFound`].
-    pub async fn one(self) -> Result<M> {
+    ///
+    /// (Not an `async fn`, nor is [`Select::optional`]: the statement is
+    /// built before the future is made, which then holds only it and where
+    /// to send it, not the builder; a point select's future is copied
+    /// each time it moves.)
+    pub fn one(self) -> impl Future<Output = Result<M>> + Send + 'static {
+        // A combinator, not an `async` block: a block would keep the
+        // future it awaits twice (as a capture and as the awaited value).
         self.optional()
-            .await?
-            .ok_or(Error::NotFound { table: M::TABLE })
+            .map(|row| row?.ok_or(Error::NotFound { table: M::TABLE }))
     }
 
     /// The first matching row, if any.
-    pub async fn optional(mut self) -> Result<Option<M>> {
+    pub fn optional(mut self) -> impl Future<Output = Result<Option<M>>> + Send + 'static {
         match self.core.plan_mut() {
             Some(plan) => plan.limit = Some(1),
             None => {
                 self.core.tree_mut().limit(1);
             }
         }
-        let stmt = self.core.take_statement()?;
-        let rows = self.core.rows(&stmt).await?;
-        rows.first().map(M::from_row).transpose()
+        let stmt = self.core.take_statement();
+        let (conn, scope) = self.core.into_target();
+        async move {
+            let stmt = stmt?;
+            let rows = conn.rows(&stmt, &scope).await?;
+            rows.first().map(M::from_row).transpose()
+        }
     }
 
     /// How many rows match (ignores order, limit and offset).
