@@ -564,8 +564,17 @@ async fn a_held_handle_does_not_write_into_a_database_recreated_on_the_same_serv
         )
         .await
         .unwrap();
-    until("the terminated connection closed", || async {
-        held.status().size == 0 || this.status().connections_open <= 1
+    let watcher = raw(one.config()).await;
+    until("the terminated backend is gone", || async {
+        let left: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        left == 0
     })
     .await;
     // Another process drops the tenant and creates it again, on server one.

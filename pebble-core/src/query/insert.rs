@@ -1,4 +1,5 @@
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 
 use sea_query::{
@@ -217,21 +218,27 @@ impl<M: Model, R> Insert<M, R> {
     /// them in one transaction: all rows are written, or none. Inside a
     /// transaction it uses that transaction, where a failure aborts it as
     /// a single failing statement would.
-    pub async fn exec(mut self) -> Result<u64> {
-        if !self.chunks.is_empty() {
-            let stmts = self.statements()?;
-            return self
-                .core
-                .conn()
-                .execute_atomically(&stmts, &self.core.scope)
-                .await;
+    ///
+    /// (Not an `async fn`: the statements are built before the future is
+    /// made, which holds only them and where they go, not the builder.)
+    pub fn exec(mut self) -> impl Future<Output = Result<u64>> + Send + 'static {
+        let planned = if !self.chunks.is_empty() {
+            self.statements().map(Planned::Atomically)
+        } else {
+            match self.check() {
+                Err(Error::NothingToInsert { .. }) => Ok(Planned::Nothing),
+                Err(e) => Err(e),
+                Ok(()) => self.core.take_statement().map(Planned::One),
+            }
+        };
+        let (conn, scope) = self.core.into_target();
+        async move {
+            match planned? {
+                Planned::Nothing => Ok(0),
+                Planned::One(stmt) => conn.execute(&stmt, &scope).await,
+                Planned::Atomically(stmts) => conn.execute_atomically(&stmts, &scope).await,
+            }
         }
-        match self.check() {
-            Err(Error::NothingToInsert { .. }) => return Ok(0),
-            other => other?,
-        }
-        let stmt = self.core.take_statement()?;
-        self.core.execute(&stmt).await
     }
 
     async fn returning_rows(mut self) -> Result<Vec<M>> {
@@ -472,4 +479,14 @@ impl<M, R> fmt::Debug for Insert<M, R> {
             .field("refused", &self.refused)
             .finish()
     }
+}
+
+/// What an insert's `exec` sends, decided before its future is made.
+enum Planned {
+    /// No row: nothing.
+    Nothing,
+    /// One statement.
+    One(Statement),
+    /// Several statements (a split insert), in one transaction.
+    Atomically(Vec<Statement>),
 }

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::future::Future;
 
 use sea_query::{Expr, Query, UpdateStatement, Value};
 use sea_query_postgres::PostgresValue;
@@ -206,10 +207,13 @@ impl<M: Model> Update<M> {
     }
 
     /// Runs the update; returns the number of rows changed.
-    pub async fn exec(mut self) -> Result<u64> {
-        self.check()?;
-        let stmt = self.core.take_statement()?;
-        self.core.execute(&stmt).await
+    ///
+    /// (Not an `async fn`: the statement is built before the future is
+    /// made, which holds only it and where it goes, not the builder.)
+    pub fn exec(mut self) -> impl Future<Output = Result<u64>> + Send + 'static {
+        let stmt = self.check().and_then(|()| self.core.take_statement());
+        let (conn, scope) = self.core.into_target();
+        async move { conn.execute(&stmt?, &scope).await }
     }
 
     /// Runs the update; returns the changed rows as stored.
