@@ -190,26 +190,36 @@ async fn the_statement_cache_bound_holds_on_the_server() {
     assert!(most >= 400, "the cache was used: {most}");
 }
 
-/// A compatible column type change (`text` to `varchar`): a cached
-/// statement's plan can no longer give its result type. The statement is
-/// prepared again, not failed until its connection closes.
-#[tokio::test]
-async fn a_compatible_column_type_change_does_not_break_cached_statements() {
+/// A database, its owner's handle, a handle on a pool of one connection,
+/// and two tenants with a user each ("ann" and "bob").
+async fn two_tenants_on_one_connection() -> (
+    pebble_testkit::TestDatabase,
+    pebble::Db,
+    pebble::Db,
+    uuid::Uuid,
+    uuid::Uuid,
+) {
     let (test_db, owner) = common::setup().await;
     let one = pebble::Db::connect_with(test_db.config(), PoolOptions::default().max_size(1))
         .await
         .unwrap();
     let (tenant, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    one.tenant(tenant)
-        .insert(User::new("ann", 31))
-        .exec()
-        .await
-        .unwrap();
-    one.tenant(other)
-        .insert(User::new("bob", 40))
-        .exec()
-        .await
-        .unwrap();
+    for (key, name, age) in [(tenant, "ann", 31), (other, "bob", 40)] {
+        one.tenant(key)
+            .insert(User::new(name, age))
+            .exec()
+            .await
+            .unwrap();
+    }
+    (test_db, owner, one, tenant, other)
+}
+
+/// A compatible column type change (`text` to `varchar`): a cached
+/// statement's plan can no longer give its result type. The statement is
+/// prepared again, not failed until its connection closes.
+#[tokio::test]
+async fn a_compatible_column_type_change_does_not_break_cached_statements() {
+    let (_test_db, owner, one, tenant, other) = two_tenants_on_one_connection().await;
     assert_eq!(
         one.tenant(tenant)
             .select::<User>()
@@ -391,21 +401,7 @@ async fn set_role_in_raw_sql_does_not_survive_the_session_reset() {
 #[tokio::test]
 async fn a_stream_after_a_compatible_column_type_change() {
     use futures_util::StreamExt;
-    let (test_db, owner) = common::setup().await;
-    let one = pebble::Db::connect_with(test_db.config(), PoolOptions::default().max_size(1))
-        .await
-        .unwrap();
-    let (tenant, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    one.tenant(tenant)
-        .insert(User::new("ann", 31))
-        .exec()
-        .await
-        .unwrap();
-    one.tenant(other)
-        .insert(User::new("bob", 40))
-        .exec()
-        .await
-        .unwrap();
+    let (_test_db, owner, one, tenant, other) = two_tenants_on_one_connection().await;
     let first: Vec<_> = one.tenant(tenant).select::<User>().stream().collect().await;
     assert!(first.iter().all(|r| r.is_ok()));
     owner

@@ -7,7 +7,8 @@
 //! to [`STATEMENT_CACHE_LIMIT`] entries under a lock on every statement. Its
 //! lookup also hashes the SQL text with SipHash and goes through an
 //! `Arc<OnceCell>` per entry. The cache here is a map from text to
-//! statement behind a lock only the task holding the connection takes,
+//! statement behind a lock only the task holding the connection (or the
+//! statements of the transaction holding it) takes,
 //! hashed with FxHash, and bounded by its own length.
 
 use std::collections::HashMap;

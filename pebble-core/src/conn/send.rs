@@ -74,7 +74,7 @@ pub(crate) fn stale_statement(error: &Error) -> bool {
 /// [`stale_statement`]) is forgotten, so that the connection's next use
 /// prepares it again, and, when `retry` (outside a transaction, where the
 /// refused statement aborted nothing), run once more, prepared afresh.
-async fn with_prepared<'a, T, F, Fut>(
+pub(crate) async fn with_prepared<'a, T, F, Fut>(
     client: &'a PooledClient,
     sql: &str,
     retry: Retry,

@@ -191,17 +191,25 @@ async fn open(conn: &Conn, stmt: &Statement, scope: &Scope) -> Result<Running> {
                     // before the tenant is set. Both are awaited: on an
                     // error the drop rolls back.
                     match pool.mode() {
+                        // A stale statement is prepared again on the next
+                        // use, not retried: this transaction is aborted
+                        // (the drop of `holder` rolls it back).
                         StatementMode::Prepared => {
-                            let prepared = client.prepare_cached(stmt.sql()).await?;
-                            let (begun, rows) = tokio::join!(
-                                client.batch_execute(&begin),
-                                client.query_raw(&prepared, stmt.params())
-                            );
-                            begun?;
-                            // A stale statement is prepared again on the
-                            // next use; this transaction is aborted (the
-                            // drop of `holder` rolls it back).
-                            rows.map_err(|e| forget_if_stale(client, stmt, e))?
+                            let begin = &begin;
+                            send::with_prepared(
+                                client,
+                                stmt.sql(),
+                                send::Retry::No,
+                                |prepared| async move {
+                                    let (begun, rows) = tokio::join!(
+                                        client.batch_execute(begin),
+                                        client.query_raw(&prepared, stmt.params())
+                                    );
+                                    begun?;
+                                    Ok(rows?)
+                                },
+                            )
+                            .await?
                         }
                         StatementMode::Unnamed => {
                             let (begun, rows) = tokio::join!(
@@ -256,18 +264,10 @@ async fn start(
 ) -> Result<RowStream> {
     Ok(match mode {
         StatementMode::Prepared => {
-            let prepared = client.prepare_cached(stmt.sql()).await?;
-            match client.query_raw(&prepared, stmt.params()).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    let e = forget_if_stale(client, stmt, e);
-                    if retry == send::Retry::No || !send::stale_statement(&e) {
-                        return Err(e);
-                    }
-                    let prepared = client.prepare_cached(stmt.sql()).await?;
-                    client.query_raw(&prepared, stmt.params()).await?
-                }
-            }
+            send::with_prepared(client, stmt.sql(), retry, |prepared| async move {
+                Ok(client.query_raw(&prepared, stmt.params()).await?)
+            })
+            .await?
         }
         StatementMode::Unnamed => {
             client
@@ -275,14 +275,4 @@ async fn start(
                 .await?
         }
     })
-}
-
-/// `error` as pebble's, the statement forgotten when the server refused
-/// it as stale.
-fn forget_if_stale(client: &PooledClient, stmt: &Statement, error: tokio_postgres::Error) -> Error {
-    let error = Error::from(error);
-    if send::stale_statement(&error) {
-        client.forget_statement(stmt.sql());
-    }
-    error
 }
