@@ -401,7 +401,7 @@ async fn set_role_in_raw_sql_does_not_survive_the_session_reset() {
 #[tokio::test]
 async fn a_stream_after_a_compatible_column_type_change() {
     use futures_util::StreamExt;
-    let (_test_db, owner, one, tenant, other) = two_tenants_on_one_connection().await;
+    let (_test_db, owner, one, tenant, _other) = two_tenants_on_one_connection().await;
     let first: Vec<_> = one.tenant(tenant).select::<User>().stream().collect().await;
     assert!(first.iter().all(|r| r.is_ok()));
     owner
