@@ -259,23 +259,49 @@ async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
     let reset = manager.reset_role_password(&b).await.unwrap();
     once(login(two.config(), &reset), "SELECT 1").await;
 
-    // A staging database a crashed provisioning left on server two.
-    let staging = format!("pebble_new_{}", id("crashed").replace('_', ""));
+    // What a provisioning that crashed on server two leaves: its `pending`
+    // row and its marked staging database.
+    let staging = |tenant: &str| format!("pebble_new_{}", tenant.replace('_', ""));
     let admin_two = raw(two.config()).await;
-    admin_two
-        .batch_execute(&format!("CREATE DATABASE \"{staging}\""))
+    let stage = |tenant: String| {
+        let admin_two = &admin_two;
+        async move {
+            let name = staging(&tenant);
+            for sql in [
+                format!("CREATE DATABASE \"{name}\""),
+                format!("COMMENT ON DATABASE \"{name}\" IS 'pebble tenant {tenant}'"),
+            ] {
+                admin_two.batch_execute(&sql).await.unwrap();
+            }
+            name
+        }
+    };
+    let crashed = stage(id("crashed")).await;
+    raw(one.config_for(&id("home")))
+        .await
+        .execute(
+            "INSERT INTO public.pebble_tenants (id, strategy, status, placement) \
+             VALUES ($1, 'database', 'pending', 'two')",
+            &[&id("crashed")],
+        )
         .await
         .unwrap();
-    admin_two
-        .batch_execute(&format!(
-            "COMMENT ON DATABASE \"{staging}\" IS 'pebble tenant {}'",
-            id("crashed")
-        ))
-        .await
-        .unwrap();
+    // A staging database of a tenant this registry does not know: another
+    // application's provisioning in progress, on a server they share.
+    let foreign = stage(id("foreign")).await;
     let removed = manager.cleanup().await.unwrap();
-    assert!(removed.contains(&staging), "{removed:?}");
-    assert!(databases(two.config(), &staging).await.is_empty());
+    assert!(removed.contains(&crashed), "{removed:?}");
+    assert!(removed.contains(&id("crashed")), "{removed:?}");
+    assert!(databases(two.config(), &crashed).await.is_empty());
+    assert!(!removed.contains(&foreign), "{removed:?}");
+    assert_eq!(
+        databases(two.config(), &foreign).await,
+        BTreeSet::from([foreign.clone()])
+    );
+    admin_two
+        .batch_execute(&format!("DROP DATABASE \"{foreign}\""))
+        .await
+        .unwrap();
 
     for tenant in [&a, &b] {
         manager.drop_tenant(tenant).await.unwrap();

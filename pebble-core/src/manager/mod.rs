@@ -28,7 +28,9 @@ use crate::conn::pool::IntoConfig;
 use crate::error::{Error, Result};
 use crate::handle::database::TenantDatabase;
 use crate::handle::db::Db;
-use crate::provision::registry::{Claimed, Registry as Catalog, TenantRecord, TenantStrategy};
+use crate::provision::registry::{
+    Claimed, Registry as Catalog, RowState, TenantRecord, TenantStrategy,
+};
 use crate::provision::roles::TenantRole;
 use crate::SqlState;
 
@@ -402,6 +404,9 @@ impl TenantManager {
             admin::drop_role(&connector, maintenance, &database).await?;
         }
         if let Some(claim) = claim {
+            // A crashed provisioning's leftovers, while the held row still
+            // says they are this registry's.
+            drop_staging_of(&connector, maintenance, id).await?;
             claim.delete().await?;
         }
         Ok(())
@@ -472,8 +477,11 @@ impl TenantManager {
     /// Removes what crashed provisionings and drops left on this manager's
     /// servers: database tenants whose registry row is `pending` or
     /// `dropping` and held by no one (their database, if pebble marked it,
-    /// and their row), and `pebble_new_*` staging databases whose tenant is
-    /// not being provisioned right now. Rows placing a tenant on a server
+    /// and their row), and `pebble_new_*` staging databases whose tenant has
+    /// a row in this registry that no provisioning holds right now. A
+    /// staging database of a tenant the registry does not know is left: on
+    /// a server shared with another application, it may be that one's
+    /// provisioning in progress. Rows placing a tenant on a server
     /// this manager was not given are left for a manager that has it. A
     /// provisioning in progress holds its row and is never touched.
     /// Returns what was removed (tenant ids and staging database names).
@@ -506,8 +514,11 @@ impl TenantManager {
                 drain(db.pool()).await?;
             }
             let maintenance = &inner.servers[server].maintenance;
-            admin::drop_tenant_database(&inner.connector(server), maintenance, &database, &id)
-                .await?;
+            let connector = inner.connector(server);
+            admin::drop_tenant_database(&connector, maintenance, &database, &id).await?;
+            // Before the row goes: without it, its staging databases could
+            // no longer be told from another registry's.
+            removed.extend(drop_staging_of(&connector, maintenance, &id).await?);
             claim.delete().await?;
             removed.push(id);
         }
@@ -517,9 +528,20 @@ impl TenantManager {
             for (staging, id) in
                 admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await?
             {
-                // Held by a provisioning in progress: leave it.
-                if catalog.is_held(&id).await? {
-                    continue;
+                match catalog.row_state(&id).await? {
+                    // Its provisioning crashed and the tenant was set up
+                    // since (its row is `ready`, or pending for the next
+                    // open): nobody will rename this one.
+                    RowState::Free => {}
+                    // Held by a provisioning in progress: leave it.
+                    RowState::Held => continue,
+                    // Not a tenant of this registry: on a server shared
+                    // with another application (another registry), it may
+                    // be that one's provisioning in progress.
+                    RowState::Absent => {
+                        tracing::debug!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "cleanup leaves a staging database of a tenant not in its registry");
+                        continue;
+                    }
                 }
                 admin::drop_database_forced(&connector, maintenance, &staging).await?;
                 tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "dropped abandoned staging database");
@@ -1009,6 +1031,27 @@ fn take_room(found: Option<(Reservation<'_>, Option<(String, Db)>)>) -> Option<R
 
 /// The prefix of the temporary names databases are set up under.
 const STAGING_PREFIX: &str = "pebble_new_";
+
+/// Drops the staging databases marked for tenant `id` on one server (what
+/// its crashed provisionings left), for a caller holding `id`'s row: no
+/// provisioning of it is in progress. Returns their names.
+async fn drop_staging_of(
+    connector: &Connector,
+    maintenance: &tokio_postgres::Config,
+    id: &str,
+) -> Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    for (staging, marked) in
+        admin::staging_databases(connector, maintenance, STAGING_PREFIX).await?
+    {
+        if marked == id {
+            admin::drop_database_forced(connector, maintenance, &staging).await?;
+            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, "dropped abandoned staging database");
+            dropped.push(staging);
+        }
+    }
+    Ok(dropped)
+}
 
 struct Dequeue<'a>(&'a AtomicUsize);
 

@@ -155,6 +155,17 @@ fn record(row: &tokio_postgres::Row) -> Result<TenantRecord> {
     })
 }
 
+/// What the registry says of a tenant id right now ([`Registry::row_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowState {
+    /// No row: not a tenant of this registry.
+    Absent,
+    /// A row a provisioning or drop holds.
+    Held,
+    /// A row no one holds.
+    Free,
+}
+
 /// The registry on a home server's database.
 pub(crate) struct Registry {
     home: Db,
@@ -318,8 +329,9 @@ impl Registry {
         }
     }
 
-    /// Whether a provisioning or drop holds `id`'s row right now.
-    pub(crate) async fn is_held(&self, id: &str) -> Result<bool> {
+    /// Whether `id` has a row in this registry and whether a provisioning
+    /// or drop holds it right now.
+    pub(crate) async fn row_state(&self, id: &str) -> Result<RowState> {
         let held = Held::begin(self.client().await?).await?;
         let free = held
             .client()?
@@ -328,16 +340,23 @@ impl Registry {
                 &[&id],
             )
             .await?;
-        let exists = match free {
-            Some(_) => false,
-            None => held
-                .client()?
-                .query_opt("SELECT 1 FROM public.pebble_tenants WHERE id = $1", &[&id])
-                .await?
-                .is_some(),
+        let state = match free {
+            Some(_) => RowState::Free,
+            None => {
+                let exists = held
+                    .client()?
+                    .query_opt("SELECT 1 FROM public.pebble_tenants WHERE id = $1", &[&id])
+                    .await?
+                    .is_some();
+                if exists {
+                    RowState::Held
+                } else {
+                    RowState::Absent
+                }
+            }
         };
         held.commit().await?;
-        Ok(exists)
+        Ok(state)
     }
 
     /// The `pending` and `dropping` rows nobody holds: what crashed
