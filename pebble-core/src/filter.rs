@@ -129,25 +129,25 @@ impl Node {
         match self {
             Node::Cmp { column, op, value } => {
                 key.num(tag::CMP);
-                key.str(column);
+                key.column(column);
                 key.num(*op as u64);
                 value_key(value, key);
             }
             Node::Between { column, low, high } => {
                 key.num(tag::BETWEEN);
-                key.str(column);
+                key.column(column);
                 value_key(low, key);
                 value_key(high, key);
             }
             Node::Any { column, all, array } => {
                 key.num(tag::ANY);
-                key.str(column);
+                key.column(column);
                 key.num(u64::from(*all));
                 value_key(array, key);
             }
             Node::Null { column, not } => {
                 key.num(tag::NULL);
-                key.str(column);
+                key.column(column);
                 key.num(u64::from(*not));
             }
             Node::Row {
@@ -158,7 +158,7 @@ impl Node {
                 key.num(tag::ROW);
                 key.num(columns.len() as u64);
                 for column in columns {
-                    key.str(column);
+                    key.column(column);
                 }
                 key.num(u64::from(*greater));
                 key.num(values.len() as u64);

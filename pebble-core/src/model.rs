@@ -441,6 +441,18 @@ impl Target {
         }
     }
 
+    /// A target of type `T` with no columns, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn test_only<T: 'static>(table: &'static str) -> Target {
+        Target {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            table,
+            columns: &[],
+            per_tenant: false,
+        }
+    }
+
     pub(crate) fn table(&self) -> &'static str {
         self.table
     }

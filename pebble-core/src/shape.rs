@@ -20,8 +20,15 @@ use sea_query_postgres::PostgresValue;
 pub(crate) trait KeySink {
     /// A tag or small number (an operator, a count, a flag).
     fn num(&mut self, n: u64);
-    /// A name (table, column, schema, enum type), compared by content.
+    /// A name (schema, enum type), compared by content.
     fn str(&mut self, s: &str);
+    /// A column's name, a constant of its model: compared by content
+    /// too, but a hash may take its address instead (the same constant
+    /// is the same text; the same text at two addresses only makes two
+    /// entries).
+    fn column(&mut self, name: &'static str) {
+        self.str(name);
+    }
     /// The model a statement is on. Its table and columns are constants of
     /// the type, so one token stands for all of them: cheaper to hash and
     /// compare than their names on every statement.

@@ -10,7 +10,9 @@
 //! tenant column is trusted (their types are still checked).
 
 use std::any::TypeId;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxBuildHasher;
@@ -60,9 +62,31 @@ pub(crate) fn parse_record(comment: &str) -> Option<Option<&str>> {
 /// migrated behind the others has its own columns), so passing in one
 /// schema says nothing of another. `None` is the connection's default
 /// `search_path`.
-#[derive(Default)]
 pub(crate) struct TableChecks {
     passed: RwLock<Passed>,
+    /// Names this value in each thread's [`SEEN`]; never reused.
+    id: u64,
+}
+
+impl Default for TableChecks {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        TableChecks {
+            passed: RwLock::default(),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Entries per thread in [`SEEN`]: a full one is emptied.
+const SEEN_CAPACITY: usize = 1024;
+
+thread_local! {
+    /// The (checks, model) pairs this thread saw pass on the default
+    /// `search_path`, in front of the shared lock: a pass there is never
+    /// taken back, so a copy never goes stale, and a hit writes no cache
+    /// line another thread writes (the lock's did, on every statement).
+    static SEEN: RefCell<HashSet<(u64, TypeId), FxBuildHasher>> = RefCell::default();
 }
 
 /// Looked up on every statement: FxHash, and a schema looked up by `&str`,
@@ -106,10 +130,26 @@ impl TableChecks {
     /// future does not carry [`TableChecks::ensure`]'s state when every
     /// model passed.
     pub(crate) fn has_passed(&self, target: &Target, schema: Option<&str>) -> bool {
-        self.passed
+        let seen = (self.id, target.type_id);
+        if schema.is_none() && SEEN.try_with(|s| s.borrow().contains(&seen)) == Ok(true) {
+            return true;
+        }
+        let passed = self
+            .passed
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(target.type_id, schema)
+            .contains(target.type_id, schema);
+        // Passes in a schema are not copied: `forget_schema` takes them back.
+        if passed && schema.is_none() {
+            let _ = SEEN.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() >= SEEN_CAPACITY {
+                    s.clear();
+                }
+                s.insert(seen);
+            });
+        }
+        passed
     }
 
     /// Checks `target` against its table through `client`, unless it passed
@@ -329,6 +369,40 @@ mod tests {
         );
         assert_eq!(table(&record_comment(None)).recorded_tenant(), Some(None));
         assert_eq!(table("the users of the app").recorded_tenant(), None);
+    }
+
+    #[test]
+    fn a_pass_seen_by_a_thread_is_this_pools_and_this_models_only() {
+        struct A;
+        struct B;
+        let (a, b) = (Target::test_only::<A>("a"), Target::test_only::<B>("b"));
+        let pool = TableChecks::default();
+        let other_pool = TableChecks::default();
+        pool.passed.write().unwrap().insert(a.type_id, None);
+        // Read twice: the second answer comes from this thread's copy.
+        assert!(pool.has_passed(&a, None));
+        assert!(pool.has_passed(&a, None));
+        assert!(!pool.has_passed(&b, None));
+        assert!(!other_pool.has_passed(&a, None));
+        // Another thread reads the shared set.
+        std::thread::scope(|threads| {
+            threads.spawn(|| {
+                assert!(pool.has_passed(&a, None));
+                assert!(!other_pool.has_passed(&a, None));
+            });
+        });
+        // A pass in a schema is never copied: forgetting the schema takes
+        // it back at once.
+        let schema: Arc<str> = "tenant_x".into();
+        pool.passed
+            .write()
+            .unwrap()
+            .insert(b.type_id, Some(&schema));
+        assert!(pool.has_passed(&b, Some("tenant_x")));
+        assert!(!pool.has_passed(&b, None));
+        pool.forget_schema("tenant_x");
+        assert!(!pool.has_passed(&b, Some("tenant_x")));
+        assert!(pool.has_passed(&a, None));
     }
 
     #[test]

@@ -26,7 +26,9 @@ use super::shape_cache::{self, Plan};
 /// A builder's statement: still a plan, or already a sea-query tree.
 pub(crate) enum Body<P: Plan> {
     Plan(P),
-    Tree(P::Tree),
+    // Boxed: a sea-query tree is several times a plan's size, and every
+    // builder method moves the whole builder.
+    Tree(Box<P::Tree>),
 }
 
 /// A builder's connection, scope and statement on model `M`. The scope's
@@ -74,7 +76,7 @@ where
     /// then on this builder is rendered on every run, as before plans.
     pub(crate) fn tree_mut(&mut self) -> &mut P::Tree {
         if let Body::Plan(plan) = &self.body {
-            self.body = Body::Tree(plan.tree::<M>(&self.scope));
+            self.body = Body::Tree(Box::new(plan.tree::<M>(&self.scope)));
         }
         match &mut self.body {
             Body::Tree(tree) => tree,
@@ -86,7 +88,7 @@ where
     pub(crate) fn into_parts(mut self) -> (Conn, Scope, P::Tree) {
         self.tree_mut();
         match self.body {
-            Body::Tree(tree) => (self.conn, self.scope, tree),
+            Body::Tree(tree) => (self.conn, self.scope, *tree),
             Body::Plan(_) => unreachable!("the plan was just turned into its tree"),
         }
     }
@@ -95,7 +97,7 @@ where
     pub(crate) fn build(&self) -> Result<Statement> {
         self.scope.check()?;
         Ok(match &self.body {
-            Body::Tree(tree) => Statement::new(tree),
+            Body::Tree(tree) => Statement::new(&**tree),
             Body::Plan(plan) => self.planned(plan.clone()),
         })
     }
@@ -105,7 +107,7 @@ where
     pub(crate) fn take_statement(&mut self) -> Result<Statement> {
         self.scope.check()?;
         Ok(match &mut self.body {
-            Body::Tree(tree) => Statement::new(tree),
+            Body::Tree(tree) => Statement::new(&**tree),
             Body::Plan(plan) => {
                 let plan = std::mem::take(plan);
                 self.planned(plan)

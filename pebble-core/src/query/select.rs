@@ -295,7 +295,7 @@ impl Plan for SelectPlan {
         if self.ordered() {
             key.num(self.order.len() as u64);
             for (column, order) in &self.order {
-                key.str(column);
+                key.column(column);
                 key.num(match order {
                     sea_query::Order::Asc => 0,
                     sea_query::Order::Desc => 1,

@@ -19,6 +19,7 @@
 //! tenant's schema in the text, so their shapes are per tenant).
 
 use std::any::TypeId;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
@@ -67,7 +68,7 @@ pub(crate) fn statement<M: Model, P: Plan>(
     let mut hasher = FxSink(0);
     shape.key(&mut hasher);
     let hash = hasher.0;
-    if let Some(sql) = CACHE.get(hash, |matcher| shape.key(matcher)) {
+    if let Some(sql) = cached(hash, |matcher| shape.key(matcher)) {
         // Debug builds (every test of this workspace) check each hit
         // against a fresh rendering: text and values must be the same.
         #[cfg(debug_assertions)]
@@ -143,7 +144,7 @@ impl<M: Model, P: Plan> Shape<'_, M, P> {
                     Strategy::Rls => 1,
                     Strategy::Login => 2,
                 });
-                key.str(column);
+                key.column(column);
                 value_key(value, key);
             }
             // The schema is part of the text (`"tenant_acme"."tasks"`).
@@ -178,11 +179,74 @@ const SHARD_CAPACITY: usize = 256;
 
 static CACHE: Cache = Cache::new();
 
+/// Shapes per thread in [`LOCAL`]: a full one is emptied.
+const LOCAL_CAPACITY: usize = 512;
+
+thread_local! {
+    /// Each thread's copies of the shapes it used, in front of [`CACHE`]:
+    /// a hit takes no lock and writes no reference count another thread
+    /// writes too (the shared shard's lock and text were written by every
+    /// client of a shape, and their cache lines bounced between cores on
+    /// every statement).
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+/// The text stored for the shape whose tokens `key` writes: this thread's
+/// copy, or the process-wide entry (copied to this thread for next time).
+fn cached(hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
+    if let Ok(Some(sql)) = LOCAL.try_with(|local| local.borrow().get(hash, &key)) {
+        return Some(sql);
+    }
+    let (tokens, sql) = CACHE.get(hash, &key)?;
+    // A text of this thread's own: its reference count is this thread's.
+    let own: Arc<str> = Arc::from(&*sql);
+    let _ = LOCAL.try_with(|local| local.borrow_mut().insert(hash, tokens, Arc::clone(&own)));
+    Some(own)
+}
+
+#[derive(Default)]
+struct Local {
+    map: Bucket,
+    len: usize,
+}
+
+impl Local {
+    fn get(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
+        find(&self.map, hash, key).map(|entry| Arc::clone(&entry.sql))
+    }
+
+    fn insert(&mut self, hash: u64, key: Box<[Token]>, sql: Arc<str>) {
+        if self.len >= LOCAL_CAPACITY {
+            self.map.clear();
+            self.len = 0;
+        }
+        let entries = self.map.entry(hash).or_default();
+        if entries.iter().all(|entry| entry.key != key) {
+            entries.push(Entry { key, sql });
+            self.len += 1;
+        }
+    }
+}
+
+/// The entry of `bucket` whose key is the tokens `key` writes.
+fn find(bucket: &Bucket, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<&Entry> {
+    bucket.get(&hash)?.iter().find(|entry| {
+        let mut matcher = Matcher {
+            key: &entry.key,
+            at: 0,
+            same: true,
+        };
+        key(&mut matcher);
+        matcher.same && matcher.at == entry.key.len()
+    })
+}
+
 /// One token of a stored key.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Num(u64),
     Str(Box<str>),
+    Column(&'static str),
     Model(TypeId),
 }
 
@@ -219,8 +283,9 @@ impl Cache {
         &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
-    /// The text stored for the shape whose tokens `key` writes, if any.
-    fn get(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
+    /// The key and text stored for the shape whose tokens `key` writes,
+    /// if any.
+    fn get(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<(Box<[Token]>, Arc<str>)> {
         // A poisoned lock only means a panic elsewhere while it was held;
         // the map itself is always consistent (entries are inserted whole).
         let map = self
@@ -228,16 +293,13 @@ impl Cache {
             .map
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let entries = map.as_ref()?.get(&hash)?;
-        entries.iter().find_map(|entry| {
-            let mut matcher = Matcher {
-                key: &entry.key,
-                at: 0,
-                same: true,
-            };
-            key(&mut matcher);
-            (matcher.same && matcher.at == entry.key.len()).then(|| Arc::clone(&entry.sql))
-        })
+        find(map.as_ref()?, hash, key).map(|entry| (entry.key.clone(), Arc::clone(&entry.sql)))
+    }
+
+    /// Only the text of [`Cache::get`].
+    #[cfg(test)]
+    fn text(&self, hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
+        self.get(hash, key).map(|(_, sql)| sql)
     }
 
     fn insert(&self, hash: u64, key: Box<[Token]>, sql: Arc<str>) {
@@ -292,6 +354,11 @@ impl KeySink for FxSink {
         self.mix(u64::from_le_bytes(word));
     }
 
+    fn column(&mut self, name: &'static str) {
+        self.mix(name.as_ptr() as u64);
+        self.mix(name.len() as u64);
+    }
+
     fn model(&mut self, model: TypeId) {
         use std::hash::{Hash, Hasher as _};
         let mut hasher = rustc_hash::FxHasher::default();
@@ -318,6 +385,14 @@ impl KeySink for Matcher<'_> {
         self.at += 1;
     }
 
+    fn column(&mut self, name: &'static str) {
+        self.same &= matches!(
+            self.key.get(self.at),
+            Some(Token::Column(c)) if std::ptr::eq(*c, name) || *c == name
+        );
+        self.at += 1;
+    }
+
     fn model(&mut self, model: TypeId) {
         self.same &= matches!(self.key.get(self.at), Some(Token::Model(m)) if *m == model);
         self.at += 1;
@@ -334,6 +409,10 @@ impl KeySink for Recorder {
 
     fn str(&mut self, s: &str) {
         self.0.push(Token::Str(s.into()));
+    }
+
+    fn column(&mut self, name: &'static str) {
+        self.0.push(Token::Column(name));
     }
 
     fn model(&mut self, model: TypeId) {
@@ -371,6 +450,7 @@ mod tests {
                 match token {
                     Token::Num(n) => sink.num(*n),
                     Token::Str(s) => sink.str(s),
+                    Token::Column(c) => sink.column(c),
                     Token::Model(m) => sink.model(*m),
                 }
             }
@@ -388,21 +468,47 @@ mod tests {
         cache.insert(7, key(&["a", "b"]), "A".into());
         cache.insert(7, key(&["a", "c"]), "C".into());
         assert_eq!(
-            cache.get(7, tokens(&key(&["a", "b"]))).as_deref(),
+            cache.text(7, tokens(&key(&["a", "b"]))).as_deref(),
             Some("A")
         );
         assert_eq!(
-            cache.get(7, tokens(&key(&["a", "c"]))).as_deref(),
+            cache.text(7, tokens(&key(&["a", "c"]))).as_deref(),
             Some("C")
         );
         // A prefix, a longer key, or the same tokens under another hash miss.
-        assert_eq!(cache.get(7, tokens(&key(&["a"]))), None);
-        assert_eq!(cache.get(7, tokens(&key(&["a", "b", "c"]))), None);
-        assert_eq!(cache.get(8, tokens(&key(&["a", "b"]))), None);
+        assert_eq!(cache.text(7, tokens(&key(&["a"]))), None);
+        assert_eq!(cache.text(7, tokens(&key(&["a", "b", "c"]))), None);
+        assert_eq!(cache.text(8, tokens(&key(&["a", "b"]))), None);
         // A number never matches a name, even with the same digits.
         let numeric: Box<[Token]> = Box::new([Token::Num(1)]);
         cache.insert(9, numeric, "N".into());
-        assert_eq!(cache.get(9, tokens(&key(&["1"]))), None);
+        assert_eq!(cache.text(9, tokens(&key(&["1"]))), None);
+    }
+
+    #[test]
+    fn a_column_matches_by_content_whatever_its_address() {
+        let cache = Cache::new();
+        cache.insert(3, Box::new([Token::Column("qty")]), "Q".into());
+        // The same text at another address (the hash would differ; the
+        // key's comparison does not).
+        let elsewhere: &'static str = Box::leak(String::from("qty").into_boxed_str());
+        assert!(!std::ptr::eq(elsewhere, "qty"));
+        let column = |name: &'static str| move |sink: &mut Matcher<'_>| sink.column(name);
+        assert_eq!(cache.text(3, column(elsewhere)).as_deref(), Some("Q"));
+        assert_eq!(cache.text(3, column("qt")), None);
+        // A name of another kind is another token.
+        assert_eq!(
+            cache.text(3, |sink: &mut Matcher<'_>| sink.str("qty")),
+            None
+        );
+        // The hash takes the address: cheap, and only ever a second entry.
+        let hash = |name: &'static str| {
+            let mut sink = FxSink(0);
+            sink.column(name);
+            sink.0
+        };
+        assert_eq!(hash("qty"), hash("qty"));
+        assert_ne!(hash("qty"), hash(elsewhere));
     }
 
     #[test]
@@ -422,7 +528,52 @@ mod tests {
         assert!(cache
             .get(last, tokens(&key(&[&last.to_string()])))
             .is_some());
-        assert!(cache.get(0, tokens(&key(&["0"]))).is_none());
+        assert!(cache.text(0, tokens(&key(&["0"]))).is_none());
+    }
+
+    #[test]
+    fn a_thread_keeps_its_own_copy_within_its_capacity() {
+        let mut local = Local::default();
+        for n in 0..(LOCAL_CAPACITY as u64 * 2 + 1) {
+            local.insert(n, key(&[&n.to_string()]), "x".into());
+            assert!(local.len <= LOCAL_CAPACITY, "{}", local.len);
+            let entries: usize = local.map.values().map(Vec::len).sum();
+            assert_eq!(entries, local.len);
+        }
+        let last = LOCAL_CAPACITY as u64 * 2;
+        assert!(local
+            .get(last, tokens(&key(&[&last.to_string()])))
+            .is_some());
+        assert!(local.get(0, tokens(&key(&["0"]))).is_none());
+        // The same key twice is one entry.
+        local.insert(last, key(&[&last.to_string()]), "y".into());
+        assert_eq!(local.map[&last].len(), 1);
+    }
+
+    #[test]
+    fn a_hit_through_the_thread_copies_the_text_once() {
+        // A shape of this test only, in the process-wide cache.
+        let hash = 0xfeed_0000_0000_0001;
+        let shape = key(&["a_hit_through_the_thread_copies_the_text_once"]);
+        let shared: Arc<str> = "SELECT 1".into();
+        CACHE.insert(hash, shape.clone(), Arc::clone(&shared));
+        let first = cached(hash, tokens(&shape)).expect("a hit");
+        let second = cached(hash, tokens(&shape)).expect("a hit");
+        assert_eq!(&*first, "SELECT 1");
+        // This thread's copy, not the shared text: its reference count is
+        // written by this thread only.
+        assert!(!Arc::ptr_eq(&first, &shared));
+        assert!(Arc::ptr_eq(&first, &second));
+        // Another thread makes its own.
+        let other = std::thread::spawn({
+            let shape = shape.clone();
+            move || cached(hash, tokens(&shape)).expect("a hit")
+        })
+        .join()
+        .unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(&*other, "SELECT 1");
+        assert!(cached(hash, tokens(&key(&["another shape"]))).is_none());
     }
 
     #[test]
@@ -459,7 +610,7 @@ mod poisoning_tests {
             assert!(poisoner.join().is_err());
         });
         assert!(cache.shard(5).map.is_poisoned());
-        let find = |s: &'static str| cache.get(5, move |sink: &mut Matcher<'_>| sink.str(s));
+        let find = |s: &'static str| cache.text(5, move |sink: &mut Matcher<'_>| sink.str(s));
         assert_eq!(find("a").as_deref(), Some("A"));
         assert_eq!(find("b"), None);
         cache.insert(5, key("b"), "B".into());

@@ -286,7 +286,7 @@ impl Plan for UpdatePlan {
         key.num(tag::UPDATE);
         key.num(self.sets.len() as u64);
         for (column, value) in self.sets.iter() {
-            key.str(column);
+            key.column(column);
             value_key(value, key);
         }
         self.filters.key(key);
