@@ -65,6 +65,11 @@ impl Conn {
         Ok(self.run(stmt, scope, joined, Want::Rows).await?.into_rows())
     }
 
+    /// The first row of a statement that returns at most one (`LIMIT 1`).
+    pub(crate) async fn first(&self, stmt: &Statement, scope: &Scope) -> Result<Option<Row>> {
+        Ok(self.run(stmt, scope, &[], Want::First).await?.into_first())
+    }
+
     pub(crate) async fn execute(&self, stmt: &Statement, scope: &Scope) -> Result<u64> {
         Ok(self.run(stmt, scope, &[], Want::Count).await?.into_count())
     }
@@ -87,11 +92,7 @@ impl Conn {
         scope.check()?;
         stmt.check_size(scope)?;
         scope.trace(stmt.sql());
-        let rows = |output: &Output| match output {
-            Output::Rows(rows) => rows.len() as u64,
-            Output::Count(n) => *n,
-        };
-        trace::statement(stmt, scope, self.log_values(), rows, || {
+        trace::statement(stmt, scope, self.log_values(), Output::rows, || {
             self.run_untraced(stmt, scope, joined, want)
         })
         .await
@@ -282,6 +283,9 @@ async fn plain(
         Want::Rows => send::query(client, mode, stmt, retry)
             .await
             .map(Output::Rows),
+        Want::First => send::query_first(client, mode, stmt, retry)
+            .await
+            .map(Output::First),
         Want::Count => send::execute(client, mode, stmt, retry)
             .await
             .map(Output::Count),

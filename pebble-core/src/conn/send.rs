@@ -126,6 +126,35 @@ pub(crate) async fn query(
     }
 }
 
+/// The first row of `stmt`, read from the row stream (no `Vec` of rows),
+/// which is read to its end before the connection goes back.
+pub(crate) async fn query_first(
+    client: &PooledClient,
+    mode: StatementMode,
+    stmt: &Statement,
+    retry: Retry,
+) -> Result<Option<Row>> {
+    match mode {
+        StatementMode::Prepared => {
+            with_prepared(client, stmt.sql(), retry, |prepared| async move {
+                let rows = client.query_raw(&prepared, stmt.param_iter()).await?;
+                futures_util::pin_mut!(rows);
+                let mut first = None;
+                while let Some(row) = rows.try_next().await? {
+                    first.get_or_insert(row);
+                }
+                Ok(first)
+            })
+            .await
+        }
+        StatementMode::Unnamed => Ok(client
+            .query_typed(stmt.sql(), &stmt.typed_params())
+            .await?
+            .into_iter()
+            .next()),
+    }
+}
+
 /// The number of rows `stmt` wrote.
 pub(crate) async fn execute(
     client: &PooledClient,
@@ -161,9 +190,12 @@ async fn execute_typed(
     Ok(stream.rows_affected().unwrap_or(0))
 }
 
-/// What a statement returns: its rows, or the count of rows it wrote.
+/// What a statement returns: its rows, its first row, or the count of
+/// rows it wrote.
 pub(crate) enum Output {
     Rows(Vec<Row>),
+    /// [`Want::First`] where it was read without collecting the rows.
+    First(Option<Row>),
     Count(u64),
 }
 
@@ -171,14 +203,33 @@ impl Output {
     pub(crate) fn into_rows(self) -> Vec<Row> {
         match self {
             Output::Rows(rows) => rows,
+            Output::First(row) => row.into_iter().collect(),
             Output::Count(_) => Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_first(self) -> Option<Row> {
+        match self {
+            Output::Rows(rows) => rows.into_iter().next(),
+            Output::First(row) => row,
+            Output::Count(_) => None,
         }
     }
 
     pub(crate) fn into_count(self) -> u64 {
         match self {
             Output::Rows(rows) => rows.len() as u64,
+            Output::First(row) => u64::from(row.is_some()),
             Output::Count(n) => n,
+        }
+    }
+
+    /// The rows returned or written, for tracing.
+    pub(crate) fn rows(&self) -> u64 {
+        match self {
+            Output::Rows(rows) => rows.len() as u64,
+            Output::First(row) => u64::from(row.is_some()),
+            Output::Count(n) => *n,
         }
     }
 }
@@ -187,6 +238,10 @@ impl Output {
 #[derive(Clone, Copy)]
 pub(crate) enum Want {
     Rows,
+    /// The first row, for a statement that returns at most one (`LIMIT
+    /// 1`): read from the row stream without a `Vec` where the path allows
+    /// it, collected like [`Want::Rows`] elsewhere.
+    First,
     Count,
 }
 
@@ -448,7 +503,7 @@ async fn run_prepared<'a>(
     want: Want,
 ) -> Result<Output> {
     Ok(match want {
-        Want::Rows => Output::Rows(
+        Want::Rows | Want::First => Output::Rows(
             client
                 .query_raw(prepared, params)
                 .await?
@@ -466,7 +521,7 @@ async fn run_typed(
     want: Want,
 ) -> Result<Output> {
     Ok(match want {
-        Want::Rows => Output::Rows(client.query_typed(sql, params).await?),
+        Want::Rows | Want::First => Output::Rows(client.query_typed(sql, params).await?),
         Want::Count => Output::Count(execute_typed(client, sql, params).await?),
     })
 }
@@ -487,7 +542,7 @@ pub(crate) async fn raw_in_transaction(
         StatementMode::Unnamed => client.prepare(sql).await?,
     };
     Ok(match want {
-        Want::Rows => Output::Rows(client.query(&prepared, params).await?),
+        Want::Rows | Want::First => Output::Rows(client.query(&prepared, params).await?),
         Want::Count => Output::Count(client.execute(&prepared, params).await?),
     })
 }

@@ -160,8 +160,8 @@ impl<M: Model> Select<M> {
         let (conn, scope) = self.core.into_target();
         async move {
             let stmt = stmt?;
-            let rows = conn.rows(&stmt, &scope).await?;
-            rows.first().map(M::from_row).transpose()
+            let row = conn.first(&stmt, &scope).await?;
+            row.as_ref().map(M::from_row).transpose()
         }
     }
 
