@@ -289,7 +289,25 @@ async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
     // A staging database of a tenant this registry does not know: another
     // application's provisioning in progress, on a server they share.
     let foreign = stage(id("foreign")).await;
+    // One marked for a, whose row places it on server one: another
+    // application's tenant of the same id, on this server.
+    let not_here = format!("pebble_new_{}", id("nothere").replace('_', ""));
+    for sql in [
+        format!("CREATE DATABASE \"{not_here}\""),
+        format!("COMMENT ON DATABASE \"{not_here}\" IS 'pebble tenant {a}'"),
+    ] {
+        admin_two.batch_execute(&sql).await.unwrap();
+    }
     let removed = manager.cleanup().await.unwrap();
+    assert!(!removed.contains(&not_here), "{removed:?}");
+    assert_eq!(
+        databases(two.config(), &not_here).await,
+        BTreeSet::from([not_here.clone()])
+    );
+    admin_two
+        .batch_execute(&format!("DROP DATABASE \"{not_here}\""))
+        .await
+        .unwrap();
     assert!(removed.contains(&crashed), "{removed:?}");
     assert!(removed.contains(&id("crashed")), "{removed:?}");
     assert!(databases(two.config(), &crashed).await.is_empty());

@@ -34,6 +34,21 @@ fn note(body: &str) -> Note {
     }
 }
 
+/// The staging databases marked for tenant `id` (other tests' are theirs).
+async fn staging_of(client: &tokio_postgres::Client, id: &str) -> BTreeSet<String> {
+    client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, 'pebble_new_') \
+             AND shobj_description(oid, 'pg_database') = 'pebble tenant ' || $1",
+            &[&id],
+        )
+        .await
+        .expect("staging databases")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 async fn databases(client: &tokio_postgres::Client, like: &str) -> BTreeSet<String> {
     client
         .query(
@@ -241,24 +256,20 @@ async fn cleanup_removes_a_crashed_database_provisioning() {
         status(&home, &healthy, &id("crashed")).await,
         Some(TenantStatus::Pending)
     );
-    let staging_before = databases(&client, "pebble\\_new\\_%").await;
-    assert!(!staging_before.is_empty(), "the staging database is left");
+    let staging_before = staging_of(&client, &id("crashed")).await;
+    assert_eq!(staging_before.len(), 1, "the staging database is left");
     // The crashed row's lock goes with its connection; cleanup skips held rows.
     let mut removed = Vec::new();
     for _ in 0..200 {
         removed.extend(healthy.cleanup().await.unwrap());
-        if removed.contains(&id("crashed")) && removed.iter().any(|r| r.starts_with("pebble_new_"))
-        {
+        if removed.contains(&id("crashed")) && staging_before.iter().all(|s| removed.contains(s)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(removed.contains(&id("crashed")), "{removed:?}");
-    let left = databases(&client, "pebble\\_new\\_%").await;
-    assert!(
-        staging_before.is_disjoint(&left),
-        "staging databases left: {left:?}"
-    );
+    let left = staging_of(&client, &id("crashed")).await;
+    assert!(left.is_empty(), "staging databases left: {left:?}");
     let ids_left: Vec<String> = healthy
         .registered()
         .await
@@ -480,4 +491,127 @@ async fn a_database_tenant_role_cannot_open_another_tenant_database() {
         manager.reset_role_password(&id("a")).await,
         Err(Error::UnknownTenant { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_tenant_staged_again_holds_its_row_against_cleanup() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let database = pebble_testkit::database().await.unwrap();
+    let home = Db::connect(database.config()).await.unwrap();
+    let server = pebble_testkit::server().unwrap();
+    let id = ids();
+    let tenant = id("again");
+    let block = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let entered_tx = Arc::new(Mutex::new(Some(entered_tx)));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    // A setup that, once `block` is set, waits inside until released.
+    let gated = {
+        let (block, entered_tx, release) = (block.clone(), entered_tx.clone(), release.clone());
+        TenantManager::builder(server.config())
+            .create_missing(true)
+            .setup(move |db: TenantDatabase, _| {
+                let blocked = block.load(Ordering::SeqCst);
+                let entered = if blocked {
+                    entered_tx.lock().unwrap().take()
+                } else {
+                    None
+                };
+                let release = release.clone();
+                async move {
+                    if blocked {
+                        if let Some(tx) = entered {
+                            let _ = tx.send(());
+                        }
+                        release.acquire().await.expect("open").forget();
+                    }
+                    db.create_table::<Note>().await
+                }
+            })
+            .registry(home.clone(), "main")
+            .build()
+            .unwrap()
+    };
+    gated.db(&tenant).await.unwrap();
+    gated.close_all();
+    // Dropped behind pebble's back: the row still says ready.
+    let admin = raw(server.config()).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE \"tenant_{tenant}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+
+    block.store(true, Ordering::SeqCst);
+    let opening = {
+        let gated = gated.clone();
+        let tenant = tenant.clone();
+        tokio::spawn(async move { gated.db(&tenant).await.map(|_| ()) })
+    };
+    entered.await.unwrap();
+    let staging = staging_of(&admin, &tenant).await;
+    assert_eq!(staging.len(), 1, "{staging:?}");
+    // Another process's cleanup, while the setup runs: the row is held,
+    // so the staging database in use is left.
+    let other = manager(&home).await;
+    let removed = other.cleanup().await.unwrap();
+    assert!(removed.iter().all(|r| !staging.contains(r)), "{removed:?}");
+    assert_eq!(staging_of(&admin, &tenant).await, staging);
+    release.add_permits(1);
+    opening.await.unwrap().unwrap();
+    let again = gated.db(&tenant).await.unwrap();
+    assert_eq!(again.select::<Note>().count().await.unwrap(), 0);
+    drop(again);
+    assert!(staging_of(&admin, &tenant).await.is_empty());
+    gated.drop_tenant(&tenant).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_tenant_removes_a_crashed_provisionings_staging_database_before_its_role() {
+    let database = pebble_testkit::database().await.unwrap();
+    let home = Db::connect(database.config()).await.unwrap();
+    let server = pebble_testkit::server().unwrap();
+    let id = ids();
+    let tenant = id("halfway");
+    let manager = TenantManager::builder(server.config())
+        .create_missing(true)
+        .roles(true)
+        .registry(home.clone(), "main")
+        .build()
+        .unwrap();
+    assert!(manager.registered().await.unwrap().is_empty());
+    // What a provisioning cancelled between granting its role and the
+    // rename leaves: its pending row, its role, and a staging database
+    // the role may connect to (so the role cannot be dropped before it).
+    let role = format!("tenant_{tenant}");
+    let staging = format!("pebble_new_{}", tenant.replace('_', ""));
+    let admin = raw(server.config()).await;
+    for sql in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("COMMENT ON ROLE \"{role}\" IS 'pebble tenant database role'"),
+        format!("CREATE DATABASE \"{staging}\""),
+        format!("COMMENT ON DATABASE \"{staging}\" IS 'pebble tenant {tenant}'"),
+        format!("GRANT CONNECT ON DATABASE \"{staging}\" TO \"{role}\""),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
+    raw(database.config())
+        .await
+        .execute(
+            "INSERT INTO public.pebble_tenants (id, strategy, status, placement) \
+             VALUES ($1, 'database', 'pending', 'main')",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+
+    manager.drop_tenant(&tenant).await.unwrap();
+    assert!(staging_of(&admin, &tenant).await.is_empty());
+    let roles_left = admin
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap();
+    assert!(roles_left.is_empty(), "the role is left");
+    assert!(manager.registered().await.unwrap().is_empty());
 }

@@ -400,13 +400,16 @@ impl TenantManager {
         let connector = inner.connector(server);
         let maintenance = &inner.servers[server].maintenance;
         admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
+        if claim.is_some() {
+            // A crashed provisioning's leftovers, while the held row still
+            // says they are this registry's; before the role, which one of
+            // them may have been granted CONNECT on.
+            drop_staging_of(&connector, maintenance, id).await?;
+        }
         if inner.settings.roles {
             admin::drop_role(&connector, maintenance, &database).await?;
         }
         if let Some(claim) = claim {
-            // A crashed provisioning's leftovers, while the held row still
-            // says they are this registry's.
-            drop_staging_of(&connector, maintenance, id).await?;
             claim.delete().await?;
         }
         Ok(())
@@ -519,6 +522,11 @@ impl TenantManager {
             // Before the row goes: without it, its staging databases could
             // no longer be told from another registry's.
             removed.extend(drop_staging_of(&connector, maintenance, &id).await?);
+            // The role a crashed provisioning made, or a crashed drop left
+            // (only pebble's: one merely sharing the name stays).
+            if inner.settings.roles {
+                admin::drop_role(&connector, maintenance, &database).await?;
+            }
             claim.delete().await?;
             removed.push(id);
         }
@@ -531,8 +539,19 @@ impl TenantManager {
                 match catalog.row_state(&id).await? {
                     // Its provisioning crashed and the tenant was set up
                     // since (its row is `ready`, or pending for the next
-                    // open): nobody will rename this one.
-                    RowState::Free => {}
+                    // open): nobody will rename this one. Only if the row
+                    // is a database tenant of this server: a schema
+                    // tenant's, or another server's, says nothing of a
+                    // staging database here (another application's, with
+                    // the same tenant id).
+                    RowState::Free(record) => {
+                        let here = record.strategy == TenantStrategy::Database
+                            && inner.server_of(&record).ok() == Some(server);
+                        if !here {
+                            tracing::debug!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "cleanup leaves a staging database its registry row does not place here");
+                            continue;
+                        }
+                    }
                     // Held by a provisioning in progress: leave it.
                     RowState::Held => continue,
                     // Not a tenant of this registry: on a server shared
@@ -866,16 +885,27 @@ impl Inner {
     ) -> Result<(usize, Option<TenantRole>)> {
         // Registered `pending` and held for the whole provisioning; a drop
         // that ran meanwhile makes this fail with `TenantDropped`.
-        let (claim, server) = match &self.catalog {
+        let (claim, _ready_row, server) = match &self.catalog {
             Some(catalog) => {
                 let name = &self.servers[server].name;
                 match catalog.claim(id, TenantStrategy::Database, name).await? {
                     Claimed::Provision(claim) => {
                         let server = self.server_of(claim.record())?;
-                        (Some(claim), server)
+                        (Some(claim), None, server)
                     }
-                    Claimed::Ready(record) => {
-                        let server = self.server_of(&record)?;
+                    Claimed::Ready(_) => {
+                        // Held while its database is checked and, if it is
+                        // missing, staged again: a `cleanup` or
+                        // `drop_tenant` meanwhile waits for it instead of
+                        // dropping the staging database under it.
+                        let Some(lock) = catalog.lock_for_drop(id).await? else {
+                            return Err(Error::TenantDropped { id: id.to_owned() });
+                        };
+                        let record = lock.record();
+                        if record.status != crate::TenantStatus::Ready {
+                            return Err(Error::TenantDropped { id: id.to_owned() });
+                        }
+                        let server = self.server_of(record)?;
                         // Provisioned by another task or process while this
                         // one waited for the row: nothing to stage.
                         let connector = self.connector(server);
@@ -887,11 +917,11 @@ impl Inner {
                         }
                         // Registered ready, yet missing: dropped behind
                         // pebble's back; `create_missing` makes it again.
-                        (None, server)
+                        (None, Some(lock), server)
                     }
                 }
             }
-            None => (None, server),
+            None => (None, None, server),
         };
         let role = self.stage(id, database, server).await?;
         if let Some(claim) = claim {

@@ -156,14 +156,14 @@ fn record(row: &tokio_postgres::Row) -> Result<TenantRecord> {
 }
 
 /// What the registry says of a tenant id right now ([`Registry::row_state`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RowState {
     /// No row: not a tenant of this registry.
     Absent,
     /// A row a provisioning or drop holds.
     Held,
-    /// A row no one holds.
-    Free,
+    /// A row no one holds, as it was read.
+    Free(TenantRecord),
 }
 
 /// The registry on a home server's database.
@@ -330,18 +330,18 @@ impl Registry {
     }
 
     /// Whether `id` has a row in this registry and whether a provisioning
-    /// or drop holds it right now.
+    /// or drop holds it right now (the row as it is, when no one does).
     pub(crate) async fn row_state(&self, id: &str) -> Result<RowState> {
         let held = Held::begin(self.client().await?).await?;
         let free = held
             .client()?
             .query_opt(
-                "SELECT 1 FROM public.pebble_tenants WHERE id = $1 FOR UPDATE SKIP LOCKED",
+                &format!("{SELECT_RECORD} WHERE id = $1 FOR UPDATE SKIP LOCKED"),
                 &[&id],
             )
             .await?;
         let state = match free {
-            Some(_) => RowState::Free,
+            Some(row) => RowState::Free(record(&row)?),
             None => {
                 let exists = held
                     .client()?
@@ -450,8 +450,9 @@ impl Claim {
 }
 
 /// A tenant's registry row held for a drop, unchanged yet (from
-/// [`Registry::lock_for_drop`]). Dropped without [`DropLock::mark`], the
-/// row is let go as it was.
+/// [`Registry::lock_for_drop`]), or held while a ready tenant whose
+/// database went missing is staged again. Dropped without
+/// [`DropLock::mark`], the row is let go as it was.
 pub(crate) struct DropLock {
     held: Held,
     id: String,
