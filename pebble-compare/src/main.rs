@@ -9,6 +9,7 @@
 //! cargo run --release -p pebble-compare -- --only pebble ...   (one contender alone, to profile it)
 //! cargo run --release -p pebble-compare -- --pool ...   (limit, deadpool-postgres by hand, pebble)
 //! cargo run --release -p pebble-compare -- scale [--tenants 1000]
+//! cargo run --release -p pebble-compare -- building [--clients 1,2]   (no server: building statements)
 //! ```
 //!
 //! Rounds are interleaved (limit, sqlx, pebble, limit, ...) so that a
@@ -17,6 +18,7 @@
 //! (median, min, max), and the client's CPU time per operation.
 
 mod alloc_count;
+mod building;
 mod contenders;
 mod measure;
 mod scale;
@@ -38,6 +40,10 @@ struct Args {
     seconds: f64,
     workloads: Vec<Workload>,
     scale: bool,
+    /// `building`: statement building alone, `clients` threads at once.
+    building: bool,
+    /// Whether `--clients` was given (`building` has its own default).
+    clients_given: bool,
     tenants: usize,
     /// Operations spread over the first this many of the 50 tenants.
     active_tenants: i64,
@@ -54,6 +60,8 @@ fn parse_args() -> Result<Args, BoxError> {
         seconds: 2.0,
         workloads: Workload::ALL.to_vec(),
         scale: false,
+        building: false,
+        clients_given: false,
         tenants: 1000,
         active_tenants: setup::TENANTS,
         only: None,
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Args, BoxError> {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "scale" => args.scale = true,
+            "building" => args.building = true,
             "--pool" => {
                 args.pool = true;
                 args.workloads = vec![Workload::Select, Workload::Insert, Workload::Update];
@@ -73,6 +82,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--tenants" => args.tenants = value()?.parse()?,
             "--active-tenants" => args.active_tenants = value()?.parse()?,
             "--clients" => {
+                args.clients_given = true;
                 args.clients = value()?
                     .split(',')
                     .map(str::parse)
@@ -120,6 +130,17 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     if args.scale {
         return runtime.block_on(scale::run(args.tenants));
+    }
+    if args.building {
+        // Two threads on the two cores this was written for: what they
+        // share shows against one.
+        let threads = if args.clients_given {
+            args.clients
+        } else {
+            vec![1, 2]
+        };
+        let _runtime = runtime.enter();
+        return building::run(&threads);
     }
     runtime.block_on(compare(args))
 }

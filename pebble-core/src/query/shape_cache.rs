@@ -16,7 +16,12 @@
 //! `RwLock` (the hot path only reads), each holding at most
 //! [`SHARD_CAPACITY`] shapes: a full shard is emptied, so memory stays
 //! bounded whatever the application does (schema handles name their
-//! tenant's schema in the text, so their shapes are per tenant).
+//! tenant's schema in the text, so their shapes are per tenant). In front
+//! of it, each thread keeps copies of the texts it used ([`LOCAL`]: at
+//! most [`LOCAL_CAPACITY`] shapes of at most [`LOCAL_TEXT_LIMIT`] bytes
+//! each, emptied when full), so that a hit neither takes the shard's lock
+//! nor writes the shared text's reference count: both were written by
+//! every client of a shape and bounced between cores on every statement.
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -182,6 +187,10 @@ static CACHE: Cache = Cache::new();
 /// Shapes per thread in [`LOCAL`]: a full one is emptied.
 const LOCAL_CAPACITY: usize = 512;
 
+/// The longest text [`LOCAL`] copies: 512 of them are at most 512 KiB per
+/// thread.
+const LOCAL_TEXT_LIMIT: usize = 1024;
+
 thread_local! {
     /// Each thread's copies of the shapes it used, in front of [`CACHE`]:
     /// a hit takes no lock and writes no reference count another thread
@@ -198,6 +207,12 @@ fn cached(hash: u64, key: impl Fn(&mut Matcher<'_>)) -> Option<Arc<str>> {
         return Some(sql);
     }
     let (tokens, sql) = CACHE.get(hash, &key)?;
+    // Long texts (inserts of many rows, wide selects) are shared, not
+    // copied: a copy per thread would cost more memory than the shared
+    // reference count costs time, next to sending such a statement.
+    if sql.len() > LOCAL_TEXT_LIMIT {
+        return Some(sql);
+    }
     // A text of this thread's own: its reference count is this thread's.
     let own: Arc<str> = Arc::from(&*sql);
     let _ = LOCAL.try_with(|local| local.borrow_mut().insert(hash, tokens, Arc::clone(&own)));
@@ -574,6 +589,14 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &other));
         assert_eq!(&*other, "SELECT 1");
         assert!(cached(hash, tokens(&key(&["another shape"]))).is_none());
+
+        // A long text is shared, never copied per thread.
+        let long_hash = 0xfeed_0000_0000_0002;
+        let long_shape = key(&["a long text is shared"]);
+        let long: Arc<str> = "x".repeat(LOCAL_TEXT_LIMIT + 1).into();
+        CACHE.insert(long_hash, long_shape.clone(), Arc::clone(&long));
+        let hit = cached(long_hash, tokens(&long_shape)).expect("a hit");
+        assert!(Arc::ptr_eq(&hit, &long));
     }
 
     #[test]
