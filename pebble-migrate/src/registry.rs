@@ -266,6 +266,31 @@ impl Registry {
         if existing.is_some_and(|row| row.ready) {
             return Ok(Created::Existed);
         }
+        // The `pending` row is held until it is marked ready (the
+        // transaction ends with `mark_ready_sql`; an error drops the
+        // connection, which lets it go): an application's
+        // `TenantManager::cleanup` meanwhile would take an unheld pending
+        // row for a crashed provisioning and drop the database being
+        // migrated. Not when the manager keeps this registry itself: its
+        // provisioning takes the row, and would wait on this hold forever.
+        let held = !manager.has_registry();
+        if held {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT 1 FROM public.pebble_tenants WHERE id = {} FOR UPDATE",
+                    literal(id)
+                ))
+                .await?;
+            // Another process's provisioning may have finished meanwhile.
+            if list(&client, Some(id))
+                .await?
+                .pop()
+                .is_some_and(|row| row.ready)
+            {
+                client.batch_execute("COMMIT").await?;
+                return Ok(Created::Existed);
+            }
+        }
         // Opening the tenant provisions its database; the handle itself is
         // not needed.
         manager.db(id).await?;
@@ -282,6 +307,9 @@ impl Registry {
             });
         }
         client.batch_execute(&mark_ready_sql(id)).await?;
+        if held {
+            client.batch_execute("COMMIT").await?;
+        }
         Ok(Created::New)
     }
 

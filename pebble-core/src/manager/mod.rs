@@ -468,6 +468,13 @@ impl TenantManager {
         }
     }
 
+    /// Whether this manager records its tenants in a
+    /// [`registry`](TenantManagerBuilder::registry) (and holds a tenant's
+    /// row while it provisions it).
+    pub fn has_registry(&self) -> bool {
+        self.inner.catalog.is_some()
+    }
+
     /// The tenant registry's rows (every strategy), by id; empty without a
     /// [`registry`](TenantManagerBuilder::registry).
     pub async fn registered(&self) -> Result<Vec<TenantRecord>> {

@@ -1,0 +1,77 @@
+//! A database tenant being created and migrated by pebble-migrate holds
+//! its `pending` registry row until it is ready, so an application's
+//! `TenantManager::cleanup` over the same registry, running meanwhile,
+//! does not take it for a crashed provisioning (and drop the database
+//! under it). Its own binary: tenant databases are server-wide.
+
+use std::sync::{Arc, Mutex};
+
+use pebble_migrate::{Created, Migrations, Registry};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_being_created_is_not_cleaned_up() -> TestResult {
+    let db = pebble_testkit::database().await?;
+    let registry = Registry::new(db.config());
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let entered_tx = Arc::new(Mutex::new(Some(entered_tx)));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    // The CLI's manager (no registry of its own), whose setup waits inside
+    // until the test lets it go.
+    let provisioner = {
+        let release = release.clone();
+        pebble::TenantManager::builder(db.config())
+            .create_missing(true)
+            .setup(move |_db: pebble::TenantDatabase, _| {
+                let entered = entered_tx.lock().map(|mut tx| tx.take()).ok().flatten();
+                let release = release.clone();
+                async move {
+                    if let Some(tx) = entered {
+                        let _ = tx.send(());
+                    }
+                    if let Ok(permit) = release.acquire().await {
+                        permit.forget();
+                    }
+                    Ok(())
+                }
+            })
+            .build()?
+    };
+    // The application's, over the registry pebble-migrate writes.
+    let app = pebble::TenantManager::builder(db.config())
+        .registry(pebble::Db::connect(db.config()).await?, "main")
+        .build()?;
+    let migrations = Migrations::from_files([(
+        "0001_notes.sql",
+        "CREATE TABLE notes (id bigserial PRIMARY KEY, body text);",
+    )])?;
+
+    let creating = tokio::spawn(async move {
+        registry
+            .create_database_tenant(&provisioner, "acme", &migrations)
+            .await
+    });
+    entered.await?;
+    // The row is `pending` while its database is set up: held, so the
+    // application's cleanup leaves it (and its staging database) alone.
+    let removed = app.cleanup().await?;
+    assert!(removed.is_empty(), "{removed:?}");
+    release.add_permits(1);
+    assert!(matches!(creating.await??, Created::New));
+    let record = Registry::new(db.config())
+        .get("acme")
+        .await?
+        .ok_or("acme is registered")?;
+    assert!(record.ready, "{record:?}");
+    // Migrated: its table is there.
+    let acme = app.db("acme").await?;
+    acme.batch_execute("SELECT count(*) FROM notes").await?;
+    drop(acme);
+    app.close_all();
+    Registry::new(db.config())
+        .drop_database_tenant(&app, "acme")
+        .await?;
+    assert!(Registry::new(db.config()).list().await?.is_empty());
+    Ok(())
+}
