@@ -549,7 +549,11 @@ async fn a_ready_tenant_staged_again_holds_its_row_against_cleanup() {
         let tenant = tenant.clone();
         tokio::spawn(async move { gated.db(&tenant).await.map(|_| ()) })
     };
-    entered.await.unwrap();
+    // A guard, not a measure: a setup never entered fails instead of hanging.
+    tokio::time::timeout(Duration::from_secs(120), entered)
+        .await
+        .expect("the setup was entered")
+        .unwrap();
     let staging = staging_of(&admin, &tenant).await;
     assert_eq!(staging.len(), 1, "{staging:?}");
     // Another process's cleanup, while the setup runs: the row is held,
@@ -567,26 +571,20 @@ async fn a_ready_tenant_staged_again_holds_its_row_against_cleanup() {
     gated.drop_tenant(&tenant).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_tenant_removes_a_crashed_provisionings_staging_database_before_its_role() {
-    let database = pebble_testkit::database().await.unwrap();
-    let home = Db::connect(database.config()).await.unwrap();
-    let server = pebble_testkit::server().unwrap();
-    let id = ids();
-    let tenant = id("halfway");
-    let manager = TenantManager::builder(server.config())
-        .create_missing(true)
-        .roles(true)
-        .registry(home.clone(), "main")
-        .build()
-        .unwrap();
+/// What a provisioning cancelled between granting its role and the rename
+/// leaves for tenant `tenant`: its pending row, its role, and a staging
+/// database the role may connect to (so the role cannot be dropped before
+/// it). The manager has roles on. Returns the role's and staging
+/// database's names.
+async fn crashed_with_role(
+    manager: &TenantManager,
+    registry: &tokio_postgres::Client,
+    admin: &tokio_postgres::Client,
+    tenant: &str,
+) -> (String, String) {
     assert!(manager.registered().await.unwrap().is_empty());
-    // What a provisioning cancelled between granting its role and the
-    // rename leaves: its pending row, its role, and a staging database
-    // the role may connect to (so the role cannot be dropped before it).
     let role = format!("tenant_{tenant}");
     let staging = format!("pebble_new_{}", tenant.replace('_', ""));
-    let admin = raw(server.config()).await;
     for sql in [
         format!("CREATE ROLE \"{role}\" LOGIN"),
         format!("COMMENT ON ROLE \"{role}\" IS 'pebble tenant database role'"),
@@ -596,8 +594,7 @@ async fn drop_tenant_removes_a_crashed_provisionings_staging_database_before_its
     ] {
         admin.batch_execute(&sql).await.unwrap();
     }
-    raw(database.config())
-        .await
+    registry
         .execute(
             "INSERT INTO public.pebble_tenants (id, strategy, status, placement) \
              VALUES ($1, 'database', 'pending', 'main')",
@@ -605,13 +602,76 @@ async fn drop_tenant_removes_a_crashed_provisionings_staging_database_before_its
         )
         .await
         .unwrap();
+    (role, staging)
+}
+
+/// Whether role `role` exists.
+async fn role_exists(admin: &tokio_postgres::Client, role: &str) -> bool {
+    !admin
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+async fn manager_with_roles(home: &Db) -> TenantManager {
+    let server = pebble_testkit::server().unwrap();
+    TenantManager::builder(server.config())
+        .create_missing(true)
+        .roles(true)
+        .registry(home.clone(), "main")
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_tenant_removes_a_crashed_provisionings_staging_database_before_its_role() {
+    let database = pebble_testkit::database().await.unwrap();
+    let home = Db::connect(database.config()).await.unwrap();
+    let admin = raw(pebble_testkit::server().unwrap().config()).await;
+    let manager = manager_with_roles(&home).await;
+    let tenant = ids()("halfway");
+    let registry = raw(database.config()).await;
+    let (role, _) = crashed_with_role(&manager, &registry, &admin, &tenant).await;
 
     manager.drop_tenant(&tenant).await.unwrap();
     assert!(staging_of(&admin, &tenant).await.is_empty());
-    let roles_left = admin
-        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+    assert!(!role_exists(&admin, &role).await, "the role is left");
+    assert!(manager.registered().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_removes_a_crashed_provisionings_staging_database_and_role() {
+    let database = pebble_testkit::database().await.unwrap();
+    let home = Db::connect(database.config()).await.unwrap();
+    let admin = raw(pebble_testkit::server().unwrap().config()).await;
+    let manager = manager_with_roles(&home).await;
+    let tenant = ids()("crashedrole");
+    let registry = raw(database.config()).await;
+    let (role, staging) = crashed_with_role(&manager, &registry, &admin, &tenant).await;
+    // A role granted something by hand elsewhere cannot go yet: its row
+    // stays (and does not stop the rest of the cleanup).
+    let elsewhere = database.config().get_dbname().unwrap().to_owned();
+    admin
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE \"{elsewhere}\" TO \"{role}\""
+        ))
         .await
         .unwrap();
-    assert!(roles_left.is_empty(), "the role is left");
+    let removed = manager.cleanup().await.unwrap();
+    assert!(removed.contains(&staging), "{removed:?}");
+    assert!(!removed.contains(&tenant), "{removed:?}");
+    assert!(role_exists(&admin, &role).await);
+    assert_eq!(manager.registered().await.unwrap().len(), 1);
+    admin
+        .batch_execute(&format!(
+            "REVOKE CONNECT ON DATABASE \"{elsewhere}\" FROM \"{role}\""
+        ))
+        .await
+        .unwrap();
+    let removed = manager.cleanup().await.unwrap();
+    assert_eq!(removed, vec![tenant.clone()]);
+    assert!(!role_exists(&admin, &role).await, "the role is left");
+    assert!(staging_of(&admin, &tenant).await.is_empty());
     assert!(manager.registered().await.unwrap().is_empty());
 }

@@ -66,6 +66,14 @@ pub enum Error {
         /// The strategy in the registry.
         registered: String,
     },
+    /// The tenant's row was being dropped, or went, while it was being
+    /// created: nothing was provisioned. Create it again once the drop
+    /// has finished.
+    #[error("tenant {id:?} was dropped, or is being dropped, while it was being created")]
+    TenantDropped {
+        /// The tenant id.
+        id: String,
+    },
     /// Provisioning the target's migrations failed (the tenant stays `pending`).
     #[error("migrating tenant {id:?} failed: {failure}")]
     Migration {

@@ -94,7 +94,7 @@ pub struct Registry {
 
 pub(crate) fn mark_ready_sql(id: &str) -> String {
     format!(
-        "UPDATE public.pebble_tenants SET status = 'ready' WHERE id = {}",
+        "UPDATE public.pebble_tenants SET status = 'ready' WHERE id = {} AND status = 'pending'",
         literal(id)
     )
 }
@@ -275,20 +275,36 @@ impl Registry {
         // provisioning takes the row, and would wait on this hold forever.
         let held = !manager.has_registry();
         if held {
+            // An idle transaction the server may not end: its lock is what
+            // keeps a cleanup off the tenant.
             client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT 1 FROM public.pebble_tenants WHERE id = {} FOR UPDATE",
-                    literal(id)
-                ))
+                .batch_execute("BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0")
                 .await?;
-            // Another process's provisioning may have finished meanwhile.
-            if list(&client, Some(id))
-                .await?
-                .pop()
-                .is_some_and(|row| row.ready)
-            {
-                client.batch_execute("COMMIT").await?;
-                return Ok(Created::Existed);
+            let row = client
+                .query_opt(
+                    "SELECT strategy, status FROM public.pebble_tenants WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await?;
+            // The row as it is once held: a drop or another creator may
+            // have had it meanwhile.
+            let (strategy, status): (String, String) = match row {
+                Some(row) => (row.try_get(0)?, row.try_get(1)?),
+                None => return Err(Error::TenantDropped { id: id.to_owned() }),
+            };
+            if strategy != Strategy::Database.as_str() {
+                return Err(Error::StrategyMismatch {
+                    id: id.to_owned(),
+                    registered: strategy,
+                });
+            }
+            match status.as_str() {
+                "pending" => {}
+                "ready" => {
+                    client.batch_execute("COMMIT").await?;
+                    return Ok(Created::Existed);
+                }
+                _ => return Err(Error::TenantDropped { id: id.to_owned() }),
             }
         }
         // Opening the tenant provisions its database; the handle itself is
@@ -306,7 +322,17 @@ impl Registry {
                 failure,
             });
         }
-        client.batch_execute(&mark_ready_sql(id)).await?;
+        // Only a pending row: one a drop marked meanwhile (possible
+        // without the hold) stays dropping. A manager with the registry
+        // marked it ready itself.
+        if client.execute(mark_ready_sql(id).as_str(), &[]).await? == 0
+            && !list(&client, Some(id))
+                .await?
+                .pop()
+                .is_some_and(|row| row.ready)
+        {
+            return Err(Error::TenantDropped { id: id.to_owned() });
+        }
         if held {
             client.batch_execute("COMMIT").await?;
         }

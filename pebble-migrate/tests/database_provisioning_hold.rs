@@ -14,6 +14,8 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 async fn a_tenant_being_created_is_not_cleaned_up() -> TestResult {
     let db = pebble_testkit::database().await?;
     let registry = Registry::new(db.config());
+    // Tenant databases are server-wide: an id of this run only.
+    let id = format!("hold{}", std::process::id());
     let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
     let entered_tx = Arc::new(Mutex::new(Some(entered_tx)));
     let release = Arc::new(tokio::sync::Semaphore::new(0));
@@ -47,12 +49,14 @@ async fn a_tenant_being_created_is_not_cleaned_up() -> TestResult {
         "CREATE TABLE notes (id bigserial PRIMARY KEY, body text);",
     )])?;
 
+    let tenant = id.clone();
     let creating = tokio::spawn(async move {
         registry
-            .create_database_tenant(&provisioner, "acme", &migrations)
+            .create_database_tenant(&provisioner, &tenant, &migrations)
             .await
     });
-    entered.await?;
+    // A guard, not a measure: a setup never entered fails instead of hanging.
+    tokio::time::timeout(std::time::Duration::from_secs(120), entered).await??;
     // The row is `pending` while its database is set up: held, so the
     // application's cleanup leaves it (and its staging database) alone.
     let removed = app.cleanup().await?;
@@ -60,17 +64,17 @@ async fn a_tenant_being_created_is_not_cleaned_up() -> TestResult {
     release.add_permits(1);
     assert!(matches!(creating.await??, Created::New));
     let record = Registry::new(db.config())
-        .get("acme")
+        .get(&id)
         .await?
-        .ok_or("acme is registered")?;
+        .ok_or("the tenant is registered")?;
     assert!(record.ready, "{record:?}");
     // Migrated: its table is there.
-    let acme = app.db("acme").await?;
-    acme.batch_execute("SELECT count(*) FROM notes").await?;
-    drop(acme);
+    let tenant = app.db(&id).await?;
+    tenant.batch_execute("SELECT count(*) FROM notes").await?;
+    drop(tenant);
     app.close_all();
     Registry::new(db.config())
-        .drop_database_tenant(&app, "acme")
+        .drop_database_tenant(&app, &id)
         .await?;
     assert!(Registry::new(db.config()).list().await?.is_empty());
     Ok(())

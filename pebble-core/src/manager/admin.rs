@@ -347,8 +347,10 @@ async fn role_is_pebbles(client: &Client, role: &str) -> Result<Option<bool>> {
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Drops a dropped tenant database's role, if it exists (it holds no
-/// privilege elsewhere: its database went with its grants).
+/// Drops a dropped tenant database's role, if it exists and is pebble's.
+/// Call it after its database and the tenant's staging databases are
+/// gone: their grants to it would make `DROP ROLE` fail (2BP01), as would
+/// any privilege granted to it elsewhere by hand.
 pub(crate) async fn drop_role(
     connector: &Connector,
     maintenance: &tokio_postgres::Config,

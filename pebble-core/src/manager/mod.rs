@@ -487,11 +487,15 @@ impl TenantManager {
     /// Removes what crashed provisionings and drops left on this manager's
     /// servers: database tenants whose registry row is `pending` or
     /// `dropping` and held by no one (their database, if pebble marked it,
-    /// and their row), and `pebble_new_*` staging databases whose tenant has
-    /// a row in this registry that no provisioning holds right now. A
-    /// staging database of a tenant the registry does not know is left: on
-    /// a server shared with another application, it may be that one's
-    /// provisioning in progress. Rows placing a tenant on a server
+    /// their staging databases, their role with
+    /// [`roles`](TenantManagerBuilder::roles), and their row), and
+    /// `pebble_new_*` staging databases whose tenant's row in this registry
+    /// is a database tenant on that server that no provisioning holds
+    /// right now. A staging database of a tenant the registry does not
+    /// know, or places elsewhere, is left: on a server shared with another
+    /// application, it may be that one's provisioning in progress. A role
+    /// that cannot be dropped yet (privileges granted to it by hand) keeps
+    /// its row for a later cleanup. Rows placing a tenant on a server
     /// this manager was not given are left for a manager that has it. A
     /// provisioning in progress holds its row and is never touched.
     /// Returns what was removed (tenant ids and staging database names).
@@ -530,9 +534,14 @@ impl TenantManager {
             // no longer be told from another registry's.
             removed.extend(drop_staging_of(&connector, maintenance, &id).await?);
             // The role a crashed provisioning made, or a crashed drop left
-            // (only pebble's: one merely sharing the name stays).
+            // (only pebble's: one merely sharing the name stays). One that
+            // cannot go yet (privileges granted on it elsewhere) keeps its
+            // row for a later cleanup, and does not stop the others.
             if inner.settings.roles {
-                admin::drop_role(&connector, maintenance, &database).await?;
+                if let Err(e) = admin::drop_role(&connector, maintenance, &database).await {
+                    tracing::warn!(target: "pebble::manager", tenant = %id, error = %e, "cleanup could not drop the tenant's role; its row stays for the next cleanup");
+                    continue;
+                }
             }
             claim.delete().await?;
             removed.push(id);
@@ -893,24 +902,36 @@ impl Inner {
         // Registered `pending` and held for the whole provisioning; a drop
         // that ran meanwhile makes this fail with `TenantDropped`.
         let (claim, _ready_row, server) = match &self.catalog {
-            Some(catalog) => {
+            Some(catalog) => loop {
                 let name = &self.servers[server].name;
                 match catalog.claim(id, TenantStrategy::Database, name).await? {
                     Claimed::Provision(claim) => {
                         let server = self.server_of(claim.record())?;
-                        (Some(claim), None, server)
+                        break (Some(claim), None, server);
                     }
                     Claimed::Ready(_) => {
                         // Held while its database is checked and, if it is
-                        // missing, staged again: a `cleanup` or
-                        // `drop_tenant` meanwhile waits for it instead of
-                        // dropping the staging database under it.
+                        // missing, staged again: a `cleanup` leaves it
+                        // alone and a `drop_tenant` waits for it, instead
+                        // of dropping the staging database under it.
                         let Some(lock) = catalog.lock_for_drop(id).await? else {
                             return Err(Error::TenantDropped { id: id.to_owned() });
                         };
                         let record = lock.record();
-                        if record.status != crate::TenantStatus::Ready {
-                            return Err(Error::TenantDropped { id: id.to_owned() });
+                        if record.strategy != TenantStrategy::Database {
+                            return Err(Error::StrategyMismatch {
+                                id: id.to_owned(),
+                                registered: record.strategy.to_string(),
+                            });
+                        }
+                        match record.status {
+                            crate::TenantStatus::Ready => {}
+                            // Dropped and registered again meanwhile: claim
+                            // that provisioning.
+                            crate::TenantStatus::Pending => continue,
+                            crate::TenantStatus::Dropping => {
+                                return Err(Error::TenantDropped { id: id.to_owned() })
+                            }
                         }
                         let server = self.server_of(record)?;
                         // Provisioned by another task or process while this
@@ -924,10 +945,10 @@ impl Inner {
                         }
                         // Registered ready, yet missing: dropped behind
                         // pebble's back; `create_missing` makes it again.
-                        (None, Some(lock), server)
+                        break (None, Some(lock), server);
                     }
                 }
-            }
+            },
             None => (None, None, server),
         };
         let role = self.stage(id, database, server).await?;

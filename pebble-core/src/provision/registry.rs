@@ -482,7 +482,7 @@ impl DropLock {
             )
             .await?;
         client.batch_execute("COMMIT").await?;
-        client.batch_execute("BEGIN").await?;
+        client.batch_execute(BEGIN_HELD).await?;
         let row = client
             .query_opt(
                 &format!(
@@ -514,12 +514,17 @@ struct Held {
     client: Option<Box<PooledClient>>,
 }
 
+/// Begins a transaction that holds a row: through a tenant's setup, which
+/// may take long, so a server or role `idle_in_transaction_session_timeout`
+/// must not end it (and let the row go) under the setup.
+const BEGIN_HELD: &str = "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0";
+
 impl Held {
     async fn begin(client: Object) -> Result<Held> {
         let held = Held {
             client: Some(Box::new(Object::take(client))),
         };
-        held.client()?.batch_execute("BEGIN").await?;
+        held.client()?.batch_execute(BEGIN_HELD).await?;
         Ok(held)
     }
 
