@@ -436,6 +436,86 @@ async fn the_audit_passes_for_the_app_role_and_names_every_gap() {
 }
 
 #[tokio::test]
+async fn a_session_default_for_the_tenant_is_an_audit_gap() {
+    let f = Fixture::new().await;
+    // Tenant A's raw SQL cannot give the app role's sessions a default
+    // tenant (PostgreSQL 15 lets only a superuser set a default for a
+    // custom setting), but can set defaults of its own role otherwise.
+    let a = f.app.tenant(f.a);
+    let err = a
+        .execute(
+            &format!("ALTER ROLE CURRENT_USER SET pebble.tenant_id = '{}'", f.a),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    a.execute("ALTER ROLE CURRENT_USER SET statement_timeout = '60s'", &[])
+        .await
+        .unwrap();
+    // A superuser's mistake, then: a default tenant for the app role.
+    f.owner
+        .batch_execute(&format!(
+            "ALTER ROLE {} SET pebble.tenant_id = '{}'",
+            f.role, f.a
+        ))
+        .await
+        .unwrap();
+    // What that does: a new session without tenant context is A, not
+    // nobody (fail-open for the application's unscoped statements).
+    let fresh = pebble::RlsDb::connect_with(f.app_config.clone(), PoolOptions::default())
+        .await
+        .unwrap();
+    let unscoped = || fresh.db().cross_tenant().select::<User>().count();
+    assert_eq!(unscoped().await.unwrap(), 2);
+    fresh.db().close();
+
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(
+        report
+            .session_defaults
+            .contains(&format!("pebble.tenant_id={}", f.a)),
+        "{report}"
+    );
+    let findings = report.findings();
+    let gaps: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Gap)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(gaps.len(), 1, "{report}");
+    assert!(gaps[0].contains("pebble.tenant_id"), "{report}");
+    assert!(findings
+        .iter()
+        .any(|f| f.severity == Severity::Warning && f.message.contains("statement_timeout=60s")));
+    assert!(matches!(report.check(), Err(Error::RlsAudit { .. })));
+
+    // Reset by the owner: new sessions fail closed again, and the audit passes.
+    f.owner
+        .batch_execute(&format!("ALTER ROLE {} RESET ALL", f.role))
+        .await
+        .unwrap();
+    let fresh = pebble::RlsDb::connect_with(f.app_config.clone(), PoolOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh
+            .db()
+            .cross_tenant()
+            .select::<User>()
+            .count()
+            .await
+            .unwrap(),
+        0
+    );
+    fresh.db().close();
+    let report = f.app.audit(&tables()).await.unwrap();
+    assert!(report.session_defaults.is_empty(), "{report}");
+    report.check().unwrap_or_else(|e| panic!("{e}\n{report}"));
+    f.cleanup().await;
+}
+
+#[tokio::test]
 async fn installing_twice_changes_nothing_and_a_missing_policy_is_restored() {
     let f = Fixture::new().await;
     f.owner.install_rls_tables(&tables()).await.unwrap();

@@ -29,6 +29,8 @@ pub struct Fixture {
     pub test_db: TestDatabase,
     pub owner: Db,
     pub app: RlsDb,
+    /// How the application role connects (for a fresh pool of it).
+    pub app_config: tokio_postgres::Config,
     pub role: String,
     pub a: Uuid,
     pub b: Uuid,
@@ -57,7 +59,7 @@ impl Fixture {
             .unwrap();
         let mut config = test_db.config();
         config.user(&role).password(&password);
-        let app = RlsDb::connect_with(config, options).await.unwrap();
+        let app = RlsDb::connect_with(config.clone(), options).await.unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         for tenant in [a, b] {
             app.tenant(tenant)
@@ -70,6 +72,7 @@ impl Fixture {
             test_db,
             owner,
             app,
+            app_config: config,
             role,
             a,
             b,

@@ -31,6 +31,15 @@ pub struct AuditReport {
     /// Superuser or BYPASSRLS roles the role is a member of: even without
     /// inheriting their rights it can `SET ROLE` to them.
     pub privileged_roles: Vec<String>,
+    /// The settings every session of the role starts with in this
+    /// database (`name=value`, from `ALTER ROLE ... SET` and `ALTER
+    /// DATABASE ... SET`); they come back after every reset. A default for
+    /// `pebble.tenant_id` (only a superuser can set one) is a gap: a
+    /// statement without tenant context would run as that tenant instead
+    /// of seeing nothing. The others are warnings, to review: any role may
+    /// set its own (`ALTER ROLE CURRENT_USER SET statement_timeout ...`),
+    /// raw SQL under row-level security included.
+    pub session_defaults: Vec<String>,
     /// Per audited table.
     pub tables: Vec<TableAudit>,
     /// This database's tenant logins (see
@@ -272,6 +281,29 @@ impl AuditReport {
                 self.role
             )));
         }
+        for setting in &self.session_defaults {
+            let name = setting.split('=').next().unwrap_or(setting);
+            if name.starts_with("pebble.") {
+                found.push(role(format!(
+                    "sessions of `{}` start with `{setting}`: a statement without tenant \
+                     context runs as that tenant instead of seeing nothing; \
+                     ALTER ROLE {} RESET {name} (or ALTER DATABASE ... RESET)",
+                    self.role,
+                    quote_ident(&self.role)
+                )));
+            } else {
+                found.push(Finding {
+                    severity: Severity::Warning,
+                    table: None,
+                    message: format!(
+                        "sessions of `{}` start with `{setting}` (ALTER ROLE/DATABASE ... SET; \
+                         raw SQL under row-level security can set its own role's): \
+                         check it is yours",
+                        self.role
+                    ),
+                });
+            }
+        }
         for t in &self.tables {
             t.findings(&self.role, &mut found);
         }
@@ -437,7 +469,13 @@ fn yes(b: bool) -> &'static str {
 const ROLE_QUERY: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls, \
   ARRAY(SELECT o.rolname::text FROM pg_catalog.pg_roles o \
         WHERE (o.rolsuper OR o.rolbypassrls) AND o.rolname <> current_user \
-        AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1) \
+        AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER') ORDER BY 1), \
+  ARRAY(SELECT s.setting FROM pg_catalog.pg_db_role_setting d, \
+        LATERAL pg_catalog.unnest(d.setconfig) AS s(setting) \
+        WHERE d.setrole IN (0, (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = session_user)) \
+        AND d.setdatabase IN (0, (SELECT b.oid FROM pg_catalog.pg_database b \
+                                  WHERE b.datname = pg_catalog.current_database())) \
+        ORDER BY 1) \
 FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
 /// This database's tenant logins (named `pebble_<database oid>_...`), and
@@ -538,6 +576,7 @@ pub(crate) async fn run(
         superuser: role.try_get(1)?,
         bypass_rls: role.try_get(2)?,
         privileged_roles: role.try_get(3)?,
+        session_defaults: role.try_get(4)?,
         tables: Vec::with_capacity(tables.len()),
         tenant_logins: Vec::new(),
     };
