@@ -348,6 +348,21 @@ impl Registry {
     ) -> Result<()> {
         tenant_name(id)?;
         let client = self.client().await?;
+        // Held through the drop (as `create_database_tenant` holds it), so
+        // that a creation or a cleanup waits for it; not when the manager
+        // keeps this registry itself: its drop takes the row.
+        let held = !manager.has_registry();
+        if held {
+            client
+                .batch_execute("BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0")
+                .await?;
+            client
+                .query_opt(
+                    "SELECT 1 FROM public.pebble_tenants WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await?;
+        }
         match list(&client, Some(id)).await?.pop() {
             None => return Err(Error::NotRegistered { id: id.to_owned() }),
             Some(row) if row.strategy != Strategy::Database => {
@@ -365,6 +380,9 @@ impl Registry {
                 literal(id)
             ))
             .await?;
+        if held {
+            client.batch_execute("COMMIT").await?;
+        }
         Ok(())
     }
 }

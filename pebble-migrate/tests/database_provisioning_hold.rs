@@ -2,7 +2,9 @@
 //! its `pending` registry row until it is ready, so an application's
 //! `TenantManager::cleanup` over the same registry, running meanwhile,
 //! does not take it for a crashed provisioning (and drop the database
-//! under it). Its own binary: tenant databases are server-wide.
+//! under it), and dropping one holds it too, and takes a crashed
+//! provisioning's staging database with it. Its own binary: tenant
+//! databases are server-wide.
 
 use std::sync::{Arc, Mutex};
 
@@ -77,5 +79,47 @@ async fn a_tenant_being_created_is_not_cleaned_up() -> TestResult {
         .drop_database_tenant(&app, &id)
         .await?;
     assert!(Registry::new(db.config()).list().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_tenant_removes_a_crashed_provisionings_staging_database() -> TestResult {
+    let db = pebble_testkit::database().await?;
+    let registry = Registry::new(db.config());
+    let id = format!("left{}", std::process::id());
+    // The CLI's manager: no registry of its own.
+    let manager = pebble::TenantManager::builder(db.config())
+        .create_missing(true)
+        .build()?;
+    let migrations = Migrations::from_files([(
+        "0001_notes.sql",
+        "CREATE TABLE notes (id bigserial PRIMARY KEY, body text);",
+    )])?;
+    registry
+        .create_database_tenant(&manager, &id, &migrations)
+        .await?;
+    manager.close_all();
+    // What a provisioning of it that crashed left on the server.
+    let (admin, connection) = db.server().config().connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let staging = format!("pebble_new_{id}");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{staging}\""))
+        .await?;
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE \"{staging}\" IS 'pebble tenant {id}'"
+        ))
+        .await?;
+
+    registry.drop_database_tenant(&manager, &id).await?;
+    let left = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname IN ($1, $2)",
+            &[&staging, &format!("tenant_{id}")],
+        )
+        .await?;
+    assert!(left.is_empty(), "{} databases left", left.len());
+    assert!(registry.get(&id).await?.is_none());
     Ok(())
 }

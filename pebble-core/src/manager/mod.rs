@@ -400,10 +400,12 @@ impl TenantManager {
         let connector = inner.connector(server);
         let maintenance = &inner.servers[server].maintenance;
         admin::drop_tenant_database(&connector, maintenance, &database, id).await?;
-        if claim.is_some() {
-            // A crashed provisioning's leftovers, while the held row still
-            // says they are this registry's; before the role, which one of
-            // them may have been granted CONNECT on.
+        // A crashed provisioning's leftovers, before the role, which one of
+        // them may have been granted CONNECT on: while the held row says
+        // they are this registry's, or, without a registry, as everything
+        // of this tenant on the one server (a caller such as
+        // pebble-migrate holds its own registry's row).
+        if claim.is_some() || inner.catalog.is_none() {
             drop_staging_of(&connector, maintenance, id).await?;
         }
         if inner.settings.roles {
