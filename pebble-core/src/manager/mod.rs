@@ -1093,8 +1093,10 @@ fn take_room(found: Option<(Reservation<'_>, Option<(String, Db)>)>) -> Option<R
 const STAGING_PREFIX: &str = "pebble_new_";
 
 /// Drops the staging databases marked for tenant `id` on one server (what
-/// its crashed provisionings left), for a caller holding `id`'s row: no
-/// provisioning of it is in progress. Returns their names.
+/// its crashed provisionings left), for a caller holding `id`'s row (no
+/// provisioning of it is in progress), or dropping the tenant on a manager
+/// without a registry (whose provisionings of `id` the drop outranks).
+/// Returns their names.
 async fn drop_staging_of(
     connector: &Connector,
     maintenance: &tokio_postgres::Config,
