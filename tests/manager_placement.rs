@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use pebble::{Db, Error, Model, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
+use pebble::{Db, Error, Placement, TenantDatabase, TenantManager, TenantManagerBuilder};
 use tokio_postgres::NoTls;
 
 mod common;
-use common::servers::raw;
+use common::servers::{note, raw, Note};
 
 /// The two servers of this binary.
 fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer) {
@@ -22,14 +22,6 @@ fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer
 /// Names unique to one test of this binary.
 fn ids() -> impl Fn(&str) -> String {
     common::servers::ids("pl")
-}
-
-#[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes", per_tenant)]
-struct Note {
-    #[pebble(primary_key, default)]
-    id: i64,
-    body: String,
 }
 
 /// The databases on a server whose names start with `prefix`.
@@ -104,13 +96,6 @@ fn manager(home: &Db) -> TenantManagerBuilder {
         .server("two", two.config())
         .create_missing(true)
         .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
-}
-
-fn note(body: &str) -> Note {
-    Note {
-        id: 0,
-        body: body.to_owned(),
-    }
 }
 
 async fn bodies(db: &TenantDatabase) -> Vec<String> {

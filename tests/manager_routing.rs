@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pebble::{
-    Db, Error, Model, Placement, PoolOptions, TenantDatabase, TenantManager, TenantManagerBuilder,
+    Db, Error, Placement, PoolOptions, TenantDatabase, TenantManager, TenantManagerBuilder,
 };
 
 mod common;
-use common::servers::raw;
+use common::servers::{note, raw, Note};
 
 /// The two servers of this binary.
 fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer) {
@@ -25,14 +25,6 @@ fn servers() -> &'static (pebble_testkit::TempServer, pebble_testkit::TempServer
 /// Names unique to one test of this binary.
 fn ids() -> impl Fn(&str) -> String {
     common::servers::ids("rt")
-}
-
-#[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes", per_tenant)]
-struct Note {
-    #[pebble(primary_key, default)]
-    id: i64,
-    body: String,
 }
 
 /// Whether `database` exists on the server of `config`.
@@ -144,13 +136,6 @@ fn one_server(home: &Db) -> TenantManagerBuilder {
         .registry(home.clone(), "one")
         .create_missing(true)
         .setup(|db: TenantDatabase, _| async move { db.create_table::<Note>().await })
-}
-
-fn note(body: &str) -> Note {
-    Note {
-        id: 0,
-        body: body.to_owned(),
-    }
 }
 
 async fn bodies(db: &TenantDatabase) -> Vec<String> {

@@ -7,31 +7,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pebble::{
-    Db, Error, Model, SchemaTenants, TenantDatabase, TenantManager, TenantStatus, TenantStrategy,
+    Db, Error, SchemaTenants, TenantDatabase, TenantManager, TenantStatus, TenantStrategy,
 };
 use tokio_postgres::NoTls;
 
 mod common;
-use common::servers::raw;
+use common::servers::{note, raw, Note};
 
 /// Names unique to one test of this binary.
 fn ids() -> impl Fn(&str) -> String {
     common::servers::ids("r")
-}
-
-#[derive(Model, Debug, Clone, PartialEq)]
-#[pebble(table = "notes", per_tenant)]
-struct Note {
-    #[pebble(primary_key, default)]
-    id: i64,
-    body: String,
-}
-
-fn note(body: &str) -> Note {
-    Note {
-        id: 0,
-        body: body.to_owned(),
-    }
 }
 
 /// The staging databases marked for tenant `id` (other tests' are theirs).

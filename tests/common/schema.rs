@@ -2,8 +2,6 @@
 //! tests/schema_adversarial.rs: a per-tenant model, ids unique per test,
 //! an owner connection and a raw one for looking behind pebble's back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use pebble::{Db, Model, SchemaDb};
 use tokio_postgres::NoTls;
 
@@ -28,13 +26,7 @@ pub fn task(id: i64, title: &str) -> Task {
 /// Tenant ids unique to this process and test, starting with `tag`: roles
 /// are cluster-wide, and the test binaries share one server.
 pub fn ids(tag: &str) -> impl Fn(&str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let prefix = format!(
-        "{tag}{}n{}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    move |name| format!("{prefix}{name}")
+    super::servers::ids(tag)
 }
 
 /// A fresh database and the owner's `Db` on it.

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use pebble::Model;
 use pebble_testkit::TempServer;
 use tokio_postgres::NoTls;
 
@@ -36,4 +37,21 @@ pub async fn raw(config: tokio_postgres::Config) -> tokio_postgres::Client {
     let (client, connection) = config.connect(NoTls).await.expect("raw connect");
     tokio::spawn(connection);
     client
+}
+
+/// The table every tenant database of the manager and registry tests gets.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[pebble(table = "notes", per_tenant)]
+pub struct Note {
+    #[pebble(primary_key, default)]
+    pub id: i64,
+    pub body: String,
+}
+
+/// A new note (its key from the database).
+pub fn note(body: &str) -> Note {
+    Note {
+        id: 0,
+        body: body.to_owned(),
+    }
 }
