@@ -217,14 +217,10 @@ impl Output {
     }
 
     pub(crate) fn into_count(self) -> u64 {
-        match self {
-            Output::Rows(rows) => rows.len() as u64,
-            Output::First(row) => u64::from(row.is_some()),
-            Output::Count(n) => n,
-        }
+        self.rows()
     }
 
-    /// The rows returned or written, for tracing.
+    /// The rows returned or written (also what tracing records).
     pub(crate) fn rows(&self) -> u64 {
         match self {
             Output::Rows(rows) => rows.len() as u64,
