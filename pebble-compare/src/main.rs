@@ -10,6 +10,7 @@
 //! cargo run --release -p pebble-compare -- --pool ...   (limit, deadpool-postgres by hand, pebble)
 //! cargo run --release -p pebble-compare -- scale [--tenants 1000]
 //! cargo run --release -p pebble-compare -- building [--clients 1,2]   (no server: building statements)
+//! cargo run --release -p pebble-compare -- rls-floor [--clients 1,16] [--seconds 8] [--rounds 3]   (pgbench: what RLS costs the server)
 //! ```
 //!
 //! Rounds are interleaved (limit, sqlx, pebble, limit, ...) so that a
@@ -21,6 +22,7 @@ mod alloc_count;
 mod building;
 mod contenders;
 mod measure;
+mod rls_floor;
 mod scale;
 mod setup;
 
@@ -40,6 +42,8 @@ struct Args {
     seconds: f64,
     workloads: Vec<Workload>,
     scale: bool,
+    /// `rls-floor`: pgbench's shapes of the RLS select (no pebble).
+    rls_floor: bool,
     /// `building`: statement building alone, `clients` threads at once.
     building: bool,
     /// Whether `--clients` was given (`building` has its own default).
@@ -60,6 +64,7 @@ fn parse_args() -> Result<Args, BoxError> {
         seconds: 2.0,
         workloads: Workload::ALL.to_vec(),
         scale: false,
+        rls_floor: false,
         building: false,
         clients_given: false,
         tenants: 1000,
@@ -73,6 +78,7 @@ fn parse_args() -> Result<Args, BoxError> {
         match arg.as_str() {
             "scale" => args.scale = true,
             "building" => args.building = true,
+            "rls-floor" => args.rls_floor = true,
             "--pool" => {
                 args.pool = true;
                 args.workloads = vec![Workload::Select, Workload::Insert, Workload::Update];
@@ -130,6 +136,9 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     if args.scale {
         return runtime.block_on(scale::run(args.tenants));
+    }
+    if args.rls_floor {
+        return runtime.block_on(rls_floor::run(&args.clients, args.seconds, args.rounds));
     }
     if args.building {
         // Two threads on the two cores this was written for: what they

@@ -23,6 +23,19 @@ impl Binaries {
             .ok_or(Error::NoServerBinaries)
     }
 
+    /// `name` (a client program such as `pgbench` or `psql`) from the
+    /// installation whose server the throwaway clusters run.
+    /// Beside `initdb`, or beside what it links to (a `PATH` entry is often
+    /// a symbolic link into the installation's own directory).
+    pub(crate) fn sibling(&self, name: &str) -> Option<PathBuf> {
+        let resolved = std::fs::canonicalize(&self.initdb).ok();
+        [Some(self.initdb.clone()), resolved]
+            .into_iter()
+            .flatten()
+            .filter_map(|initdb| Some(initdb.parent()?.join(name)))
+            .find(|binary| binary.is_file())
+    }
+
     fn in_dir(dir: &Path) -> Option<Binaries> {
         let initdb = dir.join("initdb");
         let postgres = dir.join("postgres");
@@ -65,6 +78,24 @@ fn pgbouncer_in(dirs: impl IntoIterator<Item = PathBuf>) -> Result<PathBuf, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_beside_initdb_and_a_missing_one_is_named() {
+        let error = crate::postgres_program("pebble-no-such-program").map_err(|e| e.to_string());
+        let message = error.err().unwrap_or_default();
+        // Without server binaries (tests given a `DATABASE_URL`) the
+        // error says that instead.
+        let Ok(binaries) = Binaries::find() else {
+            assert!(message.contains("server binaries"), "{message}");
+            return;
+        };
+        let postgres = binaries
+            .sibling("postgres")
+            .expect("postgres beside initdb");
+        assert_eq!(postgres.file_name(), Some("postgres".as_ref()));
+        assert!(binaries.sibling("pebble-no-such-program").is_none());
+        assert!(message.contains("`pebble-no-such-program`"), "{message}");
+    }
 
     #[test]
     fn a_missing_pgbouncer_says_how_to_install_it() {

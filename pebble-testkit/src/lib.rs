@@ -87,12 +87,35 @@ pub enum Error {
          pebble-testkit starts its own)"
     )]
     NoPgBouncer,
+    /// [`postgres_program`] found the server binaries but not this program
+    /// beside them.
+    #[error(
+        "`{0}` is not beside the PostgreSQL server binaries pebble-testkit uses; it comes \
+         with the server package (Debian/Ubuntu: `apt-get install postgresql`)"
+    )]
+    NoProgram(String),
     /// A [`PgBouncer`] could not be started, or no query went through it.
     #[error("could not start PgBouncer: {0}")]
     PgBouncerStart(String),
     /// The server refused a statement (e.g. `CREATE DATABASE`).
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// A program of the PostgreSQL installation that [`TempServer`] runs
+/// (`pgbench`, `psql`, ...), found the way its server binaries are: on
+/// `PATH`, else in the newest `/usr/lib/postgresql/<version>/bin`.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), pebble_testkit::Error> {
+/// let pgbench = pebble_testkit::postgres_program("pgbench")?;
+/// assert!(pgbench.ends_with("pgbench"));
+/// # Ok(()) }
+/// ```
+pub fn postgres_program(name: &str) -> Result<std::path::PathBuf, Error> {
+    binaries::Binaries::find()?
+        .sibling(name)
+        .ok_or_else(|| Error::NoProgram(name.to_owned()))
 }
 
 /// The PostgreSQL server of this process.
