@@ -248,20 +248,45 @@ async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
     // row and its marked staging database.
     let staging = |tenant: &str| format!("pebble_new_{}", tenant.replace('_', ""));
     let admin_two = raw(two.config()).await;
-    let stage = |tenant: String| {
+    // A database named `name` with the comment `comment` on server two.
+    let marked = |name: String, comment: String| {
         let admin_two = &admin_two;
         async move {
-            let name = staging(&tenant);
             for sql in [
                 format!("CREATE DATABASE \"{name}\""),
-                format!("COMMENT ON DATABASE \"{name}\" IS 'pebble tenant {tenant}'"),
+                format!("COMMENT ON DATABASE \"{name}\" IS '{comment}'"),
             ] {
                 admin_two.batch_execute(&sql).await.unwrap();
             }
             name
         }
     };
+    // Marked as pebble marked staging databases before markers named the
+    // database they were to become.
+    let stage = |tenant: String| marked(staging(&tenant), format!("pebble tenant {tenant}"));
     let crashed = stage(id("crashed")).await;
+    // The same crashed provisioning's staging database as this pebble
+    // marks it (naming the database it was to become), and one of another
+    // application on this server with the same tenant id, whose databases
+    // are named apart: only the first is this tenant's.
+    let crashed_named = marked(
+        staging(&id("crashednamed")),
+        format!(
+            "pebble tenant {} as tenant_{}",
+            id("crashed"),
+            id("crashed")
+        ),
+    )
+    .await;
+    let other_app = marked(
+        staging(&id("otherapp")),
+        format!(
+            "pebble tenant {} as other_app_{}",
+            id("crashed"),
+            id("crashed")
+        ),
+    )
+    .await;
     raw(one.config_for(&id("home")))
         .await
         .execute(
@@ -276,13 +301,7 @@ async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
     let foreign = stage(id("foreign")).await;
     // One marked for a, whose row places it on server one: another
     // application's tenant of the same id, on this server.
-    let not_here = format!("pebble_new_{}", id("nothere").replace('_', ""));
-    for sql in [
-        format!("CREATE DATABASE \"{not_here}\""),
-        format!("COMMENT ON DATABASE \"{not_here}\" IS 'pebble tenant {a}'"),
-    ] {
-        admin_two.batch_execute(&sql).await.unwrap();
-    }
+    let not_here = marked(staging(&id("nothere")), format!("pebble tenant {a}")).await;
     let removed = manager.cleanup().await.unwrap();
     assert!(!removed.contains(&not_here), "{removed:?}");
     assert_eq!(
@@ -294,8 +313,30 @@ async fn roles_passwords_and_cleanup_go_to_the_tenants_server() {
         .await
         .unwrap();
     assert!(removed.contains(&crashed), "{removed:?}");
+    assert!(removed.contains(&crashed_named), "{removed:?}");
     assert!(removed.contains(&id("crashed")), "{removed:?}");
     assert!(databases(two.config(), &crashed).await.is_empty());
+    assert!(databases(two.config(), &crashed_named).await.is_empty());
+    assert!(!removed.contains(&other_app), "{removed:?}");
+    assert_eq!(
+        databases(two.config(), &other_app).await,
+        BTreeSet::from([other_app.clone()])
+    );
+    admin_two
+        .batch_execute(&format!("DROP DATABASE \"{other_app}\""))
+        .await
+        .unwrap();
+    // What pebble provisions carries the marker naming the database.
+    let comment: String = raw(two.config())
+        .await
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&format!("tenant_{b}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment, format!("pebble tenant {b} as tenant_{b}"));
     assert!(!removed.contains(&foreign), "{removed:?}");
     assert_eq!(
         databases(two.config(), &foreign).await,

@@ -19,12 +19,15 @@ fn ids() -> impl Fn(&str) -> String {
     common::servers::ids("r")
 }
 
-/// The staging databases marked for tenant `id` (other tests' are theirs).
+/// The staging databases marked for tenant `id` (other tests' are theirs),
+/// as pebble marks them (`pebble tenant <id> as <database>`) or marked
+/// them before (`pebble tenant <id>`).
 async fn staging_of(client: &tokio_postgres::Client, id: &str) -> BTreeSet<String> {
     client
         .query(
             "SELECT datname::text FROM pg_database WHERE starts_with(datname, 'pebble_new_') \
-             AND shobj_description(oid, 'pg_database') = 'pebble tenant ' || $1",
+             AND (shobj_description(oid, 'pg_database') = 'pebble tenant ' || $1 \
+             OR starts_with(shobj_description(oid, 'pg_database'), 'pebble tenant ' || $1 || ' as '))",
             &[&id],
         )
         .await

@@ -24,25 +24,38 @@ pub(crate) async fn create_database(
     }
 }
 
-/// The comment that marks a database as provisioned by pebble for `id`.
+/// The comment that marks a database as provisioned by pebble for `id`,
+/// as pebble wrote it before markers named the database (still accepted).
 fn marker_text(id: &str) -> String {
     format!("pebble tenant {id}")
 }
 
-/// Marks `database` as provisioned by pebble for tenant `id`. Written on
-/// the staging database, so the marker arrives with the rename.
+/// The comment that marks a database as provisioned by pebble for `id`
+/// under the name `database`. Written on the staging database, where the
+/// name tells one application's provisioning of tenant `id` from
+/// another's on the same server (they name their databases differently:
+/// `TenantManagerBuilder::database_name`); after the rename it names the
+/// database itself.
+fn named_marker_text(id: &str, database: &str) -> String {
+    format!("pebble tenant {id} as {database}")
+}
+
+/// Marks `staging` as provisioned by pebble for tenant `id`, to become
+/// `database`. Written on the staging database, so the marker arrives
+/// with the rename.
 pub(crate) async fn mark(
     connector: &Connector,
     maintenance: &tokio_postgres::Config,
-    database: &str,
+    staging: &str,
     id: &str,
+    database: &str,
 ) -> Result<()> {
-    // Ids are validated (letters, digits, `_`); doubling quotes anyway keeps
-    // the literal a literal whatever reaches it.
+    // Ids are validated (letters, digits, `_`); doubling quotes keeps the
+    // literal a literal whatever the database name holds.
     let sql = format!(
         "COMMENT ON DATABASE {} IS '{}'",
-        quote(database),
-        marker_text(id).replace('\'', "''")
+        quote(staging),
+        named_marker_text(id, database).replace('\'', "''")
     );
     execute(connector, maintenance, &sql).await
 }
@@ -115,7 +128,9 @@ async fn read_marker(client: &Client, database: &str, id: &str) -> Result<Marker
     };
     let comment: Option<String> = row.try_get(0)?;
     Ok(
-        if comment.is_some_and(|comment| comment == marker_text(id)) {
+        if comment.is_some_and(|comment| {
+            comment == named_marker_text(id, database) || comment == marker_text(id)
+        }) {
             Marker::Pebble
         } else {
             Marker::Foreign
@@ -186,13 +201,34 @@ impl Session {
     }
 }
 
+/// A staging database, as its marker describes it.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    /// The staging database's own name.
+    pub(crate) name: String,
+    /// The tenant it is set up for.
+    pub(crate) id: String,
+    /// The name it is to be renamed to; `None` for a marker written before
+    /// markers named it, which could be any application's.
+    pub(crate) database: Option<String>,
+}
+
+impl Staging {
+    /// Whether it is tenant `id`'s, to become `database`: another
+    /// application's tenant of the same id on this server has a database
+    /// of another name.
+    pub(crate) fn is_for(&self, id: &str, database: &str) -> bool {
+        self.id == id && self.database.as_deref().is_none_or(|name| name == database)
+    }
+}
+
 /// The `<prefix>*` databases carrying a pebble marker, with the tenant the
 /// marker names: staging databases.
 pub(crate) async fn staging_databases(
     connector: &Connector,
     maintenance: &tokio_postgres::Config,
     prefix: &str,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<Staging>> {
     let session = Session::open(connector, maintenance).await?;
     let rows = session
         .client
@@ -207,11 +243,20 @@ pub(crate) async fn staging_databases(
     for row in rows? {
         let name: String = row.try_get(0)?;
         let comment: Option<String> = row.try_get(1)?;
-        if let Some(id) = comment
+        if let Some(marked) = comment
             .as_deref()
             .and_then(|c| c.strip_prefix("pebble tenant "))
         {
-            staging.push((name, id.to_owned()));
+            // Ids have no spaces: the first " as " ends the id.
+            let (id, database) = match marked.split_once(" as ") {
+                Some((id, database)) => (id, Some(database.to_owned())),
+                None => (marked, None),
+            };
+            staging.push(Staging {
+                name,
+                id: id.to_owned(),
+                database,
+            });
         }
     }
     Ok(staging)

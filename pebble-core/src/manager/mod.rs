@@ -406,7 +406,7 @@ impl TenantManager {
         // of this tenant on the one server (a caller such as
         // pebble-migrate holds its own registry's row).
         if claim.is_some() || inner.catalog.is_none() {
-            drop_staging_of(&connector, maintenance, id).await?;
+            drop_staging_of(&connector, maintenance, id, &database).await?;
         }
         if inner.settings.roles {
             admin::drop_role(&connector, maintenance, &database).await?;
@@ -534,7 +534,7 @@ impl TenantManager {
             admin::drop_tenant_database(&connector, maintenance, &database, &id).await?;
             // Before the row goes: without it, its staging databases could
             // no longer be told from another registry's.
-            removed.extend(drop_staging_of(&connector, maintenance, &id).await?);
+            removed.extend(drop_staging_of(&connector, maintenance, &id, &database).await?);
             // The role a crashed provisioning made, or a crashed drop left
             // (only pebble's: one merely sharing the name stays). One that
             // cannot go yet (privileges granted on it elsewhere) keeps its
@@ -551,9 +551,18 @@ impl TenantManager {
         for (server, config) in inner.servers.iter().enumerate() {
             let connector = inner.connector(server);
             let maintenance = &config.maintenance;
-            for (staging, id) in
-                admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await?
+            for admin::Staging {
+                name: staging,
+                id,
+                database,
+            } in admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await?
             {
+                // Named for another database than this manager gives the
+                // tenant: another application's, with the same tenant id.
+                if database.is_some() && database != inner.database(&id).ok() {
+                    tracing::debug!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "cleanup leaves a staging database named for another application's database");
+                    continue;
+                }
                 match catalog.row_state(&id).await? {
                     // Its provisioning crashed and the tenant was set up
                     // since (its row is `ready`, or pending for the next
@@ -987,7 +996,7 @@ impl Inner {
         let temporary = format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4().simple());
         admin::create_database(&connector, maintenance, &temporary).await?;
         let staged = async {
-            admin::mark(&connector, maintenance, &temporary, id).await?;
+            admin::mark(&connector, maintenance, &temporary, id, database).await?;
             if let Some(setup) = &self.settings.setup {
                 let db = self.pool_on(server, &temporary, PoolState::new(id))?;
                 let result = setup(TenantDatabase::new(db.clone(), id), id.to_owned()).await;
@@ -1092,8 +1101,8 @@ fn take_room(found: Option<(Reservation<'_>, Option<(String, Db)>)>) -> Option<R
 /// The prefix of the temporary names databases are set up under.
 const STAGING_PREFIX: &str = "pebble_new_";
 
-/// Drops the staging databases marked for tenant `id` on one server (what
-/// its crashed provisionings left), for a caller holding `id`'s row (no
+/// Drops the staging databases marked for tenant `id`'s `database` on one
+/// server (what its crashed provisionings left), for a caller holding `id`'s row (no
 /// provisioning of it is in progress), or dropping the tenant on a manager
 /// without a registry (whose provisionings of `id` the drop outranks).
 /// Returns their names.
@@ -1101,15 +1110,14 @@ async fn drop_staging_of(
     connector: &Connector,
     maintenance: &tokio_postgres::Config,
     id: &str,
+    database: &str,
 ) -> Result<Vec<String>> {
     let mut dropped = Vec::new();
-    for (staging, marked) in
-        admin::staging_databases(connector, maintenance, STAGING_PREFIX).await?
-    {
-        if marked == id {
-            admin::drop_database_forced(connector, maintenance, &staging).await?;
-            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging, "dropped abandoned staging database");
-            dropped.push(staging);
+    for staging in admin::staging_databases(connector, maintenance, STAGING_PREFIX).await? {
+        if staging.is_for(id, database) {
+            admin::drop_database_forced(connector, maintenance, &staging.name).await?;
+            tracing::info!(target: "pebble::manager", tenant = %id, database = %staging.name, "dropped abandoned staging database");
+            dropped.push(staging.name);
         }
     }
     Ok(dropped)
