@@ -28,7 +28,7 @@ use pebble_testkit::TempServer;
 use tokio_postgres::config::Host;
 
 use crate::contenders::BoxError;
-use crate::setup::{Item, ROWS_PER_TENANT, SELECT_SQL, TENANTS};
+use crate::setup::{tenant_items, Item, ROWS_PER_TENANT, SELECT_SQL, TENANTS};
 
 /// The tenant every shape reads: a role default can name only one.
 const TENANT: i64 = 7;
@@ -127,16 +127,7 @@ async fn load(server: &TempServer) -> Result<tokio_postgres::Config, BoxError> {
     db.create_app_role(PRESET, &[RlsTable::of::<Item>()])
         .await?;
     for tenant in 1..=TENANTS {
-        db.tenant(tenant)
-            .insert_many((0..ROWS_PER_TENANT).map(|i| Item {
-                id: 0,
-                tenant_id: 0,
-                name: format!("item {i}"),
-                qty: i as i32,
-                note: None,
-            }))
-            .exec()
-            .await?;
+        db.tenant(tenant).insert_many(tenant_items()).exec().await?;
     }
     db.batch_execute(&format!(
         "CREATE TABLE items_plain (LIKE items INCLUDING ALL); \

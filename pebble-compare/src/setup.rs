@@ -87,6 +87,17 @@ pub const AGGREGATE_SQL: &str = r#"SELECT COUNT(*), SUM("items"."qty") FROM "ite
 pub const UPDATE_SQL: &str =
     r#"UPDATE "items" SET "qty" = $1 WHERE "tenant_id" = $2 AND "id" = $3"#;
 
+/// The rows each tenant is loaded with (the tenant stamps them).
+pub fn tenant_items() -> impl Iterator<Item = Item> {
+    (0..ROWS_PER_TENANT).map(|i| Item {
+        id: 0,
+        tenant_id: 0,
+        name: format!("item {i}"),
+        qty: i as i32,
+        note: None,
+    })
+}
+
 /// `BEGIN` and the tenant setting in one simple-query message, as pebble
 /// sends it under row-level security.
 pub fn begin_rls(tenant: i64) -> String {
@@ -146,16 +157,7 @@ impl Fixture {
             let mut login = owner.clone();
             login.user(&role);
             logins.push(login);
-            db.tenant(tenant)
-                .insert_many((0..ROWS_PER_TENANT).map(|i| Item {
-                    id: 0,
-                    tenant_id: 0,
-                    name: format!("item {i}"),
-                    qty: i as i32,
-                    note: None,
-                }))
-                .exec()
-                .await?;
+            db.tenant(tenant).insert_many(tenant_items()).exec().await?;
         }
         let keys = db
             .cross_tenant()
