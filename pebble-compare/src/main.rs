@@ -38,7 +38,8 @@ static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 struct Args {
     rounds: usize,
-    clients: Vec<usize>,
+    /// `--clients`, if given: each subcommand has its own default.
+    clients: Option<Vec<usize>>,
     seconds: f64,
     workloads: Vec<Workload>,
     scale: bool,
@@ -46,8 +47,6 @@ struct Args {
     rls_floor: bool,
     /// `building`: statement building alone, `clients` threads at once.
     building: bool,
-    /// Whether `--clients` was given (`building` has its own default).
-    clients_given: bool,
     tenants: usize,
     /// Operations spread over the first this many of the 50 tenants.
     active_tenants: i64,
@@ -60,13 +59,12 @@ struct Args {
 fn parse_args() -> Result<Args, BoxError> {
     let mut args = Args {
         rounds: 5,
-        clients: vec![1, 16],
+        clients: None,
         seconds: 2.0,
         workloads: Workload::ALL.to_vec(),
         scale: false,
         rls_floor: false,
         building: false,
-        clients_given: false,
         tenants: 1000,
         active_tenants: setup::TENANTS,
         only: None,
@@ -88,11 +86,12 @@ fn parse_args() -> Result<Args, BoxError> {
             "--tenants" => args.tenants = value()?.parse()?,
             "--active-tenants" => args.active_tenants = value()?.parse()?,
             "--clients" => {
-                args.clients_given = true;
-                args.clients = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
+                args.clients = Some(
+                    value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?,
+                )
             }
             "--only" => {
                 let name = value()?;
@@ -118,7 +117,11 @@ fn parse_args() -> Result<Args, BoxError> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if args.rounds == 0 || args.clients.contains(&0) || args.seconds <= 0.0 {
+    let no_clients = args
+        .clients
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.contains(&0));
+    if args.rounds == 0 || no_clients || args.seconds <= 0.0 {
         return Err("rounds, clients and seconds must be positive".into());
     }
     if !(1..=setup::TENANTS).contains(&args.active_tenants) {
@@ -138,16 +141,13 @@ fn main() -> Result<(), BoxError> {
         return runtime.block_on(scale::run(args.tenants));
     }
     if args.rls_floor {
-        return runtime.block_on(rls_floor::run(&args.clients, args.seconds, args.rounds));
+        let clients = args.clients.unwrap_or_else(|| vec![1, 16]);
+        return runtime.block_on(rls_floor::run(&clients, args.seconds, args.rounds));
     }
     if args.building {
         // Two threads on the two cores this was written for: what they
         // share shows against one.
-        let threads = if args.clients_given {
-            args.clients
-        } else {
-            vec![1, 2]
-        };
+        let threads = args.clients.unwrap_or_else(|| vec![1, 2]);
         let _runtime = runtime.enter();
         return building::run(&threads);
     }
@@ -155,16 +155,17 @@ fn main() -> Result<(), BoxError> {
 }
 
 async fn compare(args: Args) -> Result<(), BoxError> {
+    let client_counts = args.clients.clone().unwrap_or_else(|| vec![1, 16]);
     eprintln!("starting a server and loading 50 tenants x 200 rows ...");
     let fixture = setup::Fixture::load().await?;
-    let most = args.clients.iter().copied().max().unwrap_or(1);
+    let most = client_counts.iter().copied().max().unwrap_or(1);
     let contenders = Arc::new(Contenders::connect(&fixture, most, args.active_tenants).await?);
     let duration = Duration::from_secs_f64(args.seconds);
     let warm_up = duration.min(Duration::from_millis(500));
 
     let mut all = Vec::new();
     for &workload in &args.workloads {
-        for &clients in &args.clients {
+        for &clients in &client_counts {
             // Statements prepared, pools full, caches warm, for everyone.
             if let Some(only) = args.only {
                 timed(&contenders, only, workload, clients, warm_up).await?;
