@@ -114,11 +114,11 @@ pub async fn run(clients: &[usize], seconds: f64, rounds: usize) -> Result<(), B
 /// it, a copy under a `USING (true)` policy, the app role, and a role
 /// whose sessions start with tenant 7 set.
 async fn load(server: &TempServer) -> Result<tokio_postgres::Config, BoxError> {
-    let (client, connection) = server.config().connect(tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
-    client.batch_execute("CREATE DATABASE floor").await?;
-    drop(client);
-    let _ = connection.await;
+    // No server CPU watch here (pgbench reports throughput only), so no
+    // raw admin connection: a one-connection `Db` creates the database.
+    let admin = Db::connect_with(server.config(), PoolOptions::default().max_size(1)).await?;
+    admin.batch_execute("CREATE DATABASE floor").await?;
+    admin.close();
     let owner = server.config_for("floor");
     let db = Db::connect_with(owner.clone(), PoolOptions::default().max_size(2)).await?;
     db.create_table::<Item>().await?;

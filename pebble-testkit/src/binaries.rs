@@ -25,6 +25,7 @@ impl Binaries {
 
     /// `name` (a client program such as `pgbench` or `psql`) from the
     /// installation whose server the throwaway clusters run.
+    ///
     /// Beside `initdb`, or beside what it links to (a `PATH` entry is often
     /// a symbolic link into the installation's own directory).
     pub(crate) fn sibling(&self, name: &str) -> Option<PathBuf> {

@@ -24,10 +24,13 @@ pub(crate) async fn create_database(
     }
 }
 
+/// How every marker of a tenant database starts; the tenant id follows.
+const MARKER_PREFIX: &str = "pebble tenant ";
+
 /// The comment that marks a database as provisioned by pebble for `id`,
 /// as pebble wrote it before markers named the database (still accepted).
 fn marker_text(id: &str) -> String {
-    format!("pebble tenant {id}")
+    format!("{MARKER_PREFIX}{id}")
 }
 
 /// The comment that marks a database as provisioned by pebble for `id`
@@ -37,7 +40,7 @@ fn marker_text(id: &str) -> String {
 /// `TenantManagerBuilder::database_name`); after the rename it names the
 /// database itself.
 fn named_marker_text(id: &str, database: &str) -> String {
-    format!("pebble tenant {id} as {database}")
+    format!("{MARKER_PREFIX}{id} as {database}")
 }
 
 /// Marks `staging` as provisioned by pebble for tenant `id`, to become
@@ -218,7 +221,15 @@ impl Staging {
     /// application's tenant of the same id on this server has a database
     /// of another name.
     pub(crate) fn is_for(&self, id: &str, database: &str) -> bool {
-        self.id == id && self.database.as_deref().is_none_or(|name| name == database)
+        self.id == id && !self.named_elsewhere(database)
+    }
+
+    /// Whether its marker names a database other than `database`: set up
+    /// for another application's tenant of the same id.
+    pub(crate) fn named_elsewhere(&self, database: &str) -> bool {
+        self.database
+            .as_deref()
+            .is_some_and(|name| name != database)
     }
 }
 
@@ -245,7 +256,7 @@ pub(crate) async fn staging_databases(
         let comment: Option<String> = row.try_get(1)?;
         if let Some(marked) = comment
             .as_deref()
-            .and_then(|c| c.strip_prefix("pebble tenant "))
+            .and_then(|c| c.strip_prefix(MARKER_PREFIX))
         {
             // Ids have no spaces: the first " as " ends the id.
             let (id, database) = match marked.split_once(" as ") {

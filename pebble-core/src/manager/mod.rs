@@ -551,15 +551,18 @@ impl TenantManager {
         for (server, config) in inner.servers.iter().enumerate() {
             let connector = inner.connector(server);
             let maintenance = &config.maintenance;
-            for admin::Staging {
-                name: staging,
-                id,
-                database,
-            } in admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await?
-            {
+            for found in admin::staging_databases(&connector, maintenance, STAGING_PREFIX).await? {
                 // Named for another database than this manager gives the
-                // tenant: another application's, with the same tenant id.
-                if database.is_some() && database != inner.database(&id).ok() {
+                // tenant (or one it could not name): another application's,
+                // with the same tenant id.
+                let elsewhere = match inner.database(&found.id) {
+                    Ok(database) => found.named_elsewhere(&database),
+                    Err(_) => found.database.is_some(),
+                };
+                let admin::Staging {
+                    name: staging, id, ..
+                } = found;
+                if elsewhere {
                     tracing::debug!(target: "pebble::manager", tenant = %id, database = %staging, server = %config.name, "cleanup leaves a staging database named for another application's database");
                     continue;
                 }
@@ -1102,9 +1105,10 @@ fn take_room(found: Option<(Reservation<'_>, Option<(String, Db)>)>) -> Option<R
 const STAGING_PREFIX: &str = "pebble_new_";
 
 /// Drops the staging databases marked for tenant `id`'s `database` on one
-/// server (what its crashed provisionings left), for a caller holding `id`'s row (no
-/// provisioning of it is in progress), or dropping the tenant on a manager
-/// without a registry (whose provisionings of `id` the drop outranks).
+/// server (what its crashed provisionings left), for a caller holding
+/// `id`'s row (no provisioning of it is in progress), or dropping the
+/// tenant on a manager without a registry (whose provisionings of `id` the
+/// drop outranks).
 /// Returns their names.
 async fn drop_staging_of(
     connector: &Connector,
